@@ -1,0 +1,3 @@
+//! PairDB: a Dynamo-style, multi-tenant key-value store.
+
+pub mod proto;
