@@ -1,0 +1,631 @@
+//! The gRPC server: HTTP/2 (the `h2` crate) on glommio, unary calls plus the one bidi-streaming
+//! method that server reflection needs.
+//!
+//! ```text
+//!  accept loop (one per core, SO_REUSEPORT)         connection task (one per connection)
+//!  ──────────────────────────────────────           ─────────────────────────────────────────
+//!  listener.accept() ──spawn──────────────────────▶ h2 handshake
+//!                                                   loop {
+//!                                                     poll_accept() ─▶ new stream ─▶ push onto
+//!                                                                      in_flight (not spawned)
+//!                                                     poll in_flight: read body, route, decode,
+//!                                                                     handler, send reply
+//!                                                   }  until the peer closes or GOAWAY drained
+//! ```
+//!
+//! Streams are polled inside their connection's task instead of being spawned: a spawned task
+//! would be polled at once, inside the connection's poll, and h2 would then flush after every
+//! single response (one `send(2)` per request). Polled together, the replies of every stream that
+//! finished in one turn leave in one write; `shared/notes/h2-on-glommio.md` measured this at about
+//! 2x the throughput.
+//!
+//! Errors follow the gRPC HTTP/2 spec: a wrong `content-type` gets HTTP 415, everything else a
+//! Trailers-Only reply carrying `grpc-status`, `grpc-message` and `pairdb-error-code`.
+
+use std::{
+    cell::Cell,
+    future::{poll_fn, Future},
+    net::SocketAddr,
+    panic::AssertUnwindSafe,
+    pin::{pin, Pin},
+    rc::Rc,
+    task::Poll,
+    time::{Duration, Instant},
+};
+
+use ahash::AHashMap;
+use bytes::{Bytes, BytesMut};
+use futures_util::{stream::FuturesUnordered, FutureExt, StreamExt};
+use glommio::net::{TcpListener, TcpStream};
+use h2::{server::SendResponse, RecvStream, SendStream};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use prost::Message;
+
+use crate::{
+    rpc::{
+        framing::{self, FrameError, DEFAULT_MAX_MESSAGE_BYTES},
+        glommio_io::GlommioIo,
+        status::{Code, Status},
+    },
+    runtime::shutdown::Shutdown,
+};
+
+/// Tunables of one gRPC server. Every default has its reason next to it.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest request message accepted, and largest reply sent. 4 MiB, as gRPC's own default.
+    pub max_message_bytes: usize,
+    /// Concurrent streams per connection. 1024 lets a pipelining client (h2load -m 32, a batching
+    /// coordinator) keep the core busy, while bounding per-connection memory.
+    pub max_concurrent_streams: u32,
+    /// Connections per core before new ones are refused. Bounds memory under a connection flood.
+    pub max_connections_per_core: usize,
+    /// HTTP/2 stream flow-control window. 1 MiB lets a 4 MiB message arrive in four round trips
+    /// instead of sixty-four with the 64 KiB protocol default.
+    pub stream_window_bytes: u32,
+    /// HTTP/2 connection flow-control window: room for several large streams at once.
+    pub connection_window_bytes: u32,
+    /// Largest header block accepted. 16 KiB is far above any gRPC request's needs.
+    pub max_header_list_bytes: u32,
+    /// How long a new connection may take to finish the HTTP/2 handshake.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_concurrent_streams: 1024,
+            max_connections_per_core: 10_000,
+            stream_window_bytes: 1 << 20,
+            connection_window_bytes: 8 << 20,
+            max_header_list_bytes: 16 << 10,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a handler knows about its call.
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    /// When the client stops waiting (from `grpc-timeout`), if it said.
+    pub deadline: Option<Instant>,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+}
+
+type UnaryFn =
+    Box<dyn Fn(Bytes, CallContext) -> Pin<Box<dyn Future<Output = Result<Bytes, Status>>>>>;
+type StreamingFn = Box<dyn Fn(StreamingCall) -> Pin<Box<dyn Future<Output = ()>>>>;
+
+enum Route {
+    Unary(UnaryFn),
+    Streaming(StreamingFn),
+}
+
+/// Maps `/package.Service/Method` paths to handlers. Built once per core: handlers capture that
+/// core's state (`Rc`), never another core's.
+#[derive(Default)]
+pub struct Router {
+    routes: AHashMap<String, Route>,
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a unary method. The request is decoded before `handler` runs (undecodable
+    /// protobuf answers INVALID_ARGUMENT) and the reply is encoded after.
+    pub fn unary<Req, Resp, F, Fut>(mut self, path: &str, handler: F) -> Self
+    where
+        Req: Message + Default + 'static,
+        Resp: Message + 'static,
+        F: Fn(Req, CallContext) -> Fut + 'static,
+        Fut: Future<Output = Result<Resp, Status>> + 'static,
+    {
+        let handler = Rc::new(handler);
+        let erased: UnaryFn = Box::new(move |bytes, ctx| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let req = Req::decode(bytes).map_err(|e| {
+                    Status::invalid_argument(format!(
+                        "request is not a valid {}: {e}",
+                        std::any::type_name::<Req>().rsplit("::").next().unwrap_or("message")
+                    ))
+                    .with_error_code("INVALID_REQUEST")
+                })?;
+                let resp = handler(req, ctx).await?;
+                Ok(framing::encode_to_bytes(&resp))
+            })
+        });
+        self.routes.insert(path.to_owned(), Route::Unary(erased));
+        self
+    }
+
+    /// Registers a streaming method; the handler owns the whole exchange.
+    pub fn streaming<F, Fut>(mut self, path: &str, handler: F) -> Self
+    where
+        F: Fn(StreamingCall) -> Fut + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        self.routes.insert(
+            path.to_owned(),
+            Route::Streaming(Box::new(move |call| Box::pin(handler(call)))),
+        );
+        self
+    }
+
+    /// Fully-qualified names of the services with at least one method, sorted.
+    pub fn services(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .routes
+            .keys()
+            .filter_map(|p| p.trim_start_matches('/').split_once('/').map(|(s, _)| s.to_owned()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Adds every route of `other`.
+    pub fn merge(mut self, other: Router) -> Self {
+        self.routes.extend(other.routes);
+        self
+    }
+}
+
+/// One streaming call: read request messages, send reply messages, finish with a status.
+pub struct StreamingCall {
+    body: RecvStream,
+    respond: SendResponse<Bytes>,
+    send: Option<SendStream<Bytes>>,
+    buf: BytesMut,
+    max_message_bytes: usize,
+    /// Call context, as for unary calls.
+    pub ctx: CallContext,
+}
+
+impl StreamingCall {
+    /// The next request message, `Ok(None)` once the client half-closed.
+    pub async fn next_message(&mut self) -> Result<Option<Bytes>, Status> {
+        read_message(&mut self.body, &mut self.buf, self.max_message_bytes).await
+    }
+
+    /// Sends one reply message (headers go out before the first).
+    pub fn send_message<M: Message>(&mut self, msg: &M) -> Result<(), Status> {
+        if self.send.is_none() {
+            let stream = self
+                .respond
+                .send_response(grpc_response(), false)
+                .map_err(|e| Status::cancelled(format!("client went away: {e}")))?;
+            self.send = Some(stream);
+        }
+        let Some(send) = self.send.as_mut() else { unreachable!("set just above") };
+        send.send_data(framing::encode_to_bytes(msg), false)
+            .map_err(|e| Status::cancelled(format!("client went away: {e}")))
+    }
+
+    /// Waits `period`, or less if the client cancels the call first; true when it cancelled.
+    pub async fn wait_cancelled_or(&mut self, period: Duration) -> bool {
+        let cancelled = poll_fn(|cx| match self.send.as_mut() {
+            Some(send) => send.poll_reset(cx).map(|_| true),
+            None => self.respond.poll_reset(cx).map(|_| true),
+        });
+        futures_lite::future::or(cancelled, async {
+            glommio::timer::sleep(period).await;
+            false
+        })
+        .await
+    }
+
+    /// Ends the call with `status` (Trailers-Only when no message was sent).
+    pub fn finish(mut self, status: Status) {
+        match self.send.as_mut() {
+            Some(send) => {
+                let _ = send.send_trailers(status_trailers(&status));
+            }
+            None => send_status(&mut self.respond, &status),
+        }
+    }
+}
+
+/// Serves gRPC on `listener` until `shutdown` fires, then stops accepting, sends GOAWAY on every
+/// connection and returns once they drained or `drain_timeout` passed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Rc<Router>,
+    config: Rc<ServerConfig>,
+    shutdown: Shutdown,
+    drain_timeout: Duration,
+) {
+    let open = Rc::new(Cell::new(0usize));
+    let mut stop = pin!(shutdown.wait());
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            (&mut stop).await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(stream)) => stream,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "accept failed");
+                // Out of descriptors or memory: back off instead of spinning on the error.
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if open.get() >= config.max_connections_per_core {
+            tracing::warn!(
+                limit = config.max_connections_per_core,
+                "connection limit reached; closing"
+            );
+            drop(stream);
+            continue;
+        }
+        open.set(open.get() + 1);
+        let (router, config, shutdown, open) =
+            (router.clone(), config.clone(), shutdown.clone(), open.clone());
+        glommio::spawn_local(async move {
+            serve_connection(stream, router, config, shutdown).await;
+            open.set(open.get() - 1);
+        })
+        .detach();
+    }
+    drop(listener);
+    let deadline = Instant::now() + drain_timeout;
+    while open.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Serves one HTTP/2 connection until the peer leaves or a graceful shutdown completes.
+pub async fn serve_connection(
+    stream: TcpStream,
+    router: Rc<Router>,
+    config: Rc<ServerConfig>,
+    shutdown: Shutdown,
+) {
+    let peer = stream.peer_addr().ok();
+    // Replies are small and latency-bound; Nagle would hold them for up to 40 ms.
+    let _ = stream.set_nodelay(true);
+    let handshake = h2::server::Builder::new()
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .initial_window_size(config.stream_window_bytes)
+        .initial_connection_window_size(config.connection_window_bytes)
+        .max_header_list_size(config.max_header_list_bytes)
+        .max_send_buffer_size(config.max_message_bytes + framing::PREFIX_LEN)
+        .handshake::<_, Bytes>(GlommioIo(stream));
+    let mut conn = match glommio::timer::timeout(config.handshake_timeout, async {
+        Ok(handshake.await)
+    })
+    .await
+    {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            tracing::debug!(?peer, error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(?peer, "HTTP/2 handshake timed out");
+            return;
+        }
+    };
+    let mut in_flight: FuturesUnordered<Pin<Box<dyn Future<Output = ()>>>> =
+        FuturesUnordered::new();
+    let mut stop = pin!(shutdown.wait());
+    let mut goaway_sent = false;
+    poll_fn(|cx| {
+        if !goaway_sent && stop.as_mut().poll(cx).is_ready() {
+            conn.graceful_shutdown();
+            goaway_sent = true;
+        }
+        // Bounded turns per poll so that one busy connection cannot starve the core's others.
+        for _ in 0..64 {
+            let mut progressed = false;
+            loop {
+                match conn.poll_accept(cx) {
+                    Poll::Ready(Some(Ok((req, respond)))) => {
+                        in_flight.push(Box::pin(handle_stream(
+                            req,
+                            respond,
+                            router.clone(),
+                            config.clone(),
+                            peer,
+                        )));
+                        progressed = true;
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        tracing::debug!(?peer, error = %e, "connection error");
+                        return Poll::Ready(());
+                    }
+                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Pending => break,
+                }
+            }
+            while let Poll::Ready(Some(())) = in_flight.poll_next_unpin(cx) {
+                progressed = true;
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
+}
+
+async fn handle_stream(
+    req: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    router: Rc<Router>,
+    config: Rc<ServerConfig>,
+    peer: Option<SocketAddr>,
+) {
+    let (parts, mut body) = req.into_parts();
+    let is_grpc = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if !is_grpc {
+        // The spec's answer to a non-gRPC content-type: plain HTTP 415, no grpc-status.
+        send_http_error(&mut respond, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        return;
+    }
+    if parts.method != http::Method::POST {
+        send_status(
+            &mut respond,
+            &Status::unimplemented(format!("method {} is not POST", parts.method)),
+        );
+        return;
+    }
+    let path = parts.uri.path();
+    let Some(route) = router.routes.get(path) else {
+        let status = Status::unimplemented(format!("unknown service or method {path}"))
+            .with_error_code("UNKNOWN_METHOD");
+        send_status(&mut respond, &status);
+        return;
+    };
+    if let Some(encoding) = parts.headers.get("grpc-encoding") {
+        if encoding.as_bytes() != b"identity" {
+            let status = Status::unimplemented(format!(
+                "grpc-encoding {:?} is not supported; this server accepts identity only",
+                String::from_utf8_lossy(encoding.as_bytes())
+            ))
+            .with_error_code("UNSUPPORTED_ENCODING");
+            send_status(&mut respond, &status);
+            return;
+        }
+    }
+    let timeout = match parts.headers.get("grpc-timeout").map(|v| parse_timeout(v.as_bytes())) {
+        None => None,
+        Some(Some(t)) => Some(t),
+        Some(None) => {
+            send_status(
+                &mut respond,
+                &Status::invalid_argument("malformed grpc-timeout")
+                    .with_error_code("INVALID_REQUEST"),
+            );
+            return;
+        }
+    };
+    let ctx = CallContext { deadline: timeout.map(|t| Instant::now() + t), peer };
+    match route {
+        Route::Unary(handler) => {
+            let work = async {
+                let mut buf = BytesMut::new();
+                let max = config.max_message_bytes;
+                let Some(msg) = read_message(&mut body, &mut buf, max).await? else {
+                    return Err(Status::invalid_argument("unary call carried no request message")
+                        .with_error_code("INVALID_REQUEST"));
+                };
+                if read_message(&mut body, &mut buf, max).await?.is_some() {
+                    return Err(Status::invalid_argument(
+                        "unary call carried more than one request message",
+                    )
+                    .with_error_code("INVALID_REQUEST"));
+                }
+                // A handler bug must cost one call, never the core.
+                match AssertUnwindSafe(handler(msg, ctx)).catch_unwind().await {
+                    Ok(result) => result,
+                    Err(_) => Err(Status::internal("handler panicked")),
+                }
+            };
+            let result = match timeout {
+                Some(t) => with_deadline(work, t).await,
+                None => work.await,
+            };
+            match result {
+                Ok(reply) if reply.len() > config.max_message_bytes + framing::PREFIX_LEN => {
+                    send_status(
+                        &mut respond,
+                        &Status::resource_exhausted(format!(
+                            "reply of {} bytes exceeds the limit of {} bytes",
+                            reply.len() - framing::PREFIX_LEN,
+                            config.max_message_bytes
+                        ))
+                        .with_error_code("MESSAGE_TOO_LARGE"),
+                    )
+                }
+                Ok(reply) => send_reply(&mut respond, reply),
+                Err(status) => send_status(&mut respond, &status),
+            }
+        }
+        Route::Streaming(handler) => {
+            let call = StreamingCall {
+                body,
+                respond,
+                send: None,
+                buf: BytesMut::new(),
+                max_message_bytes: config.max_message_bytes,
+                ctx,
+            };
+            let _ = AssertUnwindSafe(handler(call)).catch_unwind().await;
+        }
+    }
+}
+
+/// Races `work` against the call's deadline.
+async fn with_deadline<F: Future<Output = Result<Bytes, Status>>>(
+    work: F,
+    timeout: Duration,
+) -> Result<Bytes, Status> {
+    futures_lite::future::or(work, async {
+        glommio::timer::sleep(timeout).await;
+        Err(Status::deadline_exceeded("deadline from grpc-timeout passed")
+            .with_error_code("DEADLINE_EXCEEDED"))
+    })
+    .await
+}
+
+/// Reads the next complete message from `body`, keeping leftovers in `buf`. Returns `Ok(None)`
+/// when the stream ended cleanly between messages.
+pub(crate) async fn read_message(
+    body: &mut RecvStream,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Option<Bytes>, Status> {
+    loop {
+        match framing::decode(buf, max) {
+            Ok(Some(msg)) => return Ok(Some(msg)),
+            Ok(None) => {}
+            Err(e) => return Err(frame_error_status(e)),
+        }
+        match body.data().await {
+            Some(Ok(chunk)) => {
+                // Flow control: the bytes are ours now, let the peer send more.
+                let _ = body.flow_control().release_capacity(chunk.len());
+                if buf.is_empty() {
+                    // Common case: a whole message in one DATA frame. Take it without copying.
+                    if let Ok(Some(len)) = framing::peek_len(&chunk, max) {
+                        if chunk.len() == framing::PREFIX_LEN + len {
+                            return Ok(Some(chunk.slice(framing::PREFIX_LEN..)));
+                        }
+                    }
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Some(Err(e)) => return Err(Status::cancelled(format!("request stream failed: {e}"))),
+            None if buf.is_empty() => return Ok(None),
+            None => {
+                let declared = framing::peek_len(buf, usize::MAX).ok().flatten();
+                return Err(Status::invalid_argument(match declared {
+                    Some(len) => format!(
+                        "truncated message: stream ended after {} of {len} bytes",
+                        buf.len() - framing::PREFIX_LEN
+                    ),
+                    None => format!(
+                        "truncated message: stream ended inside a {}-byte prefix",
+                        buf.len()
+                    ),
+                })
+                .with_error_code("INVALID_REQUEST"));
+            }
+        }
+    }
+}
+
+fn frame_error_status(e: FrameError) -> Status {
+    match e {
+        FrameError::Compressed => {
+            Status::unimplemented(e.to_string()).with_error_code("UNSUPPORTED_ENCODING")
+        }
+        FrameError::InvalidFlag(_) => {
+            Status::invalid_argument(e.to_string()).with_error_code("INVALID_REQUEST")
+        }
+        FrameError::TooLarge { .. } => {
+            Status::resource_exhausted(e.to_string()).with_error_code("MESSAGE_TOO_LARGE")
+        }
+    }
+}
+
+/// Parses `grpc-timeout` ("TimeoutValue TimeoutUnit": at most 8 digits, then H M S m u n).
+pub fn parse_timeout(raw: &[u8]) -> Option<Duration> {
+    let (digits, unit) = raw.split_at(raw.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let value: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit[0] {
+        b'H' => Duration::from_secs(value * 3600),
+        b'M' => Duration::from_secs(value * 60),
+        b'S' => Duration::from_secs(value),
+        b'm' => Duration::from_millis(value),
+        b'u' => Duration::from_micros(value),
+        b'n' => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+fn grpc_response() -> Response<()> {
+    let mut resp = Response::new(());
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    resp
+}
+
+fn status_trailers(status: &Status) -> HeaderMap {
+    let mut trailers = HeaderMap::with_capacity(3);
+    let mut status = status.clone();
+    if !status.is_ok() && status.error_code.is_none() {
+        // Every error carries a PairDB error name; transport-level ones use the gRPC code's name.
+        status.error_code = Some(status.code.name());
+    }
+    status.write_headers(&mut trailers);
+    trailers
+}
+
+fn send_reply(respond: &mut SendResponse<Bytes>, reply: Bytes) {
+    let Ok(mut stream) = respond.send_response(grpc_response(), false) else { return };
+    if stream.send_data(reply, false).is_ok() {
+        let mut trailers = HeaderMap::with_capacity(1);
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        let _ = stream.send_trailers(trailers);
+    }
+}
+
+/// Sends `status` as a Trailers-Only reply: one HEADERS frame with END_STREAM.
+fn send_status(respond: &mut SendResponse<Bytes>, status: &Status) {
+    let mut resp = grpc_response();
+    resp.headers_mut().extend(status_trailers(status));
+    if status.code == Code::UNIMPLEMENTED {
+        resp.headers_mut().insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
+    }
+    let _ = respond.send_response(resp, true);
+}
+
+fn send_http_error(respond: &mut SendResponse<Bytes>, code: StatusCode) {
+    let mut resp = Response::new(());
+    *resp.status_mut() = code;
+    let _ = respond.send_response(resp, true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_units() {
+        #[rustfmt::skip]
+        let cases: &[(&str, Option<Duration>)] = &[
+            ("1H",        Some(Duration::from_secs(3600))),
+            ("2M",        Some(Duration::from_secs(120))),
+            ("3S",        Some(Duration::from_secs(3))),
+            ("250m",      Some(Duration::from_millis(250))),
+            ("99999999u", Some(Duration::from_micros(99_999_999))),
+            ("5n",        Some(Duration::from_nanos(5))),
+            ("123456789m", None),
+            ("m",         None),
+            ("10x",       None),
+            ("",          None),
+            ("-1S",       None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(parse_timeout(raw.as_bytes()), *want, "{raw}");
+        }
+    }
+}

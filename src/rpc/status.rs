@@ -1,0 +1,256 @@
+//! gRPC status: the code, the message and PairDB's `pairdb-error-code` trailer.
+//!
+//! [`Code`] is a newtype over the wire integer rather than an enum, so a code we do not know that a
+//! peer sends survives a round trip unchanged. This module also owns the header encoding of a
+//! status (`grpc-status`, percent-encoded `grpc-message`, `pairdb-error-code`) and the mapping from
+//! HTTP statuses to gRPC codes that the gRPC HTTP/2 spec gives for replies without `grpc-status`.
+
+use std::{borrow::Cow, fmt};
+
+use http::{HeaderMap, HeaderValue};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+
+/// Trailer that carries the PairDB error name next to the gRPC status.
+pub const ERROR_CODE_HEADER: &str = "pairdb-error-code";
+
+/// A gRPC status code.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Code(pub i32);
+
+impl Code {
+    pub const OK: Code = Code(0);
+    pub const CANCELLED: Code = Code(1);
+    pub const UNKNOWN: Code = Code(2);
+    pub const INVALID_ARGUMENT: Code = Code(3);
+    pub const DEADLINE_EXCEEDED: Code = Code(4);
+    pub const NOT_FOUND: Code = Code(5);
+    pub const ALREADY_EXISTS: Code = Code(6);
+    pub const PERMISSION_DENIED: Code = Code(7);
+    pub const RESOURCE_EXHAUSTED: Code = Code(8);
+    pub const FAILED_PRECONDITION: Code = Code(9);
+    pub const ABORTED: Code = Code(10);
+    pub const OUT_OF_RANGE: Code = Code(11);
+    pub const UNIMPLEMENTED: Code = Code(12);
+    pub const INTERNAL: Code = Code(13);
+    pub const UNAVAILABLE: Code = Code(14);
+    pub const DATA_LOSS: Code = Code(15);
+    pub const UNAUTHENTICATED: Code = Code(16);
+
+    /// The canonical upper-case name, or `CODE(n)` for codes outside the spec.
+    pub fn name(self) -> Cow<'static, str> {
+        const NAMES: [&str; 17] = [
+            "OK",
+            "CANCELLED",
+            "UNKNOWN",
+            "INVALID_ARGUMENT",
+            "DEADLINE_EXCEEDED",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED",
+            "FAILED_PRECONDITION",
+            "ABORTED",
+            "OUT_OF_RANGE",
+            "UNIMPLEMENTED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "DATA_LOSS",
+            "UNAUTHENTICATED",
+        ];
+        match usize::try_from(self.0).ok().and_then(|i| NAMES.get(i)) {
+            Some(name) => Cow::Borrowed(name),
+            None => Cow::Owned(format!("CODE({})", self.0)),
+        }
+    }
+
+    /// The pre-encoded `grpc-status` header value.
+    fn header_value(self) -> HeaderValue {
+        const VALUES: [&str; 17] = [
+            "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+            "16",
+        ];
+        match usize::try_from(self.0).ok().and_then(|i| VALUES.get(i)) {
+            Some(v) => HeaderValue::from_static(v),
+            None => HeaderValue::from(self.0),
+        }
+    }
+}
+
+impl fmt::Debug for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// A gRPC error (or OK) status with its message and optional PairDB error name.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The gRPC code.
+    pub code: Code,
+    /// Human-readable text, sent percent-encoded in `grpc-message`.
+    pub message: String,
+    /// PairDB's error name, sent in `pairdb-error-code` (for example `TENANT_NOT_FOUND`).
+    pub error_code: Option<Cow<'static, str>>,
+}
+
+macro_rules! constructors {
+    ($($fn_name:ident => $code:ident),* $(,)?) => {
+        $(
+            #[doc = concat!("A `", stringify!($code), "` status with this message.")]
+            pub fn $fn_name(message: impl Into<String>) -> Status {
+                Status::new(Code::$code, message)
+            }
+        )*
+    };
+}
+
+impl Status {
+    /// A status with no PairDB error name.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), error_code: None }
+    }
+
+    /// Adds the PairDB error name sent in `pairdb-error-code`.
+    pub fn with_error_code(mut self, error_code: &'static str) -> Self {
+        self.error_code = Some(Cow::Borrowed(error_code));
+        self
+    }
+
+    constructors! {
+        cancelled => CANCELLED,
+        unknown => UNKNOWN,
+        invalid_argument => INVALID_ARGUMENT,
+        deadline_exceeded => DEADLINE_EXCEEDED,
+        not_found => NOT_FOUND,
+        already_exists => ALREADY_EXISTS,
+        permission_denied => PERMISSION_DENIED,
+        resource_exhausted => RESOURCE_EXHAUSTED,
+        failed_precondition => FAILED_PRECONDITION,
+        aborted => ABORTED,
+        unimplemented => UNIMPLEMENTED,
+        internal => INTERNAL,
+        unavailable => UNAVAILABLE,
+        unauthenticated => UNAUTHENTICATED,
+    }
+
+    /// True for `grpc-status: 0`.
+    pub fn is_ok(&self) -> bool {
+        self.code == Code::OK
+    }
+
+    /// Writes `grpc-status`, `grpc-message` (when non-empty) and `pairdb-error-code` (when set).
+    pub fn write_headers(&self, headers: &mut HeaderMap) {
+        headers.insert("grpc-status", self.code.header_value());
+        if !self.message.is_empty() {
+            let encoded = utf8_percent_encode(&self.message, MESSAGE_ENCODE_SET).to_string();
+            if let Ok(v) = HeaderValue::try_from(encoded) {
+                headers.insert("grpc-message", v);
+            }
+        }
+        if let Some(error_code) = &self.error_code {
+            if let Ok(v) = HeaderValue::try_from(error_code.as_ref()) {
+                headers.insert(ERROR_CODE_HEADER, v);
+            }
+        }
+    }
+
+    /// Reads a status from headers or trailers; `None` when there is no `grpc-status`.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Status> {
+        let raw = headers.get("grpc-status")?;
+        let code = raw
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+            .map(Code)
+            .unwrap_or(Code::UNKNOWN);
+        let message = headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .unwrap_or_default();
+        let error_code = headers
+            .get(ERROR_CODE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| Cow::Owned(s.to_owned()));
+        Some(Status { code, message, error_code })
+    }
+
+    /// The gRPC code for an HTTP reply that carries no `grpc-status`, per the gRPC HTTP/2 spec
+    /// ("HTTP to gRPC Status Code Mapping").
+    pub fn from_http_status(status: http::StatusCode) -> Status {
+        let code = match status.as_u16() {
+            400 => Code::INTERNAL,
+            401 => Code::UNAUTHENTICATED,
+            403 => Code::PERMISSION_DENIED,
+            404 => Code::UNIMPLEMENTED,
+            429 | 502 | 503 | 504 => Code::UNAVAILABLE,
+            _ => Code::UNKNOWN,
+        };
+        Status::new(code, format!("HTTP status {status} without grpc-status"))
+    }
+}
+
+impl fmt::Debug for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if let Some(error_code) = &self.error_code {
+            write!(f, " [{error_code}]")?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Status {}
+
+/// The gRPC spec's percent-encoding for `grpc-message`: everything outside printable ASCII
+/// (0x20-0x7E), and `%` itself.
+const MESSAGE_ENCODE_SET: &AsciiSet = &CONTROLS.add(b'%');
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_round_trips_percent_encoded() {
+        let status =
+            Status::not_found("tenant «t1» 100% gone\n").with_error_code("TENANT_NOT_FOUND");
+        let mut headers = HeaderMap::new();
+        status.write_headers(&mut headers);
+        assert_eq!(headers["grpc-status"], "5");
+        assert_eq!(headers["grpc-message"], "tenant %C2%ABt1%C2%BB 100%25 gone%0A");
+        assert_eq!(headers[ERROR_CODE_HEADER], "TENANT_NOT_FOUND");
+        assert_eq!(Status::from_headers(&headers), Some(status));
+    }
+
+    #[test]
+    fn unknown_codes_survive() {
+        let mut headers = HeaderMap::new();
+        Status::new(Code(42), "").write_headers(&mut headers);
+        assert_eq!(Status::from_headers(&headers).map(|s| s.code), Some(Code(42)));
+        assert_eq!(Code(42).name(), "CODE(42)");
+    }
+
+    #[test]
+    fn http_status_mapping() {
+        let cases = [(400, Code::INTERNAL), (404, Code::UNIMPLEMENTED), (503, Code::UNAVAILABLE)];
+        for (http, want) in cases {
+            let got = Status::from_http_status(http::StatusCode::from_u16(http).unwrap()).code;
+            assert_eq!(got, want, "{http}");
+        }
+    }
+}

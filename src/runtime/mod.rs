@@ -1,0 +1,5 @@
+//! The thread-per-core runtime: one pinned glommio executor per core, and the signals that cross
+//! cores.
+
+pub mod pool;
+pub mod shutdown;
