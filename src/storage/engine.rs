@@ -989,6 +989,25 @@ mod tests {
     }
 
     #[test]
+    fn key_token_matches_ring_pins() {
+        // Same pins as core::ring's `key_token_is_pinned`: the engine's layout and the ring's
+        // ownership must agree on every key's token.
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, u64)] = &[
+            ("t",        "key-0",           0x13e3ee1045e65832),
+            ("tenant-1", "",                0x302a8412954dafd9),
+            ("",         "",                0x48b2c92616fc193d),
+            ("acme",     "user/42/profile", 0x587d9b49c791866b),
+        ];
+        for (tenant, key, want) in cases {
+            assert_eq!(key_token(tenant, key), *want, "{tenant:?}/{key:?}");
+            let (token, skey) = storage_key(tenant, key).unwrap();
+            assert_eq!(token, *want);
+            assert_eq!(parse_storage_key(&skey).unwrap(), (*want, *tenant, *key));
+        }
+    }
+
+    #[test]
     fn value_encoding_round_trips() {
         let v = ver(&[("a", 3), ("b", u64::MAX)], -7, "a", "hello");
         assert_eq!(decode_version(&encode_version(&v)).unwrap(), v);
