@@ -3,7 +3,14 @@
 //! Crate map:
 //! - [`core`]: sans-IO rules (ring, vector clocks, versions, quorum). No sockets, no executor.
 //! - [`proto`]: generated protobuf types and the descriptor set for reflection.
+//! - [`convert`]: conversions between core types and protobuf types.
+//! - [`rpc`]: the hand-written gRPC server and client on `h2` (framing, status, health,
+//!   reflection). Knows nothing of PairDB's data model.
+//! - [`runtime`]: one pinned glommio executor per core, the shutdown signal, SO_REUSEPORT binding.
+//! - [`storage`]: the storage node: fjall engine, `StorageService`, per-core serving.
+//! - [`config`]: typed YAML configuration with defaults and validation.
 
+pub mod config;
 pub mod convert;
 pub mod core;
 pub mod proto;

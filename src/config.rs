@@ -1,0 +1,191 @@
+//! Typed configuration, parsed from YAML once at start-up.
+//!
+//! Every key has a default (so an empty file is a valid config) and unknown keys are refused by
+//! name, so a typo fails loudly at start instead of being silently ignored. Command-line flags
+//! override the file. The files under `config/` document every key with its unit, default and
+//! reason.
+
+use std::{
+    net::{SocketAddr, ToSocketAddrs},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use crate::{
+    rpc::framing::DEFAULT_MAX_MESSAGE_BYTES,
+    storage::engine::{self, Durability, EngineConfig},
+};
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The YAML is malformed, has an unknown key, or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// serde_yaml's description, which names the field and line.
+        message: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("invalid `{field}`: {reason}")]
+    Invalid {
+        /// The offending key.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Parses `path` as YAML into `T`; a missing `path` (None) gives the defaults.
+pub fn load<T: for<'de> Deserialize<'de> + Default>(path: Option<&Path>) -> Result<T, ConfigError> {
+    let Some(path) = path else { return Ok(T::default()) };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+}
+
+/// `durability` key: when an acknowledged write is on disk.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DurabilityMode {
+    /// Written to the OS before the ack, fsynced every `group_commit_ms` (default).
+    #[default]
+    GroupCommit,
+    /// fsynced before every ack.
+    Sync,
+}
+
+/// `pairdb storage` configuration (`config/storage.yaml`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// This node's id, as coordinators know it.
+    pub node_id: String,
+    /// Address to listen on.
+    pub host: String,
+    /// gRPC port; 0 picks a free one (printed at start).
+    pub port: u16,
+    /// Where the engine keeps its files.
+    pub data_dir: PathBuf,
+    /// Executors (one per core); 0 means one per CPU the process may use.
+    pub cores: usize,
+    /// Largest gRPC message accepted or sent, bytes.
+    pub max_message_bytes: usize,
+    /// `group_commit` or `sync`.
+    pub durability: DurabilityMode,
+    /// fsync interval in `group_commit` mode, milliseconds.
+    pub group_commit_ms: u64,
+    /// Engine block cache, MiB.
+    pub cache_mb: u64,
+    /// How long tombstones are kept before purge, seconds.
+    pub tombstone_grace_secs: u64,
+    /// How often the purge runs, seconds.
+    pub purge_interval_secs: u64,
+    /// How long a shutdown waits for in-flight calls, seconds.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "storage-1".into(),
+            host: "127.0.0.1".into(),
+            port: 50061,
+            data_dir: PathBuf::from("data/storage-1"),
+            cores: 0,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            durability: DurabilityMode::GroupCommit,
+            group_commit_ms: engine::DEFAULT_GROUP_COMMIT_INTERVAL.as_millis() as u64,
+            cache_mb: engine::DEFAULT_CACHE_BYTES >> 20,
+            tombstone_grace_secs: engine::DEFAULT_TOMBSTONE_GRACE.as_secs(),
+            purge_interval_secs: engine::DEFAULT_PURGE_INTERVAL.as_secs(),
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// Checks ranges and names the first offending field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id.is_empty() {
+            return Err(invalid("node_id", "must not be empty"));
+        }
+        if self.max_message_bytes < 1024 || self.max_message_bytes > 64 << 20 {
+            return Err(invalid("max_message_bytes", "must be between 1024 and 67108864"));
+        }
+        if self.durability == DurabilityMode::GroupCommit && self.group_commit_ms == 0 {
+            return Err(invalid("group_commit_ms", "must be at least 1 in group_commit mode"));
+        }
+        if self.purge_interval_secs == 0 {
+            return Err(invalid("purge_interval_secs", "must be at least 1"));
+        }
+        self.listen_addr().map(|_| ())
+    }
+
+    /// The resolved listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        resolve("host", &self.host, self.port)
+    }
+
+    /// The engine settings this config asks for.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            durability: match self.durability {
+                DurabilityMode::Sync => Durability::Sync,
+                DurabilityMode::GroupCommit => {
+                    Durability::GroupCommit { interval: Duration::from_millis(self.group_commit_ms) }
+                }
+            },
+            cache_bytes: self.cache_mb << 20,
+        }
+    }
+}
+
+/// Resolves `host:port` to one socket address.
+pub fn resolve(field: &'static str, host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| invalid(field, &format!("cannot resolve {host:?}: {e}")))?
+        .next()
+        .ok_or_else(|| invalid(field, &format!("{host:?} resolves to no address")))
+}
+
+fn invalid(field: &'static str, reason: &str) -> ConfigError {
+    ConfigError::Invalid { field, reason: reason.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = serde_yaml::from_str::<StorageConfig>("node_id: a\nprot: 5\n").unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let cfg = StorageConfig { group_commit_ms: 0, ..Default::default() };
+        assert!(cfg.validate().unwrap_err().to_string().contains("group_commit_ms"));
+    }
+
+    #[test]
+    fn shipped_storage_config_parses_and_validates() {
+        let cfg: StorageConfig = load(Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/storage.yaml")))).unwrap();
+        cfg.validate().unwrap();
+    }
+}

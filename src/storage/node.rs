@@ -1,0 +1,82 @@
+//! A storage node: one [`Engine`] shared by all cores, and on every core a gRPC server with
+//! `StorageService`, health and reflection on the same SO_REUSEPORT port.
+
+use std::{net::SocketAddr, rc::Rc, sync::Arc, time::Duration};
+
+use glommio::net::TcpListener;
+
+use crate::{
+    config::StorageConfig,
+    rpc::{health, health::HealthState, reflection, server, Router, ServerConfig},
+    runtime::shutdown::Shutdown,
+    storage::{
+        engine::{Engine, EngineError},
+        service::StorageService,
+    },
+};
+
+/// What every core of a storage node shares.
+pub struct StorageNode {
+    engine: Arc<Engine>,
+    node_id: String,
+    addr: SocketAddr,
+    server: ServerConfig,
+    health: HealthState,
+    drain_timeout: Duration,
+}
+
+impl StorageNode {
+    /// Opens the engine and starts its background purge. Blocks on disk I/O: call it before the
+    /// executors start. `addr` must carry a concrete port (see `runtime::listen::reserve`).
+    pub fn open(config: &StorageConfig, addr: SocketAddr) -> Result<Arc<StorageNode>, EngineError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let engine = Arc::new(Engine::open(&config.data_dir, config.engine())?);
+        engine.spawn_purger(
+            Duration::from_secs(config.purge_interval_secs),
+            Duration::from_secs(config.tombstone_grace_secs),
+        )?;
+        Ok(Arc::new(StorageNode {
+            engine,
+            node_id: config.node_id.clone(),
+            addr,
+            server: ServerConfig { max_message_bytes: config.max_message_bytes, ..ServerConfig::default() },
+            health: HealthState::default(),
+            drain_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+        }))
+    }
+
+    /// The address the node serves on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The engine, for tests and tools.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Binds this core's listener. Separate from [`StorageNode::serve_core`] so the caller can
+    /// announce readiness once every core has bound.
+    pub fn bind(&self) -> std::io::Result<TcpListener> {
+        TcpListener::bind(self.addr).map_err(Into::into)
+    }
+
+    /// Serves on this core until `shutdown` fires and in-flight calls drained.
+    pub async fn serve_core(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
+        let service = Arc::new(StorageService::new(self.engine.clone(), self.node_id.clone()));
+        let router = reflection::add(health::add(service.register(Router::new()), self.health.clone()));
+        let health = self.health.clone();
+        let stop = shutdown.clone();
+        glommio::spawn_local(async move {
+            stop.wait().await;
+            health.set_serving(false);
+        })
+        .detach();
+        server::serve(listener, Rc::new(router), Rc::new(self.server.clone()), shutdown, self.drain_timeout).await;
+    }
+
+    /// Flushes the engine's journal to disk.
+    pub fn sync(&self) -> Result<(), EngineError> {
+        self.engine.sync()
+    }
+}

@@ -1,0 +1,277 @@
+//! `pairdb.storage.v1.StorageService`: the RPC face of a storage node's [`Engine`].
+//!
+//! Engine calls run inline on the request core in group-commit mode: an apply is a memtable
+//! insert plus a buffered journal write to the OS page cache (microseconds), and the fsync happens
+//! on the engine's syncer thread. In `Sync` mode every write waits for `fdatasync`, so writes then
+//! run on glommio's blocking thread pool instead, never on the core itself. A `Batch` is applied
+//! with one journal persist for all of its writes.
+
+use std::{sync::Arc, time::Instant};
+
+use crate::{
+    core::version::Version,
+    proto::storage::{
+        self as pb, batch_operation::Op, batch_result::Result as BatchOutcome, BatchRequest, BatchResponse,
+        BatchResult, DeleteRequest, DeleteResponse, HealthCheckRequest, HealthCheckResponse, OperationError,
+        ReadRequest, ReadResponse, RepairRequest, RepairResponse, ScanRangeRequest, ScanRangeResponse, StatsRequest,
+        StatsResponse, WriteRequest, WriteResponse,
+    },
+    rpc::{CallContext, Router, Status},
+    storage::engine::{Applied, ApplyOp, Durability, Engine, EngineError},
+};
+
+/// Most operations one `Batch` may carry: bounds the work and memory of one call.
+pub const MAX_BATCH_OPERATIONS: usize = 10_000;
+/// Default and largest `ScanRange` page.
+pub const DEFAULT_SCAN_LIMIT: usize = 1_000;
+/// Largest `ScanRange` page a caller may ask for.
+pub const MAX_SCAN_LIMIT: usize = 10_000;
+
+const SERVICE: &str = "/pairdb.storage.v1.StorageService/";
+
+/// State shared by one node's handlers on one core.
+pub struct StorageService {
+    engine: Arc<Engine>,
+    node_id: String,
+    started: Instant,
+}
+
+impl StorageService {
+    /// A service over `engine`.
+    pub fn new(engine: Arc<Engine>, node_id: String) -> Self {
+        Self { engine, node_id, started: Instant::now() }
+    }
+
+    /// Adds every StorageService method to `router`.
+    pub fn register(self: Arc<Self>, router: Router) -> Router {
+        let (w, r, d, rp, h, b, sc, st) =
+            (self.clone(), self.clone(), self.clone(), self.clone(), self.clone(), self.clone(), self.clone(), self);
+        router
+            .unary(&format!("{SERVICE}Write"), move |req: WriteRequest, _: CallContext| {
+                let svc = w.clone();
+                async move {
+                    let version = incoming(&req.tenant_id, &req.key, req.version.as_ref(), false)?;
+                    let a = svc.apply_one(req.tenant_id, req.key, version).await?;
+                    Ok(WriteResponse { applied: a.applied, current: Some((&a.current).into()) })
+                }
+            })
+            .unary(&format!("{SERVICE}Read"), move |req: ReadRequest, _: CallContext| {
+                let result = r.read(&req);
+                async move { result }
+            })
+            .unary(&format!("{SERVICE}Delete"), move |req: DeleteRequest, _: CallContext| {
+                let svc = d.clone();
+                async move {
+                    let version = incoming(&req.tenant_id, &req.key, req.version.as_ref(), true)?;
+                    let a = svc.apply_one(req.tenant_id, req.key, version).await?;
+                    Ok(DeleteResponse { applied: a.applied, current: Some((&a.current).into()) })
+                }
+            })
+            .unary(&format!("{SERVICE}Repair"), move |req: RepairRequest, _: CallContext| {
+                let svc = rp.clone();
+                async move {
+                    let version = incoming(&req.tenant_id, &req.key, req.version.as_ref(), false)?;
+                    let a = svc.apply_one(req.tenant_id, req.key, version).await?;
+                    Ok(RepairResponse { applied: a.applied, current: Some((&a.current).into()) })
+                }
+            })
+            .unary(&format!("{SERVICE}HealthCheck"), move |_: HealthCheckRequest, _: CallContext| {
+                let reply = HealthCheckResponse {
+                    status: "SERVING".into(),
+                    node_id: h.node_id.clone(),
+                    uptime_seconds: h.started.elapsed().as_secs(),
+                };
+                async move { Ok(reply) }
+            })
+            .unary(&format!("{SERVICE}Batch"), move |req: BatchRequest, _: CallContext| {
+                let svc = b.clone();
+                async move { svc.batch(req).await }
+            })
+            .unary(&format!("{SERVICE}ScanRange"), move |req: ScanRangeRequest, _: CallContext| {
+                let result = sc.scan(&req);
+                async move { result }
+            })
+            .unary(&format!("{SERVICE}Stats"), move |_: StatsRequest, _: CallContext| {
+                let result = st.engine.stats().map_err(|e| engine_status(&e)).map(|s| StatsResponse {
+                    node_id: st.node_id.clone(),
+                    key_count: s.key_count,
+                    tombstone_count: s.tombstone_count,
+                    disk_bytes: s.disk_bytes,
+                    disk_usage_percent: s.disk_usage_percent,
+                });
+                async move { result }
+            })
+    }
+
+    async fn apply_one(&self, tenant_id: String, key: String, version: Version) -> Result<Applied, Status> {
+        if self.engine.durability() == Durability::Sync {
+            let engine = self.engine.clone();
+            // fdatasync per write: keep it off the request core.
+            return glommio::executor()
+                .spawn_blocking(move || engine.apply(&tenant_id, &key, &version))
+                .await
+                .map_err(|e| engine_status(&e));
+        }
+        self.engine.apply(&tenant_id, &key, &version).map_err(|e| engine_status(&e))
+    }
+
+    fn read(&self, req: &ReadRequest) -> Result<ReadResponse, Status> {
+        check_key(&req.tenant_id, &req.key)?;
+        match self.engine.read(&req.tenant_id, &req.key).map_err(|e| engine_status(&e))? {
+            Some(v) => Ok(ReadResponse { found: true, version: Some((&v).into()) }),
+            None => Ok(ReadResponse { found: false, version: None }),
+        }
+    }
+
+    fn scan(&self, req: &ScanRangeRequest) -> Result<ScanRangeResponse, Status> {
+        let limit = match req.limit as usize {
+            0 => DEFAULT_SCAN_LIMIT,
+            n => n.min(MAX_SCAN_LIMIT),
+        };
+        let (entries, next_cursor) = self
+            .engine
+            .scan_range(req.start_token, req.end_token, &req.cursor, limit, req.include_tombstones)
+            .map_err(|e| engine_status(&e))?;
+        Ok(ScanRangeResponse {
+            entries: entries
+                .into_iter()
+                .map(|e| pb::ScanEntry {
+                    tenant_id: e.tenant_id,
+                    key: e.key,
+                    token: e.token,
+                    version: Some((&e.version).into()),
+                })
+                .collect(),
+            next_cursor: next_cursor.into(),
+        })
+    }
+
+    async fn batch(self: Arc<Self>, req: BatchRequest) -> Result<BatchResponse, Status> {
+        if req.operations.len() > MAX_BATCH_OPERATIONS {
+            return Err(Status::invalid_argument(format!(
+                "batch of {} operations exceeds the limit of {MAX_BATCH_OPERATIONS}",
+                req.operations.len()
+            ))
+            .with_error_code("BATCH_TOO_LARGE"));
+        }
+        // Validate everything first; writes of the batch then share one journal persist.
+        let mut results: Vec<Option<BatchOutcome>> = vec![None; req.operations.len()];
+        let mut writes: Vec<(usize, String, String, Version)> = Vec::new();
+        let mut kinds: Vec<WriteKind> = Vec::new();
+        for (i, op) in req.operations.into_iter().enumerate() {
+            let (tenant_id, key, version, kind) = match op.op {
+                Some(Op::Read(r)) => {
+                    results[i] = Some(match self.read(&r) {
+                        Ok(reply) => BatchOutcome::Read(reply),
+                        Err(status) => op_error(&status),
+                    });
+                    continue;
+                }
+                Some(Op::Write(w)) => (w.tenant_id, w.key, w.version, WriteKind::Write),
+                Some(Op::Delete(d)) => (d.tenant_id, d.key, d.version, WriteKind::Delete),
+                Some(Op::Repair(r)) => (r.tenant_id, r.key, r.version, WriteKind::Repair),
+                None => {
+                    results[i] = Some(op_error(&Status::invalid_argument("batch operation has no op")));
+                    continue;
+                }
+            };
+            match incoming(&tenant_id, &key, version.as_ref(), kind == WriteKind::Delete) {
+                Ok(v) => {
+                    writes.push((i, tenant_id, key, v));
+                    kinds.push(kind);
+                }
+                Err(status) => results[i] = Some(op_error(&status)),
+            }
+        }
+        if !writes.is_empty() {
+            let applied = if self.engine.durability() == Durability::Sync {
+                let engine = self.engine.clone();
+                let (applied, returned) = glommio::executor()
+                    .spawn_blocking(move || {
+                        let ops: Vec<ApplyOp<'_>> = writes
+                            .iter()
+                            .map(|(_, t, k, v)| ApplyOp { tenant_id: t, key: k, version: v })
+                            .collect();
+                        let applied = engine.apply_batch(&ops);
+                        (applied, writes)
+                    })
+                    .await;
+                writes = returned;
+                applied
+            } else {
+                let ops: Vec<ApplyOp<'_>> =
+                    writes.iter().map(|(_, t, k, v)| ApplyOp { tenant_id: t, key: k, version: v }).collect();
+                self.engine.apply_batch(&ops)
+            };
+            for (((i, _, _, _), kind), result) in writes.iter().zip(kinds).zip(applied) {
+                results[*i] = Some(match result {
+                    Ok(a) => {
+                        let (applied, current) = (a.applied, Some((&a.current).into()));
+                        match kind {
+                            WriteKind::Write => BatchOutcome::Write(WriteResponse { applied, current }),
+                            WriteKind::Delete => BatchOutcome::Delete(DeleteResponse { applied, current }),
+                            WriteKind::Repair => BatchOutcome::Repair(RepairResponse { applied, current }),
+                        }
+                    }
+                    Err(e) => op_error(&engine_status(&e)),
+                });
+            }
+        }
+        Ok(BatchResponse {
+            results: results.into_iter().map(|result| BatchResult { result }).collect(),
+        })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WriteKind {
+    Write,
+    Delete,
+    Repair,
+}
+
+/// Validates the incoming version of a write, delete or repair.
+fn incoming(tenant_id: &str, key: &str, version: Option<&pb::Version>, tombstone: bool) -> Result<Version, Status> {
+    check_key(tenant_id, key)?;
+    let Some(version) = version else {
+        return Err(Status::invalid_argument("version is required").with_error_code("INVALID_REQUEST"));
+    };
+    let mut version = Version::try_from(version)
+        .map_err(|e| Status::invalid_argument(format!("invalid version: {e}")).with_error_code("INVALID_REQUEST"))?;
+    if tombstone {
+        version.tombstone = true;
+        version.value = Default::default();
+    }
+    Ok(version)
+}
+
+fn check_key(tenant_id: &str, key: &str) -> Result<(), Status> {
+    if tenant_id.is_empty() {
+        return Err(Status::invalid_argument("tenant_id is required").with_error_code("INVALID_REQUEST"));
+    }
+    if key.is_empty() {
+        return Err(Status::invalid_argument("key is required").with_error_code("INVALID_REQUEST"));
+    }
+    Ok(())
+}
+
+fn op_error(status: &Status) -> BatchOutcome {
+    BatchOutcome::Error(OperationError { code: status.code.0, message: status.to_string() })
+}
+
+/// The one place engine errors become gRPC statuses.
+pub fn engine_status(e: &EngineError) -> Status {
+    match e {
+        EngineError::KeyTooLarge { .. }
+        | EngineError::ValueTooLarge { .. }
+        | EngineError::ActorTooLong { .. }
+        | EngineError::TombstoneWithValue
+        | EngineError::EmptyClock
+        | EngineError::InvalidCursor => Status::invalid_argument(e.to_string()).with_error_code("INVALID_REQUEST"),
+        EngineError::Backend(_) | EngineError::Io(_) => {
+            Status::unavailable(format!("{e}: {}", std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default()))
+                .with_error_code("STORAGE_UNAVAILABLE")
+        }
+        EngineError::Corrupt { .. } => Status::internal(e.to_string()).with_error_code("STORAGE_CORRUPT"),
+    }
+}
