@@ -1,3 +1,6 @@
-//! The storage node: its local engine and (later) the gRPC service in front of it.
+//! The storage node: a durable local engine ([`engine`]), its gRPC service ([`service`]) and the
+//! per-core server that hosts both ([`node`]).
 
 pub mod engine;
+pub mod node;
+pub mod service;
