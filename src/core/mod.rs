@@ -3,6 +3,7 @@
 //! in, so every rule is unit-testable without an executor.
 
 pub mod ids;
+pub mod quorum;
 pub mod ring;
 pub mod vclock;
 pub mod version;

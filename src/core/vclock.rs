@@ -206,11 +206,13 @@ mod tests {
         VClock::from_entries(pairs.iter().map(|(a, c)| (a.to_string(), *c)))
     }
 
+    type Pairs = &'static [(&'static str, u64)];
+
     #[test]
     fn compare_table() {
         use Causality::*;
         #[rustfmt::skip]
-        let cases: &[(&[(&str, u64)], &[(&str, u64)], Causality)] = &[
+        let cases: &[(Pairs, Pairs, Causality)] = &[
             (&[],                   &[],                   Equal),
             (&[("a", 1)],           &[],                   After),
             (&[],                   &[("a", 1)],           Before),
