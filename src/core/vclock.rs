@@ -254,3 +254,74 @@ mod tests {
         assert_eq!(a.counter("n001"), 11);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Clocks over five actors with counters below 4, so that generated pairs often share actors
+    /// and relate in every way, not only as `Concurrent`. They stay far below `MAX_ENTRIES`:
+    /// pruning forgets history on purpose and is not a lattice operation.
+    fn clock() -> impl Strategy<Value = VClock> {
+        proptest::collection::vec((0..5u8, 0..4u64), 0..6).prop_map(|pairs| {
+            VClock::from_entries(pairs.into_iter().map(|(a, c)| (format!("coord-{a}/0"), c)))
+        })
+    }
+
+    fn merged(a: &VClock, b: &VClock) -> VClock {
+        let mut m = a.clone();
+        m.merge(b);
+        m
+    }
+
+    fn mirror(c: Causality) -> Causality {
+        match c {
+            Causality::Before => Causality::After,
+            Causality::After => Causality::Before,
+            other => other,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative(a in clock(), b in clock()) {
+            prop_assert_eq!(merged(&a, &b), merged(&b, &a));
+        }
+
+        #[test]
+        fn merge_is_associative(a in clock(), b in clock(), c in clock()) {
+            prop_assert_eq!(merged(&merged(&a, &b), &c), merged(&a, &merged(&b, &c)));
+        }
+
+        #[test]
+        fn merge_is_idempotent(a in clock(), b in clock()) {
+            prop_assert_eq!(merged(&a, &a), a.clone());
+            let ab = merged(&a, &b);
+            prop_assert_eq!(merged(&ab, &b), ab);
+        }
+
+        #[test]
+        fn merge_descends_both(a in clock(), b in clock()) {
+            let ab = merged(&a, &b);
+            prop_assert!(ab.descends(&a) && ab.descends(&b));
+            // And it is the least such clock: merging changes nothing exactly when it descends.
+            prop_assert_eq!(a.descends(&b), merged(&a, &b) == a);
+        }
+
+        #[test]
+        fn compare_is_antisymmetric(a in clock(), b in clock()) {
+            prop_assert_eq!(b.compare(&a), mirror(a.compare(&b)));
+            prop_assert_eq!(a.compare(&b) == Causality::Equal, a == b);
+        }
+
+        #[test]
+        fn increment_moves_forward(a in clock(), actor in 0..6u8, floor in 0..5u64) {
+            let mut next = a.clone();
+            next.increment(&format!("coord-{actor}/0"), floor);
+            prop_assert_eq!(next.compare(&a), Causality::After);
+            prop_assert_eq!(a.compare(&next), Causality::Before);
+        }
+    }
+}
