@@ -156,6 +156,10 @@ mod tests {
         assert_eq!(VClock::try_from(&wire), Ok(clock));
     }
 
+    fn negative(actor: &str, counter: i64) -> ConvertError {
+        ConvertError::NegativeCounter { actor: actor.into(), counter }
+    }
+
     type Case = (&'static [(&'static str, i64)], Result<(), ConvertError>);
 
     #[test]
@@ -164,7 +168,7 @@ mod tests {
         let cases: &[Case] = &[
             (&[("a", 1)],            Ok(())),
             (&[("a", 0)],            Ok(())),
-            (&[("a", -1)],           Err(ConvertError::NegativeCounter { actor: "a".into(), counter: -1 })),
+            (&[("a", -1)],           Err(negative("a", -1))),
             (&[("a", 1), ("", 3)],   Err(ConvertError::EmptyActor)),
         ];
         for (pairs, want) in cases {
