@@ -1,0 +1,313 @@
+//! The coordinator's metadata: tenants, storage nodes, migrations and hints, behind two traits.
+//!
+//! [`MetadataStore`] keeps what changes by admin request (tenants and their replication factor,
+//! the storage node list, migration progress). [`HintStore`] keeps hinted handoff: writes that a
+//! replica missed while it was down, replayed to it when it returns. Both are implemented by
+//! [`embedded::EmbeddedStore`] (one crash-safe `redb` file in the coordinator's data dir); a later
+//! PostgreSQL implementation puts the same traits in front of a database shared by several
+//! coordinators. `tests/meta_contract.rs` is the one contract suite every implementation passes.
+//!
+//! The traits are synchronous and object-safe (`Arc<dyn MetadataStore>`). A call may do disk or
+//! network I/O and take milliseconds, so request cores never call them directly: the coordinator
+//! runs them on a blocking thread pool. The one store that *is* used on the request cores, the
+//! idempotency table, is lock-free and lives in [`idempotency`].
+//!
+//! Errors say who caused them: [`MetaError::NotFound`], [`MetaError::AlreadyExists`] and
+//! [`MetaError::Invalid`] are answers to the caller's request; [`MetaError::Unavailable`] is the
+//! backend failing (retry later); [`MetaError::Corrupt`] is stored data we cannot read (an
+//! operator must look).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::core::version::Version;
+
+pub mod embedded;
+pub mod idempotency;
+
+/// How long a hint is kept: 3 hours, as Cassandra's `max_hint_window`. A replica down longer than
+/// this no longer gets hints and must be brought up to date by repair instead; the bound keeps
+/// the hint table from growing without limit while a node is lost for good.
+///
+/// It must stay below the storage nodes' tombstone grace
+/// ([`crate::storage::engine::DEFAULT_TOMBSTONE_GRACE`], 10 days): a hint carrying a value that a
+/// later delete superseded, replayed after every replica purged that delete's tombstone, would
+/// bring the deleted value back. The assertion below enforces it at compile time.
+pub const DEFAULT_HINT_WINDOW: Duration = Duration::from_secs(3 * 3600);
+
+const _: () = assert!(
+    DEFAULT_HINT_WINDOW.as_secs() < crate::storage::engine::DEFAULT_TOMBSTONE_GRACE.as_secs()
+);
+
+/// A boxed error from a backend (redb, a database driver), kept as the source of a [`MetaError`].
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The kind of record an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// A [`TenantRecord`].
+    Tenant,
+    /// A [`NodeRecord`].
+    Node,
+    /// A [`MigrationRecord`].
+    Migration,
+    /// A [`Hint`].
+    Hint,
+    /// The store as a whole: its schema or its files, not one record.
+    Store,
+}
+
+impl fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RecordKind::Tenant => "tenant",
+            RecordKind::Node => "node",
+            RecordKind::Migration => "migration",
+            RecordKind::Hint => "hint",
+            RecordKind::Store => "store",
+        })
+    }
+}
+
+/// What went wrong in a metadata call.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// The tenant, node or migration asked for does not exist.
+    #[error("{kind} {id:?} not found")]
+    NotFound {
+        /// What kind of record was looked up.
+        kind: RecordKind,
+        /// Its id.
+        id: String,
+    },
+    /// A tenant or node with this id already exists.
+    #[error("{kind} {id:?} already exists")]
+    AlreadyExists {
+        /// What kind of record was created.
+        kind: RecordKind,
+        /// Its id.
+        id: String,
+    },
+    /// The caller passed a record no backend stores (an empty id): API misuse, not a failure.
+    #[error("invalid {kind}: {reason}")]
+    Invalid {
+        /// What kind of record was passed.
+        kind: RecordKind,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+    /// The backend could not do the operation (I/O error, file held by another process,
+    /// connection lost); nothing was changed and retrying later may succeed.
+    #[error("metadata backend {backend} unavailable")]
+    Unavailable {
+        /// Which backend: `redb`, `postgres`, ...
+        backend: &'static str,
+        /// The backend's own error.
+        #[source]
+        source: BackendError,
+    },
+    /// Stored data cannot be read back: a record that does not decode, or a store whose schema
+    /// this build does not know. Retrying does not help.
+    #[error("corrupt {kind} record {id:?}")]
+    Corrupt {
+        /// What kind of record (or [`RecordKind::Store`] for the whole store).
+        kind: RecordKind,
+        /// The record's id, or the store's path.
+        id: String,
+        /// Why it could not be read.
+        #[source]
+        source: BackendError,
+    },
+}
+
+/// One tenant: a namespace of keys with its own replication factor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantRecord {
+    /// The tenant's id, as clients send it.
+    pub tenant_id: String,
+    /// How many replicas hold each key (N).
+    pub replication_factor: u32,
+    /// Creation time, unix seconds.
+    pub created_at: i64,
+    /// Last change (replication factor), unix seconds.
+    pub updated_at: i64,
+}
+
+/// Whether a storage node takes new data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NodeState {
+    /// On the ring: owns tokens and serves reads and writes.
+    Active,
+    /// Being removed: its data is moving away and it gets no new ownership.
+    Draining,
+}
+
+impl NodeState {
+    /// The name stored in SQL backends and shown by admin calls.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Active => "ACTIVE",
+            NodeState::Draining => "DRAINING",
+        }
+    }
+
+    /// Parses [`NodeState::as_str`]'s output.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ACTIVE" => Some(NodeState::Active),
+            "DRAINING" => Some(NodeState::Draining),
+            _ => None,
+        }
+    }
+}
+
+/// One storage node on the ring.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// The node's id: its name on the ring and in hints.
+    pub node_id: String,
+    /// Host name or address its gRPC server listens on.
+    pub host: String,
+    /// Port of its gRPC server.
+    pub port: u16,
+    /// How many tokens it owns on the ring.
+    pub virtual_nodes: u32,
+    /// Whether it takes new data.
+    pub state: NodeState,
+    /// When it was added, unix seconds.
+    pub added_at: i64,
+}
+
+/// Progress of one data migration (node added or removed, replication factor changed).
+///
+/// Type and status are strings, as the admin API and SQL backends spell them; the associated
+/// constants are the values in use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationRecord {
+    /// The migration's id, returned to the admin who started it.
+    pub migration_id: String,
+    /// [`MigrationRecord::NODE_ADDITION`], [`MigrationRecord::NODE_REMOVAL`] or
+    /// [`MigrationRecord::REPLICATION_CHANGE`].
+    pub migration_type: String,
+    /// The node added or removed; the tenant id for a replication change.
+    pub node_id: String,
+    /// [`MigrationRecord::PENDING`], [`MigrationRecord::IN_PROGRESS`],
+    /// [`MigrationRecord::COMPLETED`] or [`MigrationRecord::FAILED`].
+    pub status: String,
+    /// Keys copied so far.
+    pub keys_migrated: i64,
+    /// Keys to copy, as estimated at the start.
+    pub total_keys: i64,
+    /// Start time, unix seconds.
+    pub started_at: i64,
+    /// End time, unix seconds; 0 while running.
+    pub completed_at: i64,
+    /// Why it failed; empty otherwise.
+    pub error_message: String,
+}
+
+impl MigrationRecord {
+    /// `migration_type` of a node addition.
+    pub const NODE_ADDITION: &'static str = "NODE_ADDITION";
+    /// `migration_type` of a node removal.
+    pub const NODE_REMOVAL: &'static str = "NODE_REMOVAL";
+    /// `migration_type` of a tenant's replication factor change.
+    pub const REPLICATION_CHANGE: &'static str = "REPLICATION_CHANGE";
+    /// `status` before any key moved.
+    pub const PENDING: &'static str = "PENDING";
+    /// `status` while keys move.
+    pub const IN_PROGRESS: &'static str = "IN_PROGRESS";
+    /// `status` once every key moved.
+    pub const COMPLETED: &'static str = "COMPLETED";
+    /// `status` after an error; see `error_message`.
+    pub const FAILED: &'static str = "FAILED";
+}
+
+/// A write that a down replica missed (hinted handoff): the coordinator stores it here and
+/// replays it to `target_node` when that node answers again.
+///
+/// ```text
+///   write: replica down ──> add_hints ──> [stored] ──> hints_for(node) ──> replay to node
+///                                            │                               │ acknowledged
+///                                            │ older than the hint window    v
+///                                            └──> drop_older_than      remove_hints(ids)
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hint {
+    /// The replica that missed the write.
+    pub target_node: String,
+    /// The key's tenant.
+    pub tenant_id: String,
+    /// The user's key.
+    pub key: String,
+    /// The version to deliver (a tombstone for a delete).
+    pub version: Version,
+    /// When the hint was made, unix microseconds; compared with the hint window.
+    pub created_at_us: i64,
+}
+
+/// Tenants, storage nodes and migrations. Every write is durable when the call returns.
+///
+/// Blocking: call from a blocking thread pool, never from a request core.
+pub trait MetadataStore: Send + Sync {
+    /// Stores a new tenant; [`MetaError::AlreadyExists`] when its id is taken.
+    fn create_tenant(&self, tenant: &TenantRecord) -> Result<(), MetaError>;
+
+    /// The tenant with this id, if any.
+    fn tenant(&self, tenant_id: &str) -> Result<Option<TenantRecord>, MetaError>;
+
+    /// Every tenant, ordered by id.
+    fn tenants(&self) -> Result<Vec<TenantRecord>, MetaError>;
+
+    /// Sets a tenant's replication factor and `updated_at = now`, and stores `migration`, in one
+    /// atomic step: either both are stored or neither. Returns the record as it was before;
+    /// [`MetaError::NotFound`] when the tenant does not exist.
+    fn update_replication_factor(
+        &self,
+        tenant_id: &str,
+        replication_factor: u32,
+        now: i64,
+        migration: &MigrationRecord,
+    ) -> Result<TenantRecord, MetaError>;
+
+    /// Stores a new node; [`MetaError::AlreadyExists`] when its id is taken.
+    fn add_node(&self, node: &NodeRecord) -> Result<(), MetaError>;
+
+    /// Stores a node, replacing any node with the same id (state changes, address moves).
+    fn upsert_node(&self, node: &NodeRecord) -> Result<(), MetaError>;
+
+    /// Removes a node and returns it; [`MetaError::NotFound`] when absent.
+    fn remove_node(&self, node_id: &str) -> Result<NodeRecord, MetaError>;
+
+    /// Every node, ordered by id.
+    fn nodes(&self) -> Result<Vec<NodeRecord>, MetaError>;
+
+    /// Stores a migration, replacing any with the same id (progress updates).
+    fn put_migration(&self, migration: &MigrationRecord) -> Result<(), MetaError>;
+
+    /// The migration with this id, if any.
+    fn migration(&self, migration_id: &str) -> Result<Option<MigrationRecord>, MetaError>;
+}
+
+/// Hints for hinted handoff. Every write is durable when the call returns.
+///
+/// Each stored hint gets an id, increasing in the order hints were added, so that a node's
+/// hints replay oldest first. Blocking: call from a blocking thread pool.
+pub trait HintStore: Send + Sync {
+    /// Stores hints, all or none.
+    fn add_hints(&self, hints: &[Hint]) -> Result<(), MetaError>;
+
+    /// Up to `limit` hints for `node`, oldest (smallest id) first, with their ids.
+    fn hints_for(&self, node: &str, limit: usize) -> Result<Vec<(u64, Hint)>, MetaError>;
+
+    /// Forgets delivered hints. Ids that are not (or no longer) stored for `node` are ignored,
+    /// so a replay that races with [`HintStore::drop_older_than`] does not fail.
+    fn remove_hints(&self, node: &str, ids: &[u64]) -> Result<(), MetaError>;
+
+    /// How many hints each node has waiting, ordered by node id; nodes with none are absent.
+    fn pending_counts(&self) -> Result<Vec<(String, u64)>, MetaError>;
+
+    /// Drops every hint with `created_at_us < cutoff_us`, returning how many. The coordinator
+    /// calls it periodically with `now - hint window` ([`DEFAULT_HINT_WINDOW`]).
+    fn drop_older_than(&self, cutoff_us: i64) -> Result<usize, MetaError>;
+}
