@@ -367,10 +367,8 @@ async fn handle_stream(
     peer: Option<SocketAddr>,
 ) {
     let (parts, mut body) = req.into_parts();
-    let is_grpc = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let is_grpc =
+        parts.headers.get(http::header::CONTENT_TYPE).is_some_and(|v| is_grpc_proto(v.as_bytes()));
     if !is_grpc {
         // The spec's answer to a non-gRPC content-type: plain HTTP 415, no grpc-status.
         send_http_error(&mut respond, StatusCode::UNSUPPORTED_MEDIA_TYPE);
@@ -467,6 +465,16 @@ async fn handle_stream(
             let _ = AssertUnwindSafe(handler(call)).catch_unwind().await;
         }
     }
+}
+
+/// True for the content-types of gRPC with protobuf messages: `application/grpc` and
+/// `application/grpc+proto`, optionally with parameters. A bare prefix match would also take
+/// gRPC-Web (`application/grpc-web...`) and JSON-coded gRPC (`+json`), which this server cannot
+/// decode; those get HTTP 415 instead.
+fn is_grpc_proto(content_type: &[u8]) -> bool {
+    let Some(rest) = content_type.strip_prefix(b"application/grpc") else { return false };
+    let rest = rest.strip_prefix(b"+proto").unwrap_or(rest);
+    rest.is_empty() || rest.starts_with(b";")
 }
 
 /// Races `work` against the call's deadline.
@@ -607,6 +615,18 @@ fn send_http_error(respond: &mut SendResponse<Bytes>, code: StatusCode) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_content_types() {
+        for ok in ["application/grpc", "application/grpc+proto", "application/grpc;charset=utf-8"] {
+            assert!(is_grpc_proto(ok.as_bytes()), "{ok}");
+        }
+        for bad in
+            ["application/grpc-web", "application/grpc+json", "application/grpcx", "text/plain"]
+        {
+            assert!(!is_grpc_proto(bad.as_bytes()), "{bad}");
+        }
+    }
 
     #[test]
     fn timeout_units() {
