@@ -356,20 +356,20 @@ impl RawClient {
         req
     }
 
-    /// Sends `req`, then each of `chunks` as its own DATA frame, the last with END_STREAM when
-    /// `end_stream`, and reads the whole reply.
-    pub async fn call(&self, req: Request<()>, chunks: Vec<Bytes>, end_stream: bool) -> RawReply {
+    /// Opens a stream with `req`'s HEADERS (END_STREAM when `end_stream`) and leaves the rest to
+    /// the caller: send DATA on the returned stream, await the reply with [`RawClient::reply`].
+    pub async fn open(
+        &self,
+        req: Request<()>,
+        end_stream: bool,
+    ) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
         let mut send = self.send.clone().ready().await.expect("connection ready for a stream");
-        let no_body = chunks.is_empty() && end_stream;
-        let (response, mut stream) = send.send_request(req, no_body).expect("send_request");
-        let n = chunks.len();
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            // The server may answer and reset the stream before it has read everything (an
-            // oversized message): then the rest cannot be sent, which is fine.
-            if stream.send_data(chunk, end_stream && i + 1 == n).is_err() {
-                break;
-            }
-        }
+        send.send_request(req, end_stream).expect("send_request")
+    }
+
+    /// Waits (at most [`CALL_TIMEOUT`]) for the whole reply to a stream opened with
+    /// [`RawClient::open`].
+    pub async fn reply(response: h2::client::ResponseFuture) -> RawReply {
         let call = async {
             let response = response.await.expect("a response to the request");
             read_reply(response).await
@@ -378,6 +378,21 @@ impl RawClient {
             Ok(reply) => reply,
             Err(_) => panic!("no complete reply within {CALL_TIMEOUT:?}"),
         }
+    }
+
+    /// Sends `req`, then each of `chunks` as its own DATA frame, the last with END_STREAM when
+    /// `end_stream`, and reads the whole reply.
+    pub async fn call(&self, req: Request<()>, chunks: Vec<Bytes>, end_stream: bool) -> RawReply {
+        let (response, mut stream) = self.open(req, chunks.is_empty() && end_stream).await;
+        let n = chunks.len();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            // The server may answer and reset the stream before it has read everything (an
+            // oversized message): then the rest cannot be sent, which is fine.
+            if stream.send_data(chunk, end_stream && i + 1 == n).is_err() {
+                break;
+            }
+        }
+        Self::reply(response).await
     }
 
     /// A unary call with one well-formed message.
@@ -403,6 +418,16 @@ impl RawClient {
 async fn read_reply(response: http::Response<h2::RecvStream>) -> RawReply {
     let (parts, mut body) = response.into_parts();
     let trailers_only = body.is_end_stream();
+    if trailers_only {
+        // Nothing follows; the server may already have reset the stream to stop our upload.
+        return RawReply {
+            http_status: parts.status,
+            headers: parts.headers,
+            trailers_only,
+            body: Bytes::new(),
+            trailers: None,
+        };
+    }
     let mut data = BytesMut::new();
     while let Some(chunk) = body.data().await {
         let chunk = chunk.expect("reply DATA");
@@ -429,6 +454,8 @@ pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const FRAME_DATA: u8 = 0x0;
 const FRAME_HEADERS: u8 = 0x1;
 const FRAME_SETTINGS: u8 = 0x4;
+const FRAME_PING: u8 = 0x6;
+const FLAG_ACK: u8 = 0x1;
 const FLAG_END_STREAM: u8 = 0x1;
 const FLAG_END_HEADERS: u8 = 0x4;
 
@@ -466,6 +493,27 @@ pub fn h2_headers(stream_id: u32, fields: &[(&str, &str)], end_stream: bool) -> 
 /// A DATA frame.
 pub fn h2_data(stream_id: u32, payload: &[u8], end_stream: bool) -> Vec<u8> {
     h2_frame(FRAME_DATA, if end_stream { FLAG_END_STREAM } else { 0 }, stream_id, payload)
+}
+
+/// A PING frame carrying `payload`.
+pub fn h2_ping(payload: [u8; 8]) -> Vec<u8> {
+    h2_frame(FRAME_PING, 0, 0, &payload)
+}
+
+/// Reads the server's frames until the ACK of the PING carrying `payload`. The server processes
+/// frames in order, so once it acknowledged a PING sent after some frames, it has seen those.
+pub fn h2_wait_ping_ack(stream: &mut std::net::TcpStream, payload: [u8; 8], timeout: Duration) {
+    stream.set_read_timeout(Some(timeout)).expect("set_read_timeout");
+    loop {
+        let mut header = [0u8; 9];
+        stream.read_exact(&mut header).expect("a frame from the server before the PING ACK");
+        let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body).expect("a frame body");
+        if header[3] == FRAME_PING && header[4] & FLAG_ACK != 0 && body == payload {
+            return;
+        }
+    }
 }
 
 /// The request HEADERS of a gRPC call to `path` on `authority`.
