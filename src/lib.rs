@@ -8,11 +8,14 @@
 //!   reflection). Knows nothing of PairDB's data model.
 //! - [`runtime`]: one pinned glommio executor per core, the shutdown signal, SO_REUSEPORT binding.
 //! - [`storage`]: the storage node: fjall engine, `StorageService`, per-core serving.
+//! - [`meta`]: metadata (tenants, nodes, migrations, hints) on redb, and the idempotency table.
 //! - [`config`]: typed YAML configuration with defaults and validation.
 
 pub mod config;
 pub mod convert;
+pub mod coordinator;
 pub mod core;
+pub mod meta;
 pub mod proto;
 pub mod rpc;
 pub mod runtime;
