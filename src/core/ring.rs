@@ -59,6 +59,9 @@ pub const MAX_PREFERENCE_LIST: usize = 8;
 /// Encodings up to this many bytes are hashed from a stack buffer; longer ones are streamed.
 const KEY_BUFFER_LEN: usize = 256;
 
+/// The smaller stack buffer, for the common short tenant ids and keys.
+const SHORT_KEY_BUFFER_LEN: usize = 64;
+
 /// The ring position of `key` in `tenant_id`: xxh3-64 of the tenant id's length as a `u32`
 /// little-endian, the tenant id's bytes, then the key's bytes. The length prefix keeps
 /// `("ab", "c")` and `("a", "bc")` apart.
@@ -68,20 +71,31 @@ pub fn key_token(tenant_id: &str, key: &str) -> Token {
     // Invariant: tenant ids and keys arrive in gRPC messages, whose size is capped far below
     // 4 GiB by the framing layer.
     let tenant_len = u32::try_from(tenant_id.len()).expect("tenant id shorter than 4 GiB");
+    let parts = [&tenant_len.to_le_bytes()[..], tenant_id.as_bytes(), key.as_bytes()];
     let total = 4 + tenant_id.len() + key.len();
-    if total <= KEY_BUFFER_LEN {
-        let mut buf = [0u8; KEY_BUFFER_LEN];
-        buf[..4].copy_from_slice(&tenant_len.to_le_bytes());
-        buf[4..4 + tenant_id.len()].copy_from_slice(tenant_id.as_bytes());
-        buf[4 + tenant_id.len()..total].copy_from_slice(key.as_bytes());
-        Token(xxh3_64(&buf[..total]))
+    // Two buffer sizes: zeroing the buffer costs as much as hashing a short key.
+    if total <= SHORT_KEY_BUFFER_LEN {
+        hash_in_buffer::<SHORT_KEY_BUFFER_LEN>(parts, total)
+    } else if total <= KEY_BUFFER_LEN {
+        hash_in_buffer::<KEY_BUFFER_LEN>(parts, total)
     } else {
         let mut hasher = Xxh3Default::new();
-        hasher.update(&tenant_len.to_le_bytes());
-        hasher.update(tenant_id.as_bytes());
-        hasher.update(key.as_bytes());
+        for part in parts {
+            hasher.update(part);
+        }
         Token(hasher.digest())
     }
+}
+
+/// xxh3-64 of the concatenated `parts`, `total` bytes that fit in `N`, copied to the stack.
+fn hash_in_buffer<const N: usize>(parts: [&[u8]; 3], total: usize) -> Token {
+    let mut buf = [0u8; N];
+    let mut at = 0;
+    for part in parts {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    Token(xxh3_64(&buf[..total]))
 }
 
 /// The `t`-th token of `node`: `xxh3_64("{node}#{t}")`. See the module doc.
@@ -507,7 +521,8 @@ mod tests {
 
     #[test]
     fn key_token_stack_and_streaming_paths_agree() {
-        for total in [KEY_BUFFER_LEN - 1, KEY_BUFFER_LEN, KEY_BUFFER_LEN + 1, 4 * KEY_BUFFER_LEN] {
+        let sizes = [SHORT_KEY_BUFFER_LEN, SHORT_KEY_BUFFER_LEN + 1, KEY_BUFFER_LEN];
+        for total in sizes.into_iter().chain([KEY_BUFFER_LEN + 1, 4 * KEY_BUFFER_LEN]) {
             let tenant = "tenant-x";
             let key = "k".repeat(total - 4 - tenant.len());
             let mut encoded = (tenant.len() as u32).to_le_bytes().to_vec();
