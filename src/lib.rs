@@ -13,7 +13,6 @@
 
 pub mod config;
 pub mod convert;
-pub mod coordinator;
 pub mod core;
 pub mod meta;
 pub mod proto;
