@@ -1,0 +1,383 @@
+//! The contract every metadata backend keeps: [`MetadataStore`] and [`HintStore`] behaviour,
+//! written once over `&dyn` traits and mounted once per backend.
+//!
+//! A backend is mounted with [`mount!`] and a [`Backend`] impl: `fixture` makes an empty, private
+//! place for one test (a temp dir; later, a fresh schema in a PostgreSQL database) or returns
+//! `None` to skip with a message when the backend is not configured; `open` opens a store on it
+//! and may be called again after the previous store was dropped, which is how persistence is
+//! checked. The embedded backend always runs.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use pairdb::core::vclock::VClock;
+use pairdb::core::version::Version;
+use pairdb::meta::embedded::EmbeddedStore;
+use pairdb::meta::{
+    Hint, HintStore, MetaError, MetadataStore, MigrationRecord, NodeRecord, NodeState, RecordKind,
+    TenantRecord,
+};
+
+/// Both traits on one object, as every backend provides them.
+trait Store: MetadataStore + HintStore {}
+
+impl<T: MetadataStore + HintStore + ?Sized> Store for T {}
+
+/// How the suite opens one backend.
+trait Backend {
+    /// One test's private place; dropped at the end of the test.
+    type Fixture;
+    /// A fresh, empty fixture, or `None` (after printing why) to skip.
+    fn fixture() -> Option<Self::Fixture>;
+    /// Opens a store on the fixture; a later call sees what earlier, dropped stores wrote.
+    fn open(fixture: &Self::Fixture) -> Arc<dyn Store>;
+}
+
+struct Embedded;
+
+impl Backend for Embedded {
+    type Fixture = tempfile::TempDir;
+
+    fn fixture() -> Option<Self::Fixture> {
+        Some(tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn open(dir: &Self::Fixture) -> Arc<dyn Store> {
+        Arc::new(EmbeddedStore::open(dir.path()).expect("open embedded store"))
+    }
+}
+
+// ---- fixtures -----------------------------------------------------------------------------
+
+fn tenant(id: &str, rf: u32) -> TenantRecord {
+    TenantRecord { tenant_id: id.into(), replication_factor: rf, created_at: 100, updated_at: 100 }
+}
+
+fn node(id: &str) -> NodeRecord {
+    NodeRecord {
+        node_id: id.into(),
+        host: format!("{id}.storage.local"),
+        port: 50051,
+        virtual_nodes: 256,
+        state: NodeState::Active,
+        added_at: 200,
+    }
+}
+
+fn migration(id: &str, node_id: &str) -> MigrationRecord {
+    MigrationRecord {
+        migration_id: id.into(),
+        migration_type: MigrationRecord::NODE_ADDITION.into(),
+        node_id: node_id.into(),
+        status: MigrationRecord::PENDING.into(),
+        keys_migrated: 0,
+        total_keys: 1_000,
+        started_at: 300,
+        completed_at: 0,
+        error_message: String::new(),
+    }
+}
+
+fn hint(node: &str, key: &str, created_at_us: i64) -> Hint {
+    Hint {
+        target_node: node.into(),
+        tenant_id: "acme".into(),
+        key: key.into(),
+        version: Version {
+            value: Bytes::copy_from_slice(format!("value of {key}").as_bytes()),
+            clock: VClock::from_entries([
+                ("coord-1/0".to_string(), 4),
+                ("coord-2/1".to_string(), 1),
+            ]),
+            timestamp_us: created_at_us,
+            writer: "coord-1/0".into(),
+            tombstone: false,
+        },
+        created_at_us,
+    }
+}
+
+fn tombstone_hint(node: &str, key: &str, created_at_us: i64) -> Hint {
+    let mut h = hint(node, key, created_at_us);
+    h.version.value = Bytes::new();
+    h.version.tombstone = true;
+    h
+}
+
+fn keys_of(hints: &[(u64, Hint)]) -> Vec<&str> {
+    hints.iter().map(|(_, h)| h.key.as_str()).collect()
+}
+
+fn ids_of(hints: &[(u64, Hint)]) -> Vec<u64> {
+    hints.iter().map(|(id, _)| *id).collect()
+}
+
+fn counts(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+    pairs.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+}
+
+// ---- MetadataStore -------------------------------------------------------------------------
+
+fn tenant_create_get_and_duplicate(store: &dyn MetadataStore) {
+    store.create_tenant(&tenant("acme", 3)).unwrap();
+    assert_eq!(store.tenant("acme").unwrap(), Some(tenant("acme", 3)));
+    assert_eq!(store.tenant("absent").unwrap(), None);
+
+    let err = store.create_tenant(&tenant("acme", 5)).unwrap_err();
+    assert!(
+        matches!(&err, MetaError::AlreadyExists { kind: RecordKind::Tenant, id } if id == "acme"),
+        "{err:?}"
+    );
+    assert_eq!(store.tenant("acme").unwrap(), Some(tenant("acme", 3)), "duplicate changed it");
+}
+
+fn tenants_are_listed_in_id_order(store: &dyn MetadataStore) {
+    assert_eq!(store.tenants().unwrap(), vec![]);
+    for id in ["globex", "acme", "initech"] {
+        store.create_tenant(&tenant(id, 3)).unwrap();
+    }
+    let ids: Vec<String> = store.tenants().unwrap().into_iter().map(|t| t.tenant_id).collect();
+    assert_eq!(ids, ["acme", "globex", "initech"]);
+}
+
+fn update_replication_factor_stores_tenant_and_migration(store: &dyn MetadataStore) {
+    store.create_tenant(&tenant("acme", 3)).unwrap();
+    let mut m = migration("mig-1", "acme");
+    m.migration_type = MigrationRecord::REPLICATION_CHANGE.into();
+
+    let old = store.update_replication_factor("acme", 5, 999, &m).unwrap();
+    assert_eq!(old, tenant("acme", 3), "returns the record as it was");
+    let new = TenantRecord { replication_factor: 5, updated_at: 999, ..tenant("acme", 3) };
+    assert_eq!(store.tenant("acme").unwrap(), Some(new));
+    assert_eq!(store.migration("mig-1").unwrap(), Some(m));
+}
+
+fn update_replication_factor_of_absent_tenant_changes_nothing(store: &dyn MetadataStore) {
+    let err = store.update_replication_factor("absent", 5, 999, &migration("mig-1", "absent"));
+    let err = err.unwrap_err();
+    assert!(
+        matches!(&err, MetaError::NotFound { kind: RecordKind::Tenant, id } if id == "absent"),
+        "{err:?}"
+    );
+    assert_eq!(store.migration("mig-1").unwrap(), None, "the migration is not stored alone");
+    assert_eq!(store.tenant("absent").unwrap(), None);
+}
+
+fn nodes_add_duplicate_list_and_remove(store: &dyn MetadataStore) {
+    assert_eq!(store.nodes().unwrap(), vec![]);
+    store.add_node(&node("n2")).unwrap();
+    store.add_node(&node("n1")).unwrap();
+
+    let mut moved = node("n1");
+    moved.host = "elsewhere".into();
+    let err = store.add_node(&moved).unwrap_err();
+    assert!(
+        matches!(&err, MetaError::AlreadyExists { kind: RecordKind::Node, id } if id == "n1"),
+        "{err:?}"
+    );
+    assert_eq!(store.nodes().unwrap(), vec![node("n1"), node("n2")], "ordered, unchanged");
+
+    assert_eq!(store.remove_node("n1").unwrap(), node("n1"));
+    let err = store.remove_node("n1").unwrap_err();
+    assert!(
+        matches!(&err, MetaError::NotFound { kind: RecordKind::Node, id } if id == "n1"),
+        "{err:?}"
+    );
+    assert_eq!(store.nodes().unwrap(), vec![node("n2")]);
+}
+
+fn upsert_node_inserts_and_replaces(store: &dyn MetadataStore) {
+    store.upsert_node(&node("n1")).unwrap();
+    assert_eq!(store.nodes().unwrap(), vec![node("n1")]);
+    let draining =
+        NodeRecord { state: NodeState::Draining, port: 65535, virtual_nodes: 1, ..node("n1") };
+    store.upsert_node(&draining).unwrap();
+    assert_eq!(store.nodes().unwrap(), vec![draining]);
+}
+
+fn migration_put_get_and_update(store: &dyn MetadataStore) {
+    assert_eq!(store.migration("mig-1").unwrap(), None);
+    let m = migration("mig-1", "n4");
+    store.put_migration(&m).unwrap();
+    assert_eq!(store.migration("mig-1").unwrap(), Some(m.clone()));
+
+    let failed = MigrationRecord {
+        status: MigrationRecord::FAILED.into(),
+        keys_migrated: 250,
+        completed_at: 400,
+        error_message: "node n4 unreachable".into(),
+        ..m
+    };
+    store.put_migration(&failed).unwrap();
+    assert_eq!(store.migration("mig-1").unwrap(), Some(failed));
+    assert_eq!(store.migration("mig-2").unwrap(), None);
+}
+
+fn empty_ids_are_invalid(store: &dyn MetadataStore) {
+    for err in [
+        store.create_tenant(&tenant("", 3)).unwrap_err(),
+        store.add_node(&node("")).unwrap_err(),
+        store.put_migration(&migration("", "n1")).unwrap_err(),
+    ] {
+        assert!(matches!(err, MetaError::Invalid { .. }), "{err:?}");
+    }
+    assert_eq!(store.tenants().unwrap(), vec![]);
+    assert_eq!(store.nodes().unwrap(), vec![]);
+}
+
+// ---- HintStore -----------------------------------------------------------------------------
+
+fn hints_are_listed_per_node_oldest_first(store: &dyn HintStore) {
+    store
+        .add_hints(&[hint("n1", "a", 10), hint("n2", "x", 11), tombstone_hint("n1", "b", 12)])
+        .unwrap();
+    store.add_hints(&[hint("n1", "c", 5)]).unwrap();
+
+    let n1 = store.hints_for("n1", 100).unwrap();
+    assert_eq!(keys_of(&n1), ["a", "b", "c"], "in the order added, whatever created_at says");
+    assert!(ids_of(&n1).windows(2).all(|w| w[0] < w[1]), "ids increase: {:?}", ids_of(&n1));
+    assert_eq!(n1[0].1, hint("n1", "a", 10), "round trip");
+    assert_eq!(n1[1].1, tombstone_hint("n1", "b", 12), "tombstones round trip");
+
+    assert_eq!(keys_of(&store.hints_for("n1", 2).unwrap()), ["a", "b"], "limit");
+    assert_eq!(store.hints_for("n1", 0).unwrap(), vec![]);
+    assert_eq!(keys_of(&store.hints_for("n2", 100).unwrap()), ["x"]);
+    assert_eq!(store.hints_for("n", 100).unwrap(), vec![], "no prefix match");
+    assert_eq!(store.hints_for("n3", 100).unwrap(), vec![]);
+}
+
+fn removed_hints_are_gone_and_counted(store: &dyn HintStore) {
+    assert_eq!(store.pending_counts().unwrap(), vec![]);
+    store.add_hints(&[hint("n1", "a", 1), hint("n1", "b", 2), hint("n1", "c", 3)]).unwrap();
+    store.add_hints(&[hint("n2", "x", 4)]).unwrap();
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", 3), ("n2", 1)]));
+
+    let n1 = store.hints_for("n1", 2).unwrap();
+    store.remove_hints("n2", &ids_of(&n1)).unwrap();
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", 3), ("n2", 1)]), "wrong node");
+
+    store.remove_hints("n1", &ids_of(&n1)).unwrap();
+    assert_eq!(keys_of(&store.hints_for("n1", 100).unwrap()), ["c"]);
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", 1), ("n2", 1)]));
+
+    store.remove_hints("n1", &ids_of(&n1)).unwrap();
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", 1), ("n2", 1)]), "twice");
+
+    let rest = store.hints_for("n1", 100).unwrap();
+    store.remove_hints("n1", &ids_of(&rest)).unwrap();
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n2", 1)]), "empty nodes vanish");
+    store.remove_hints("n1", &[]).unwrap();
+    store.add_hints(&[]).unwrap();
+}
+
+fn drop_older_than_drops_by_creation_time(store: &dyn HintStore) {
+    store
+        .add_hints(&[
+            hint("n1", "old", 100),
+            hint("n2", "old", 150),
+            hint("n1", "edge", 200),
+            hint("n2", "new", 300),
+        ])
+        .unwrap();
+    assert_eq!(store.drop_older_than(100).unwrap(), 0, "the cutoff itself is kept");
+    assert_eq!(store.drop_older_than(200).unwrap(), 2);
+    assert_eq!(keys_of(&store.hints_for("n1", 100).unwrap()), ["edge"]);
+    assert_eq!(keys_of(&store.hints_for("n2", 100).unwrap()), ["new"]);
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", 1), ("n2", 1)]));
+
+    assert_eq!(store.drop_older_than(i64::MAX).unwrap(), 2);
+    assert_eq!(store.pending_counts().unwrap(), vec![]);
+    assert_eq!(store.drop_older_than(i64::MAX).unwrap(), 0);
+}
+
+fn hints_with_negative_times_are_dropped_too(store: &dyn HintStore) {
+    store.add_hints(&[hint("n1", "a", -5), hint("n1", "b", 0)]).unwrap();
+    assert_eq!(store.drop_older_than(0).unwrap(), 1);
+    assert_eq!(keys_of(&store.hints_for("n1", 10).unwrap()), ["b"]);
+}
+
+// ---- persistence ---------------------------------------------------------------------------
+
+fn everything_survives_reopen(open: &dyn Fn() -> Arc<dyn Store>) {
+    let old_ids = {
+        let store = open();
+        store.create_tenant(&tenant("acme", 3)).unwrap();
+        store.update_replication_factor("acme", 4, 500, &migration("mig-1", "acme")).unwrap();
+        store.add_node(&node("n1")).unwrap();
+        store.put_migration(&migration("mig-2", "n1")).unwrap();
+        store.add_hints(&[hint("n1", "a", 1), hint("n1", "b", 2)]).unwrap();
+        ids_of(&store.hints_for("n1", 10).unwrap())
+    };
+
+    let store = open();
+    let acme = TenantRecord { replication_factor: 4, updated_at: 500, ..tenant("acme", 3) };
+    assert_eq!(store.tenants().unwrap(), vec![acme]);
+    assert_eq!(store.nodes().unwrap(), vec![node("n1")]);
+    assert_eq!(store.migration("mig-1").unwrap(), Some(migration("mig-1", "acme")));
+    assert_eq!(store.migration("mig-2").unwrap(), Some(migration("mig-2", "n1")));
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", 2)]));
+    let hints = store.hints_for("n1", 10).unwrap();
+    assert_eq!(ids_of(&hints), old_ids);
+    assert_eq!(hints[1].1, hint("n1", "b", 2));
+
+    store.add_hints(&[hint("n1", "c", 3)]).unwrap();
+    let ids = ids_of(&store.hints_for("n1", 10).unwrap());
+    assert!(ids[2] > old_ids[1], "ids keep increasing after reopen: {ids:?}");
+}
+
+// ---- mounting ------------------------------------------------------------------------------
+
+/// Runs one case on a fresh store of backend `B`, or reports the skip.
+fn run<B: Backend>(name: &str, case: impl FnOnce(&dyn Fn() -> Arc<dyn Store>)) {
+    let Some(fixture) = B::fixture() else {
+        eprintln!("skipped {name}: backend not configured");
+        return;
+    };
+    case(&|| B::open(&fixture));
+}
+
+/// Mounts every case of the suite as `#[test]`s in module `$module` for backend `$backend`.
+macro_rules! mount {
+    ($module:ident, $backend:ty) => {
+        mod $module {
+            use super::*;
+
+            mount!(@meta $backend;
+                tenant_create_get_and_duplicate,
+                tenants_are_listed_in_id_order,
+                update_replication_factor_stores_tenant_and_migration,
+                update_replication_factor_of_absent_tenant_changes_nothing,
+                nodes_add_duplicate_list_and_remove,
+                upsert_node_inserts_and_replaces,
+                migration_put_get_and_update,
+                empty_ids_are_invalid,
+            );
+            mount!(@hint $backend;
+                hints_are_listed_per_node_oldest_first,
+                removed_hints_are_gone_and_counted,
+                drop_older_than_drops_by_creation_time,
+                hints_with_negative_times_are_dropped_too,
+            );
+
+            #[test]
+            fn everything_survives_reopen() {
+                run::<$backend>("everything_survives_reopen", super::everything_survives_reopen);
+            }
+        }
+    };
+    (@meta $backend:ty; $($case:ident,)*) => {$(
+        #[test]
+        fn $case() {
+            run::<$backend>(stringify!($case), |open| super::$case(&*open()));
+        }
+    )*};
+    (@hint $backend:ty; $($case:ident,)*) => {$(
+        #[test]
+        fn $case() {
+            run::<$backend>(stringify!($case), |open| super::$case(&*open()));
+        }
+    )*};
+}
+
+mount!(embedded, Embedded);
