@@ -50,11 +50,13 @@ pub enum ConfigError {
 /// Parses `path` as YAML into `T`; a missing `path` (None) gives the defaults.
 pub fn load<T: for<'de> Deserialize<'de> + Default>(path: Option<&Path>) -> Result<T, ConfigError> {
     let Some(path) = path else { return Ok(T::default()) };
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.into(), source })?;
     if text.trim().is_empty() {
         return Ok(T::default());
     }
-    serde_yaml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    serde_yaml::from_str(&text)
+        .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
 }
 
 /// `durability` key: when an acknowledged write is on disk.
@@ -145,12 +147,171 @@ impl StorageConfig {
         EngineConfig {
             durability: match self.durability {
                 DurabilityMode::Sync => Durability::Sync,
-                DurabilityMode::GroupCommit => {
-                    Durability::GroupCommit { interval: Duration::from_millis(self.group_commit_ms) }
-                }
+                DurabilityMode::GroupCommit => Durability::GroupCommit {
+                    interval: Duration::from_millis(self.group_commit_ms),
+                },
             },
             cache_bytes: self.cache_mb << 20,
         }
+    }
+}
+
+/// A storage node listed in the coordinator's config (more can be added with `AddStorageNode`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageNodeEntry {
+    /// The node's id (its ring tokens derive from it).
+    pub node_id: String,
+    /// Host of its gRPC port.
+    pub host: String,
+    /// Its gRPC port.
+    pub port: u16,
+    /// Ring weight; default 150.
+    #[serde(default = "default_virtual_nodes")]
+    pub virtual_nodes: u32,
+}
+
+fn default_virtual_nodes() -> u32 {
+    crate::core::ring::DEFAULT_VIRTUAL_NODES
+}
+
+/// `pairdb coordinator` configuration (`config/coordinator.yaml`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// This coordinator's id; its cores are the vector-clock actors `{node_id}/{core}`.
+    pub node_id: String,
+    /// Address to listen on.
+    pub host: String,
+    /// gRPC port; 0 picks a free one.
+    pub port: u16,
+    /// Where the embedded metadata database lives.
+    pub data_dir: PathBuf,
+    /// Executors (one per core); 0 means one per allowed CPU.
+    pub cores: usize,
+    /// Largest gRPC message accepted or sent, bytes.
+    pub max_message_bytes: usize,
+    /// Largest key, bytes.
+    pub max_key_bytes: usize,
+    /// Largest value, bytes.
+    pub max_value_bytes: usize,
+    /// Replication factor of tenants created without one.
+    pub default_replication_factor: u32,
+    /// Per-replica deadline, milliseconds.
+    pub replica_timeout_ms: u64,
+    /// HTTP/2 connections per storage node per core.
+    pub connections_per_node: usize,
+    /// Send storage operations as Batch calls.
+    pub batching: bool,
+    /// Most operations per Batch call.
+    pub max_batch_ops: usize,
+    /// Outstanding Batch calls per storage node per core.
+    pub max_inflight_batches: usize,
+    /// How often storage nodes are health-checked, milliseconds.
+    pub health_check_interval_ms: u64,
+    /// How often pending hints are replayed to nodes that are up, milliseconds.
+    pub hint_replay_interval_ms: u64,
+    /// How long hints are kept before they are dropped, seconds.
+    pub hint_retention_secs: u64,
+    /// How long an idempotent response is remembered, seconds.
+    pub idempotency_ttl_secs: u64,
+    /// Most idempotency records kept in memory.
+    pub idempotency_max_records: usize,
+    /// Read repairs queued per core before new ones are dropped.
+    pub read_repair_queue: usize,
+    /// Attempts per read repair.
+    pub read_repair_attempts: u32,
+    /// Storage nodes to register at start (kept in the metadata store).
+    pub storage_nodes: Vec<StorageNodeEntry>,
+    /// How long a shutdown waits for in-flight calls, seconds.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "coord-1".into(),
+            host: "127.0.0.1".into(),
+            port: 50051,
+            data_dir: PathBuf::from("data/coordinator"),
+            cores: 0,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_key_bytes: 1024,
+            max_value_bytes: 1 << 20,
+            default_replication_factor: 3,
+            replica_timeout_ms: 1000,
+            connections_per_node: 2,
+            batching: true,
+            max_batch_ops: 256,
+            max_inflight_batches: 8,
+            health_check_interval_ms: 1000,
+            hint_replay_interval_ms: 1000,
+            hint_retention_secs: 3 * 3600,
+            idempotency_ttl_secs: 24 * 3600,
+            idempotency_max_records: 1_000_000,
+            read_repair_queue: 10_000,
+            read_repair_attempts: 3,
+            storage_nodes: Vec::new(),
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Checks ranges and names the first offending field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id.is_empty() || self.node_id.contains('/') {
+            return Err(invalid("node_id", "must be non-empty and contain no '/'"));
+        }
+        if self.max_message_bytes < 1024 || self.max_message_bytes > 64 << 20 {
+            return Err(invalid("max_message_bytes", "must be between 1024 and 67108864"));
+        }
+        if self.max_key_bytes == 0 || self.max_key_bytes > 16 << 10 {
+            return Err(invalid("max_key_bytes", "must be between 1 and 16384"));
+        }
+        if self.max_value_bytes == 0
+            || self.max_value_bytes + self.max_key_bytes + 1024 > self.max_message_bytes
+        {
+            return Err(invalid(
+                "max_value_bytes",
+                "must be at least 1 and leave room for the key within max_message_bytes",
+            ));
+        }
+        if !(1..=10).contains(&self.default_replication_factor) {
+            return Err(invalid("default_replication_factor", "must be between 1 and 10"));
+        }
+        for (field, v) in [
+            ("replica_timeout_ms", self.replica_timeout_ms),
+            ("health_check_interval_ms", self.health_check_interval_ms),
+            ("hint_replay_interval_ms", self.hint_replay_interval_ms),
+            ("idempotency_ttl_secs", self.idempotency_ttl_secs),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        for (field, v) in [
+            ("connections_per_node", self.connections_per_node),
+            ("max_batch_ops", self.max_batch_ops),
+            ("max_inflight_batches", self.max_inflight_batches),
+            ("read_repair_queue", self.read_repair_queue),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        for n in &self.storage_nodes {
+            if n.node_id.is_empty() {
+                return Err(invalid("storage_nodes.node_id", "must not be empty"));
+            }
+            resolve("storage_nodes.host", &n.host, n.port)?;
+        }
+        self.listen_addr().map(|_| ())
+    }
+
+    /// The resolved listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        resolve("host", &self.host, self.port)
     }
 }
 
@@ -173,7 +334,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = serde_yaml::from_str::<StorageConfig>("node_id: a\nprot: 5\n").unwrap_err().to_string();
+        let err =
+            serde_yaml::from_str::<StorageConfig>("node_id: a\nprot: 5\n").unwrap_err().to_string();
         assert!(err.contains("prot"), "{err}");
     }
 
@@ -184,8 +346,18 @@ mod tests {
     }
 
     #[test]
+    fn shipped_coordinator_config_parses_and_validates() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/coordinator.yaml");
+        let cfg: CoordinatorConfig = load(Some(Path::new(path))).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.storage_nodes.len(), 3);
+    }
+
+    #[test]
     fn shipped_storage_config_parses_and_validates() {
-        let cfg: StorageConfig = load(Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/storage.yaml")))).unwrap();
+        let cfg: StorageConfig =
+            load(Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/storage.yaml"))))
+                .unwrap();
         cfg.validate().unwrap();
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod coordinator;
 pub mod core;
 pub mod meta;
 pub mod proto;

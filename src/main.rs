@@ -11,7 +11,8 @@ use std::{
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use pairdb::{
-    config::{self, StorageConfig},
+    config::{self, CoordinatorConfig, StorageConfig, StorageNodeEntry},
+    coordinator::server::Coordinator,
     runtime::{
         listen,
         pool::{self, PoolConfig},
@@ -32,6 +33,69 @@ struct Cli {
 enum Command {
     /// Run a storage node (serves pairdb.storage.v1.StorageService).
     Storage(StorageArgs),
+    /// Run a coordinator (serves pairdb.coordinator.v1.CoordinatorService).
+    Coordinator(CoordinatorArgs),
+    /// Run a local cluster: a coordinator and three storage nodes on loopback, tenant `default`.
+    Dev(DevArgs),
+}
+
+#[derive(Args)]
+struct CoordinatorArgs {
+    /// YAML config file (see config/coordinator.yaml); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This coordinator's id (its cores are the vector-clock actors `{id}/{core}`).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Address to listen on.
+    #[arg(long)]
+    host: Option<String>,
+    /// gRPC port (0 picks a free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Directory of the embedded metadata database.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Executors, one per core (0 = one per allowed CPU).
+    #[arg(long)]
+    cores: Option<usize>,
+    /// A storage node to register, as ID=HOST:PORT (repeatable; replaces the config file's list).
+    #[arg(long = "storage-node", value_parser = parse_node)]
+    storage_nodes: Vec<StorageNodeEntry>,
+    /// Send storage operations one RPC each instead of as Batch calls (for comparison).
+    #[arg(long)]
+    no_batching: bool,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// Where the cluster keeps its data (default: pairdb-dev in the system temp directory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The coordinator's gRPC port; the storage nodes take the next free ports.
+    #[arg(long, default_value_t = 50051)]
+    port: u16,
+    /// Executors, one per core (0 = one per allowed CPU).
+    #[arg(long, default_value_t = 0)]
+    cores: usize,
+    /// Send storage operations one RPC each instead of as Batch calls (for comparison).
+    #[arg(long)]
+    no_batching: bool,
+}
+
+fn parse_node(s: &str) -> Result<StorageNodeEntry, String> {
+    let (id, addr) = s.split_once('=').ok_or("expected ID=HOST:PORT")?;
+    let (host, port) = addr.rsplit_once(':').ok_or("expected ID=HOST:PORT")?;
+    let port = port.parse().map_err(|e| format!("bad port {port:?}: {e}"))?;
+    Ok(StorageNodeEntry {
+        node_id: id.into(),
+        host: host.into(),
+        port,
+        virtual_nodes: pairdb::core::ring::DEFAULT_VIRTUAL_NODES,
+    })
 }
 
 #[derive(Args)]
@@ -64,6 +128,8 @@ fn main() -> anyhow::Result<()> {
     init_logging();
     match cli.command {
         Command::Storage(args) => run_storage(args),
+        Command::Coordinator(args) => run_coordinator(args),
+        Command::Dev(args) => run_dev(args),
     }
 }
 
@@ -100,15 +166,21 @@ fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
     let reservation = listen::reserve(cfg.listen_addr()?).context("binding the gRPC port")?;
     let node = StorageNode::open(&cfg, reservation.addr)
         .with_context(|| format!("opening the engine in {}", cfg.data_dir.display()))?;
-    let pool_cfg = PoolConfig { cores: cfg.cores, name: "pairdb-storage".into(), ..Default::default() };
+    let pool_cfg =
+        PoolConfig { cores: cfg.cores, name: "pairdb-storage".into(), ..Default::default() };
     let cores = pool_cfg.effective_cores();
     let bound = Arc::new(AtomicUsize::new(0));
     let entry_node = node.clone();
     let node_id = cfg.node_id.clone();
     let reservation = Arc::new(std::sync::Mutex::new(Some(reservation)));
     pool::run_per_core(&pool_cfg, move |core| {
-        let (node, shutdown, bound, node_id, reservation) =
-            (entry_node.clone(), shutdown.clone(), bound.clone(), node_id.clone(), reservation.clone());
+        let (node, shutdown, bound, node_id, reservation) = (
+            entry_node.clone(),
+            shutdown.clone(),
+            bound.clone(),
+            node_id.clone(),
+            reservation.clone(),
+        );
         async move {
             let listener = match node.bind() {
                 Ok(l) => l,
@@ -130,5 +202,215 @@ fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
     })?;
     node.sync().context("final journal sync")?;
     tracing::info!("storage node stopped");
+    Ok(())
+}
+
+fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
+    let mut cfg: CoordinatorConfig = config::load(args.config.as_deref())?;
+    if let Some(v) = args.node_id {
+        cfg.node_id = v;
+    }
+    if let Some(v) = args.host {
+        cfg.host = v;
+    }
+    if let Some(v) = args.port {
+        cfg.port = v;
+    }
+    if let Some(v) = args.data_dir {
+        cfg.data_dir = v;
+    }
+    if let Some(v) = args.cores {
+        cfg.cores = v;
+    }
+    if !args.storage_nodes.is_empty() {
+        cfg.storage_nodes = args.storage_nodes;
+    }
+    if args.no_batching {
+        cfg.batching = false;
+    }
+    cfg.validate()?;
+    if args.check_config {
+        println!("configuration is valid");
+        return Ok(());
+    }
+    let shutdown = Shutdown::new();
+    signals::install(shutdown.clone()).context("installing signal handling")?;
+    let reservation = listen::reserve(cfg.listen_addr()?).context("binding the gRPC port")?;
+    let pool_cfg =
+        PoolConfig { cores: cfg.cores, name: "pairdb-coord".into(), ..Default::default() };
+    let cores = pool_cfg.effective_cores();
+    let node_id = cfg.node_id.clone();
+    let data_dir = cfg.data_dir.clone();
+    let coordinator = Coordinator::open(cfg, reservation.addr, cores)
+        .with_context(|| format!("opening the metadata store in {}", data_dir.display()))?;
+    let announce = Announce::new(
+        cores,
+        reservation,
+        format!("pairdb coordinator {node_id} listening on {} ({cores} cores)", coordinator.addr()),
+    );
+    pool::run_per_core(&pool_cfg, move |core| {
+        let (coordinator, shutdown, announce) =
+            (coordinator.clone(), shutdown.clone(), announce.clone());
+        async move {
+            let listener = match coordinator.bind() {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(core, error = %e, "cannot bind; shutting down");
+                    shutdown.trigger();
+                    return;
+                }
+            };
+            announce.bound();
+            coordinator.serve_core(core, listener, shutdown).await;
+        }
+    })?;
+    tracing::info!("coordinator stopped");
+    Ok(())
+}
+
+/// Prints the ready line once every core has bound, and releases the port reservation then.
+#[derive(Clone)]
+struct Announce {
+    inner: Arc<(AtomicUsize, usize, std::sync::Mutex<Vec<listen::Reservation>>, String)>,
+}
+
+impl Announce {
+    fn new(cores: usize, reservation: listen::Reservation, line: String) -> Self {
+        Self::many(cores, vec![reservation], line)
+    }
+
+    fn many(cores: usize, reservations: Vec<listen::Reservation>, line: String) -> Self {
+        Self {
+            inner: Arc::new((
+                AtomicUsize::new(0),
+                cores,
+                std::sync::Mutex::new(reservations),
+                line,
+            )),
+        }
+    }
+
+    fn bound(&self) {
+        let (count, cores, reservations, line) = &*self.inner;
+        if count.fetch_add(1, Ordering::SeqCst) + 1 == *cores {
+            if let Ok(mut r) = reservations.lock() {
+                r.clear();
+            }
+            println!("{line}");
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+        }
+    }
+}
+
+fn run_dev(args: DevArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.unwrap_or_else(|| std::env::temp_dir().join("pairdb-dev"));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let shutdown = Shutdown::new();
+    signals::install(shutdown.clone()).context("installing signal handling")?;
+    let coordinator_reservation =
+        listen::reserve(std::net::SocketAddr::from(([127, 0, 0, 1], args.port)))
+            .with_context(|| format!("port {} is taken; pass --port", args.port))?;
+    // Storage nodes: the next free ports after the coordinator's.
+    let mut storage = Vec::new();
+    let mut reservations = Vec::new();
+    let mut next_port = coordinator_reservation.addr.port().saturating_add(1);
+    for i in 1..=3 {
+        let reservation = loop {
+            if next_port == u16::MAX {
+                anyhow::bail!("no free port for storage node {i}");
+            }
+            let candidate = std::net::SocketAddr::from(([127, 0, 0, 1], next_port));
+            next_port += 1;
+            if let Ok(r) = listen::reserve(candidate) {
+                break r;
+            }
+        };
+        let cfg = StorageConfig {
+            node_id: format!("storage-{i}"),
+            port: reservation.addr.port(),
+            data_dir: data_dir.join(format!("storage-{i}")),
+            ..StorageConfig::default()
+        };
+        let node = StorageNode::open(&cfg, reservation.addr)
+            .with_context(|| format!("opening storage node {i} in {}", cfg.data_dir.display()))?;
+        storage.push((cfg, node));
+        reservations.push(reservation);
+    }
+    let coordinator_cfg = CoordinatorConfig {
+        port: coordinator_reservation.addr.port(),
+        data_dir: data_dir.join("coordinator"),
+        cores: args.cores,
+        batching: !args.no_batching,
+        storage_nodes: storage
+            .iter()
+            .map(|(cfg, _)| StorageNodeEntry {
+                node_id: cfg.node_id.clone(),
+                host: cfg.host.clone(),
+                port: cfg.port,
+                virtual_nodes: pairdb::core::ring::DEFAULT_VIRTUAL_NODES,
+            })
+            .collect(),
+        ..CoordinatorConfig::default()
+    };
+    coordinator_cfg.validate()?;
+    let pool_cfg =
+        PoolConfig { cores: args.cores, name: "pairdb-dev".into(), ..Default::default() };
+    let cores = pool_cfg.effective_cores();
+    let coordinator = Coordinator::open(coordinator_cfg, coordinator_reservation.addr, cores)
+        .context("opening the coordinator's metadata store")?;
+    if coordinator.ensure_tenant("default", 3)? {
+        tracing::info!("created tenant default (replication factor 3)");
+    }
+    let addr = coordinator.addr();
+    let nodes: Vec<String> =
+        storage.iter().map(|(c, n)| format!("{} on {}", c.node_id, n.addr())).collect();
+    reservations.push(coordinator_reservation);
+    let line = format!(
+        "pairdb dev: coordinator on {addr} ({cores} cores), storage nodes {}; data in {}\n\
+         try:  pairdb kv put --addr {addr} greeting hello && pairdb kv get --addr {addr} greeting\n\
+         or:   grpcurl -plaintext -d '{{\"tenant_id\":\"default\",\"key\":\"greeting\"}}' {addr} \
+         pairdb.coordinator.v1.CoordinatorService/ReadKeyValue\n\
+         load: cargo run --release -p pairdb-loadtest -- --addr {addr} --duration 10s\n\
+         press Ctrl-C to stop",
+        nodes.join(", "),
+        data_dir.display()
+    );
+    let announce = Announce::many(cores, reservations, line);
+    let storage_nodes: Vec<_> = storage.into_iter().map(|(_, n)| n).collect();
+    pool::run_per_core(&pool_cfg, move |core| {
+        let (coordinator, storage_nodes, shutdown, announce) =
+            (coordinator.clone(), storage_nodes.clone(), shutdown.clone(), announce.clone());
+        async move {
+            let mut serving = Vec::new();
+            for node in storage_nodes {
+                match node.bind() {
+                    Ok(l) => {
+                        serving.push(glommio::spawn_local(node.serve_core(l, shutdown.clone())))
+                    }
+                    Err(e) => {
+                        tracing::error!(core, error = %e, "cannot bind a storage node; shutting down");
+                        shutdown.trigger();
+                        return;
+                    }
+                }
+            }
+            let listener = match coordinator.bind() {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(core, error = %e, "cannot bind the coordinator; shutting down");
+                    shutdown.trigger();
+                    return;
+                }
+            };
+            announce.bound();
+            coordinator.serve_core(core, listener, shutdown).await;
+            for s in serving {
+                s.await;
+            }
+        }
+    })?;
+    tracing::info!("dev cluster stopped");
     Ok(())
 }

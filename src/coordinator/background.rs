@@ -1,0 +1,212 @@
+//! The coordinator's background duties.
+//!
+//! On every core: apply broadcast [`Update`]s, and flush hints buffered by the core's links to
+//! the hint store (off the core, in batches). On core 0 only, because they must happen once per
+//! process: health-check storage nodes and broadcast changes, replay hints to nodes that are up,
+//! drop hints past their window, and sweep expired idempotency records.
+//!
+//! ```text
+//!   hinted handoff
+//!   write fails on node B ──▶ link: hint ──▶ core buffer ──(every 100 ms)──▶ hint store
+//!   health check: B up   ──▶ replay: hints_for(B) ──▶ Batch of Repairs to B ──▶ remove_hints
+//! ```
+
+use std::{
+    collections::HashMap,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    coordinator::{
+        core::{blocking, unix_now_us, Core},
+        Update,
+    },
+    proto::storage::{self as pb, batch_operation::Op, batch_result::Result as BatchOutcome},
+    runtime::shutdown::Shutdown,
+};
+
+/// How often a core moves its buffered hints to the hint store.
+pub const HINT_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// Hints replayed per Batch call.
+const REPLAY_PAGE: usize = 256;
+/// How often expired idempotency records are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Applies broadcasts to this core until the inbox closes.
+pub async fn inbox(core: Rc<Core>, inbox: flume::Receiver<Update>) {
+    while let Ok(update) = inbox.recv_async().await {
+        core.apply(update);
+    }
+}
+
+/// Moves buffered hints to the hint store every [`HINT_FLUSH_INTERVAL`]; a last flush runs at
+/// shutdown so that no hint buffered in memory is lost.
+pub async fn flush_hints(core: Rc<Core>, shutdown: Shutdown) {
+    loop {
+        let stop = futures_lite::future::or(
+            async {
+                glommio::timer::sleep(HINT_FLUSH_INTERVAL).await;
+                false
+            },
+            async {
+                shutdown.wait().await;
+                true
+            },
+        )
+        .await;
+        persist_hints(&core).await;
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Writes the core's buffered hints to the hint store now.
+pub async fn persist_hints(core: &Core) {
+    let hints = core.take_hints();
+    if hints.is_empty() {
+        return;
+    }
+    let count = hints.len();
+    let store = core.shared.hints.clone();
+    if let Err(e) = blocking(move || store.add_hints(&hints)).await {
+        tracing::error!(error = %e, count, "cannot store hints; those writes rely on read repair now");
+    } else {
+        core.stats.hints_buffered.set(core.stats.hints_buffered.get() + count as u64);
+    }
+}
+
+/// Core 0: health checks, hint replay, hint expiry and idempotency sweeps until shutdown.
+pub async fn supervise(core: Rc<Core>, shutdown: Shutdown) {
+    let cfg = &core.shared.config;
+    let health_every = Duration::from_millis(cfg.health_check_interval_ms);
+    let replay_every = Duration::from_millis(cfg.hint_replay_interval_ms);
+    let mut up: HashMap<String, bool> = HashMap::new();
+    let mut next_replay = Instant::now();
+    let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
+    while !shutdown.is_triggered() {
+        let came_back = check_health(&core, &mut up, health_every).await;
+        let now = Instant::now();
+        if came_back || now >= next_replay {
+            replay_hints(&core).await;
+            next_replay = Instant::now() + replay_every;
+        }
+        if now >= next_sweep {
+            let swept = core.shared.idempotency.sweep(now);
+            let store = core.shared.hints.clone();
+            let cutoff = unix_now_us() - (cfg.hint_retention_secs as i64) * 1_000_000;
+            match blocking(move || store.drop_older_than(cutoff)).await {
+                Ok(n) if n > 0 => tracing::warn!(dropped = n, "hints past the hint window dropped"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot expire hints"),
+            }
+            tracing::debug!(swept, "idempotency sweep");
+            next_sweep = now + SWEEP_INTERVAL;
+        }
+        futures_lite::future::or(glommio::timer::sleep(health_every), shutdown.wait()).await;
+    }
+}
+
+/// Health-checks every storage node once; broadcasts changes. True when a node came back.
+async fn check_health(core: &Rc<Core>, up: &mut HashMap<String, bool>, period: Duration) -> bool {
+    let timeout = period.min(Duration::from_millis(500));
+    let links = core.links();
+    let checks = links.iter().map(|link| async move {
+        let call = link.call::<_, pb::HealthCheckResponse>(
+            "/pairdb.storage.v1.StorageService/HealthCheck",
+            &pb::HealthCheckRequest {},
+        );
+        let ok = futures_lite::future::or(async { call.await.is_ok() }, async {
+            glommio::timer::sleep(timeout).await;
+            false
+        })
+        .await;
+        (link.id().as_str().to_owned(), ok)
+    });
+    let results = futures_util::future::join_all(checks).await;
+    let mut came_back = false;
+    for (node_id, ok) in results {
+        let before = up.insert(node_id.clone(), ok);
+        if before != Some(ok) {
+            if before.is_some() || !ok {
+                tracing::info!(node = %node_id, up = ok, "storage node health changed");
+            }
+            came_back |= ok && before == Some(false);
+            core.shared.broadcast(Update::NodeHealth { node_id, up: ok });
+        }
+    }
+    came_back
+}
+
+/// Replays stored hints to every node that is up, a page at a time, one Batch call per page.
+pub async fn replay_hints(core: &Rc<Core>) {
+    let store = core.shared.hints.clone();
+    let counts = match blocking(move || store.pending_counts()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read hint counts");
+            return;
+        }
+    };
+    for (node_id, pending) in counts {
+        if pending == 0 {
+            continue;
+        }
+        let Some(link) = core.link(&crate::core::ids::NodeId::new(node_id.clone())) else {
+            continue;
+        };
+        if link.is_down() {
+            continue;
+        }
+        loop {
+            let store = core.shared.hints.clone();
+            let node = node_id.clone();
+            let page = match blocking(move || store.hints_for(&node, REPLAY_PAGE)).await {
+                Ok(p) if !p.is_empty() => p,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, node = %node_id, "cannot read hints");
+                    break;
+                }
+            };
+            let full_page = page.len() == REPLAY_PAGE;
+            let request = pb::BatchRequest {
+                operations: page
+                    .iter()
+                    .map(|(_, h)| pb::BatchOperation {
+                        op: Some(Op::Repair(pb::RepairRequest {
+                            tenant_id: h.tenant_id.clone(),
+                            key: h.key.clone(),
+                            version: Some((&h.version).into()),
+                        })),
+                    })
+                    .collect(),
+            };
+            // Sent directly, not through the link's queue: a failed replay must not become a
+            // new hint of itself.
+            let reply = link
+                .call::<_, pb::BatchResponse>("/pairdb.storage.v1.StorageService/Batch", &request)
+                .await;
+            let Ok(reply) = reply else { break };
+            let delivered: Vec<u64> = page
+                .iter()
+                .zip(&reply.results)
+                .filter(|(_, r)| !matches!(r.result, Some(BatchOutcome::Error(_)) | None))
+                .map(|((id, _), _)| *id)
+                .collect();
+            let all_delivered = delivered.len() == page.len();
+            let count = delivered.len();
+            let store = core.shared.hints.clone();
+            let node = node_id.clone();
+            if let Err(e) = blocking(move || store.remove_hints(&node, &delivered)).await {
+                tracing::warn!(error = %e, node = %node_id, "cannot remove replayed hints");
+                break;
+            }
+            tracing::info!(node = %node_id, replayed = count, "hints replayed");
+            if !all_delivered || !full_page {
+                break;
+            }
+        }
+    }
+}

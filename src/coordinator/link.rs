@@ -1,0 +1,319 @@
+//! One core's connection to one storage node, and the batching of its operations.
+//!
+//! ```text
+//!  request handlers ──submit(op)──▶ queue ──flush task──▶ Batch RPC ──▶ storage node
+//!        ▲                                     (queued, not run inline)        │
+//!        └──────────── per-op reply (oneshot) ◀──────── results in order ◀─────┘
+//! ```
+//!
+//! Batching needs no timer: `submit` only appends to the queue and, if no flush is scheduled,
+//! queues one on the core's task queue. Every handler that runs in the same executor turn (all
+//! the streams that one socket read delivered) appends before the flush runs, so under load
+//! operations leave together, while a lone operation leaves as soon as its handler yields. At most
+//! `max_inflight_batches` Batch calls are outstanding per node; beyond that operations wait in the
+//! queue and leave with the next batch, which is what makes batches grow with load.
+//!
+//! A write-type operation (write, delete, repair) that fails or misses its deadline becomes a
+//! hint for hinted handoff, whatever the client's request already answered: the link is the one
+//! place that knows both what was sent and that it did not arrive.
+
+use std::{
+    cell::{Cell, RefCell},
+    net::SocketAddr,
+    rc::Rc,
+    time::Duration,
+};
+
+use futures_channel::oneshot;
+
+use crate::{
+    core::ids::NodeId,
+    proto::storage::{
+        batch_operation::Op, batch_result::Result as BatchOutcome, BatchOperation, BatchRequest,
+        BatchResponse, BatchResult, DeleteResponse, ReadResponse, RepairResponse, WriteResponse,
+    },
+    rpc::{Channel, ClientConfig, Status},
+};
+
+const BATCH_PATH: &str = "/pairdb.storage.v1.StorageService/Batch";
+const WRITE_PATH: &str = "/pairdb.storage.v1.StorageService/Write";
+const READ_PATH: &str = "/pairdb.storage.v1.StorageService/Read";
+const DELETE_PATH: &str = "/pairdb.storage.v1.StorageService/Delete";
+const REPAIR_PATH: &str = "/pairdb.storage.v1.StorageService/Repair";
+
+/// How a link talks to its node.
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    /// HTTP/2 connections per node per core.
+    pub connections: usize,
+    /// Send operations as `Batch` calls (true) or one RPC each (false, for comparison).
+    pub batching: bool,
+    /// Most operations in one Batch call.
+    pub max_batch_ops: usize,
+    /// Outstanding Batch calls per node before operations wait to leave together.
+    pub max_inflight_batches: usize,
+    /// Per-replica deadline: an operation without a reply by then has failed.
+    pub replica_timeout: Duration,
+    /// Queue bound: operations beyond it fail at once instead of piling up memory.
+    pub max_queued_ops: usize,
+    /// Client settings for the connections.
+    pub client: ClientConfig,
+}
+
+/// Reply to one operation.
+pub type OpReply = Result<BatchOutcome, Status>;
+
+/// A write-type operation that did not reach its node: the caller stores it as a hint.
+pub type HintSink = Rc<dyn Fn(&NodeId, &Op)>;
+
+struct Pending {
+    op: Op,
+    reply: oneshot::Sender<OpReply>,
+}
+
+/// One core's link to one storage node.
+pub struct NodeLink {
+    id: NodeId,
+    addr: SocketAddr,
+    config: Rc<LinkConfig>,
+    channels: RefCell<Vec<Option<Channel>>>,
+    next_channel: Cell<usize>,
+    queue: RefCell<Vec<Pending>>,
+    flush_scheduled: Cell<bool>,
+    inflight_batches: Cell<usize>,
+    /// Set by the health checker's broadcasts: operations fail fast instead of waiting for a
+    /// connect timeout, and write-type ones become hints.
+    down: Cell<bool>,
+    on_missed: HintSink,
+    stats: Rc<LinkStats>,
+}
+
+/// Per-core fan-out counters, shared by a core's links.
+#[derive(Default)]
+pub struct LinkStats {
+    /// Batch calls sent.
+    pub batches: Cell<u64>,
+    /// Operations sent in batches.
+    pub batched_ops: Cell<u64>,
+    /// Operations that failed or timed out.
+    pub failed_ops: Cell<u64>,
+}
+
+impl NodeLink {
+    /// A link that connects lazily on first use.
+    pub fn new(
+        id: NodeId,
+        addr: SocketAddr,
+        config: Rc<LinkConfig>,
+        on_missed: HintSink,
+        stats: Rc<LinkStats>,
+    ) -> Rc<Self> {
+        let connections = config.connections.max(1);
+        Rc::new(Self {
+            id,
+            addr,
+            config,
+            channels: RefCell::new(vec![None; connections]),
+            next_channel: Cell::new(0),
+            queue: RefCell::new(Vec::new()),
+            flush_scheduled: Cell::new(false),
+            inflight_batches: Cell::new(0),
+            down: Cell::new(false),
+            on_missed,
+            stats,
+        })
+    }
+
+    /// The node's id.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// The node's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Marks the node down (operations fail fast) or up.
+    pub fn set_down(&self, down: bool) {
+        self.down.set(down);
+    }
+
+    /// True while the health checker considers the node down.
+    pub fn is_down(&self) -> bool {
+        self.down.get()
+    }
+
+    /// Sends `op` to the node (batched with whatever else is pending) and returns its reply.
+    pub fn submit(self: &Rc<Self>, op: Op) -> oneshot::Receiver<OpReply> {
+        let (tx, rx) = oneshot::channel();
+        if self.down.get() {
+            self.fail(op, tx, Status::unavailable(format!("storage node {} is down", self.id)));
+            return rx;
+        }
+        if !self.config.batching {
+            let link = self.clone();
+            glommio::spawn_local(async move {
+                let result = link.send_single(&op).await;
+                link.finish(op, tx, result);
+            })
+            .detach();
+            return rx;
+        }
+        if self.queue.borrow().len() >= self.config.max_queued_ops {
+            self.fail(
+                op,
+                tx,
+                Status::resource_exhausted(format!("queue to storage node {} is full", self.id)),
+            );
+            return rx;
+        }
+        self.queue.borrow_mut().push(Pending { op, reply: tx });
+        self.schedule_flush();
+        rx
+    }
+
+    fn schedule_flush(self: &Rc<Self>) {
+        if self.flush_scheduled.get()
+            || self.inflight_batches.get() >= self.config.max_inflight_batches
+        {
+            return;
+        }
+        self.flush_scheduled.set(true);
+        let link = self.clone();
+        // Queued behind the tasks already runnable on this core, not polled inline: every
+        // handler of this turn gets to append before the batch leaves.
+        let queue = glommio::executor().current_task_queue();
+        let spawned = glommio::spawn_local_into(async move { link.flush().await }, queue);
+        match spawned {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot schedule a batch flush");
+                self.flush_scheduled.set(false);
+            }
+        }
+    }
+
+    async fn flush(self: Rc<Self>) {
+        self.flush_scheduled.set(false);
+        let batch: Vec<Pending> = {
+            let mut queue = self.queue.borrow_mut();
+            let n = queue.len().min(self.config.max_batch_ops);
+            queue.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            return;
+        }
+        self.inflight_batches.set(self.inflight_batches.get() + 1);
+        if !self.queue.borrow().is_empty() {
+            // More than one batch's worth: let another batch leave alongside this one.
+            self.schedule_flush();
+        }
+        self.stats.batches.set(self.stats.batches.get() + 1);
+        self.stats.batched_ops.set(self.stats.batched_ops.get() + batch.len() as u64);
+        let (ops, replies): (Vec<Op>, Vec<oneshot::Sender<OpReply>>) =
+            batch.into_iter().map(|p| (p.op, p.reply)).unzip();
+        let request = BatchRequest {
+            operations: ops.into_iter().map(|op| BatchOperation { op: Some(op) }).collect(),
+        };
+        let result = self.call::<_, BatchResponse>(BATCH_PATH, &request).await;
+        let ops = request.operations.into_iter().filter_map(|o| o.op);
+        match result {
+            Ok(response) if response.results.len() == replies.len() => {
+                for ((op, reply), BatchResult { result }) in ops.zip(replies).zip(response.results)
+                {
+                    match result {
+                        Some(BatchOutcome::Error(e)) => {
+                            let status = Status::new(crate::rpc::Code(e.code), e.message);
+                            self.fail(op, reply, status)
+                        }
+                        Some(outcome) => {
+                            let _ = reply.send(Ok(outcome));
+                        }
+                        None => self.fail(op, reply, Status::internal("empty batch result")),
+                    }
+                }
+            }
+            Ok(response) => {
+                let status = Status::internal(format!(
+                    "storage node {} answered {} results for {} operations",
+                    self.id,
+                    response.results.len(),
+                    replies.len()
+                ));
+                for (op, reply) in ops.zip(replies) {
+                    self.fail(op, reply, status.clone());
+                }
+            }
+            Err(status) => {
+                for (op, reply) in ops.zip(replies) {
+                    self.fail(op, reply, status.clone());
+                }
+            }
+        }
+        self.inflight_batches.set(self.inflight_batches.get() - 1);
+        if !self.queue.borrow().is_empty() {
+            self.schedule_flush();
+        }
+    }
+
+    /// Unbatched mode: the operation's own RPC.
+    async fn send_single(&self, op: &Op) -> OpReply {
+        Ok(match op {
+            Op::Write(w) => {
+                BatchOutcome::Write(self.call::<_, WriteResponse>(WRITE_PATH, w).await?)
+            }
+            Op::Read(r) => BatchOutcome::Read(self.call::<_, ReadResponse>(READ_PATH, r).await?),
+            Op::Delete(d) => {
+                BatchOutcome::Delete(self.call::<_, DeleteResponse>(DELETE_PATH, d).await?)
+            }
+            Op::Repair(r) => {
+                BatchOutcome::Repair(self.call::<_, RepairResponse>(REPAIR_PATH, r).await?)
+            }
+        })
+    }
+
+    fn finish(&self, op: Op, reply: oneshot::Sender<OpReply>, result: OpReply) {
+        match result {
+            Ok(outcome) => {
+                let _ = reply.send(Ok(outcome));
+            }
+            Err(status) => self.fail(op, reply, status),
+        }
+    }
+
+    fn fail(&self, op: Op, reply: oneshot::Sender<OpReply>, status: Status) {
+        self.stats.failed_ops.set(self.stats.failed_ops.get() + 1);
+        // Invalid input is the caller's error, not a missed write: no hint for it.
+        if !matches!(op, Op::Read(_)) && status.code != crate::rpc::Code::INVALID_ARGUMENT {
+            (self.on_missed)(&self.id, &op);
+        }
+        let _ = reply.send(Err(status));
+    }
+
+    /// One unary call on one of the node's connections, with the per-replica deadline.
+    pub async fn call<Req: prost::Message, Resp: prost::Message + Default>(
+        &self,
+        path: &str,
+        req: &Req,
+    ) -> Result<Resp, Status> {
+        let channel = self.channel().await?;
+        channel.unary(path, req, Some(self.config.replica_timeout)).await
+    }
+
+    /// A connected channel, round-robin over the node's connections, reconnecting closed ones.
+    async fn channel(&self) -> Result<Channel, Status> {
+        let slot = self.next_channel.get() % self.channels.borrow().len();
+        self.next_channel.set(slot + 1);
+        if let Some(ch) = &self.channels.borrow()[slot] {
+            if !ch.is_closed() {
+                return Ok(ch.clone());
+            }
+        }
+        let ch = Channel::connect(self.addr, &self.config.client).await?;
+        self.channels.borrow_mut()[slot] = Some(ch.clone());
+        Ok(ch)
+    }
+}

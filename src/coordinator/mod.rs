@@ -1,0 +1,93 @@
+//! The coordinator: serves `pairdb.coordinator.v1.CoordinatorService`, places keys on the ring,
+//! fans operations out to storage nodes and answers once the consistency level is met.
+//!
+//! ```text
+//!                 ┌──────────── process (one per coordinator) ─────────────┐
+//!                 │ Shared: config, metadata store, hint store,            │
+//!                 │         idempotency store, mesh (one inbox per core)   │
+//!                 └──────────┬───────────────────────────┬─────────────────┘
+//!                            │ Arc                       │ Update broadcasts
+//!        ┌───────────────────▼──────┐       ┌────────────▼─────────────┐
+//!        │ core 0: Core             │  ...  │ core N: Core             │
+//!        │  ring (Rc), tenant cache │       │  its own copies          │
+//!        │  links to storage nodes  │       │  its own links           │
+//!        │  + health checks, hint   │       │                          │
+//!        │    replay, sweeps        │       │                          │
+//!        └──────────────────────────┘       └──────────────────────────┘
+//! ```
+//!
+//! Each core owns its ring copy, tenant cache and storage-node connections (`Rc`/`RefCell`,
+//! no locks). Changes (a tenant created, a node added, a node found down) are made once, in the
+//! metadata store off the request cores, and then broadcast as [`Update`]s to every core's inbox.
+//! Background duties that must happen once per process (health checks, hint replay, sweeps) run
+//! on core 0.
+//!
+//! - [`core`]: per-core state and the request handlers.
+//! - [`link`]: one core's connection to one storage node, with batching.
+//! - [`background`]: health checks, hint flush and replay, read repair, sweeps.
+//! - [`server`]: the process runner (`pairdb coordinator`, `pairdb dev`).
+
+pub mod background;
+pub mod core;
+pub mod link;
+pub mod server;
+
+use std::sync::{atomic::AtomicU64, Arc};
+
+use crate::{
+    config::CoordinatorConfig,
+    meta::{
+        idempotency::EmbeddedIdempotencyStore, HintStore, MetadataStore, NodeRecord, TenantRecord,
+    },
+    rpc::health::HealthState,
+};
+
+/// A change every core applies to its own copy of the shared state.
+#[derive(Clone, Debug)]
+pub enum Update {
+    /// A tenant was created or changed.
+    Tenant(TenantRecord),
+    /// The storage node membership changed: rebuild the ring at this epoch.
+    Nodes {
+        /// Ring epoch, increasing with every membership change.
+        epoch: u64,
+        /// The full membership.
+        nodes: Vec<NodeRecord>,
+    },
+    /// The health checker found a node down (`up == false`) or back.
+    NodeHealth {
+        /// The node.
+        node_id: String,
+        /// Its new state.
+        up: bool,
+    },
+}
+
+/// What all cores of one coordinator process share. Read-mostly; nothing here is touched on a
+/// request path except the idempotency store (a lock-free map) and the mesh senders.
+pub struct Shared {
+    /// The configuration.
+    pub config: CoordinatorConfig,
+    /// Tenants, nodes, migrations (blocking: used off the request cores).
+    pub meta: Arc<dyn MetadataStore>,
+    /// Hinted handoff (blocking: used off the request cores).
+    pub hints: Arc<dyn HintStore>,
+    /// Idempotency records (non-blocking, shared by all cores).
+    pub idempotency: Arc<EmbeddedIdempotencyStore>,
+    /// One inbox per core.
+    pub mesh: Vec<flume::Sender<Update>>,
+    /// Ring epoch of the latest membership broadcast.
+    pub epoch: AtomicU64,
+    /// gRPC health, flipped to NOT_SERVING at shutdown.
+    pub health: HealthState,
+}
+
+impl Shared {
+    /// Sends `update` to every core, this one included.
+    pub fn broadcast(&self, update: Update) {
+        for inbox in &self.mesh {
+            // A closed inbox is a core that already stopped: nothing left to update.
+            let _ = inbox.send(update.clone());
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Running a coordinator process: open the stores, register configured storage nodes, then on
+//! every core build the [`Core`], its background tasks and its gRPC server.
+
+use std::{
+    net::SocketAddr,
+    rc::Rc,
+    sync::{atomic::AtomicU64, Arc, Mutex},
+    time::Duration,
+};
+
+use glommio::net::TcpListener;
+
+use crate::{
+    config::CoordinatorConfig,
+    coordinator::{background, core::Core, Shared, Update},
+    meta::{
+        embedded::EmbeddedStore,
+        idempotency::{EmbeddedIdempotencyStore, IdempotencyConfig},
+        MetaError, MetadataStore, NodeRecord, NodeState, TenantRecord,
+    },
+    rpc::{health, health::HealthState, reflection, server, Router, ServerConfig},
+    runtime::shutdown::Shutdown,
+};
+
+/// One coordinator process, shared by its cores until each has built its own state.
+pub struct Coordinator {
+    shared: Arc<Shared>,
+    inboxes: Mutex<Vec<Option<flume::Receiver<Update>>>>,
+    nodes: Vec<NodeRecord>,
+    tenants: Vec<TenantRecord>,
+    addr: SocketAddr,
+    server: ServerConfig,
+}
+
+impl Coordinator {
+    /// Opens the embedded stores in `config.data_dir`, registers the configured storage nodes
+    /// and loads the membership and tenants. Blocking: call before the executors start.
+    pub fn open(
+        config: CoordinatorConfig,
+        addr: SocketAddr,
+        cores: usize,
+    ) -> Result<Arc<Coordinator>, MetaError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| MetaError::Unavailable { backend: "redb", source: Box::new(e) })?;
+        let store = Arc::new(EmbeddedStore::open(&config.data_dir)?);
+        let now = crate::coordinator::core::unix_now_secs();
+        let known = store.nodes()?;
+        for n in &config.storage_nodes {
+            let existing = known.iter().find(|k| k.node_id == n.node_id);
+            let record = NodeRecord {
+                node_id: n.node_id.clone(),
+                host: n.host.clone(),
+                port: n.port,
+                virtual_nodes: n.virtual_nodes,
+                state: existing.map(|k| k.state).unwrap_or(NodeState::Active),
+                added_at: existing.map(|k| k.added_at).unwrap_or(now),
+            };
+            store.upsert_node(&record)?;
+        }
+        let nodes = store.nodes()?;
+        let tenants = store.tenants()?;
+        let idempotency = Arc::new(EmbeddedIdempotencyStore::new(IdempotencyConfig {
+            ttl: Duration::from_secs(config.idempotency_ttl_secs),
+            max_records: config.idempotency_max_records,
+            ..IdempotencyConfig::default()
+        }));
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores).map(|_| flume::unbounded()).unzip();
+        let server =
+            ServerConfig { max_message_bytes: config.max_message_bytes, ..ServerConfig::default() };
+        let shared = Arc::new(Shared {
+            config,
+            meta: store.clone(),
+            hints: store,
+            idempotency,
+            mesh: senders,
+            epoch: AtomicU64::new(1),
+            health: HealthState::default(),
+        });
+        Ok(Arc::new(Coordinator {
+            shared,
+            inboxes: Mutex::new(receivers.into_iter().map(Some).collect()),
+            nodes,
+            tenants,
+            addr,
+            server,
+        }))
+    }
+
+    /// Creates `tenant_id` with `replication_factor` unless it exists. Blocking.
+    pub fn ensure_tenant(
+        &self,
+        tenant_id: &str,
+        replication_factor: u32,
+    ) -> Result<bool, MetaError> {
+        let now = crate::coordinator::core::unix_now_secs();
+        let record = TenantRecord {
+            tenant_id: tenant_id.into(),
+            replication_factor,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.shared.meta.create_tenant(&record) {
+            Ok(()) => Ok(true),
+            Err(MetaError::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The address clients connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Binds this core's SO_REUSEPORT listener.
+    pub fn bind(&self) -> std::io::Result<TcpListener> {
+        TcpListener::bind(self.addr).map_err(Into::into)
+    }
+
+    /// Builds core `index` and serves on it until `shutdown` fired and calls drained.
+    pub async fn serve_core(
+        self: Arc<Self>,
+        index: usize,
+        listener: TcpListener,
+        shutdown: Shutdown,
+    ) {
+        let inbox =
+            self.inboxes.lock().ok().and_then(|mut v| v.get_mut(index).and_then(Option::take));
+        let Some(inbox) = inbox else {
+            tracing::error!(index, "core started twice or beyond the configured core count");
+            return;
+        };
+        // Tenants created since open() are in the store; the newest copy wins via broadcasts.
+        let core = Core::new(index, self.shared.clone(), self.nodes.clone(), self.tenants.clone());
+        glommio::spawn_local(background::inbox(core.clone(), inbox)).detach();
+        let flusher = glommio::spawn_local(background::flush_hints(core.clone(), shutdown.clone()));
+        if index == 0 {
+            glommio::spawn_local(background::supervise(core.clone(), shutdown.clone())).detach();
+            let health = self.shared.health.clone();
+            let stop = shutdown.clone();
+            glommio::spawn_local(async move {
+                stop.wait().await;
+                health.set_serving(false);
+            })
+            .detach();
+        }
+        let router =
+            reflection::add(health::add(core.register(Router::new()), self.shared.health.clone()));
+        let drain = Duration::from_secs(self.shared.config.shutdown_timeout_secs);
+        server::serve(listener, Rc::new(router), Rc::new(self.server.clone()), shutdown, drain)
+            .await;
+        // In-flight calls are done: persist the hints they produced.
+        flusher.await;
+        background::persist_hints(&core).await;
+    }
+}
