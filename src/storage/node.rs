@@ -39,7 +39,10 @@ impl StorageNode {
             engine,
             node_id: config.node_id.clone(),
             addr,
-            server: ServerConfig { max_message_bytes: config.max_message_bytes, ..ServerConfig::default() },
+            server: ServerConfig {
+                max_message_bytes: config.max_message_bytes,
+                ..ServerConfig::default()
+            },
             health: HealthState::default(),
             drain_timeout: Duration::from_secs(config.shutdown_timeout_secs),
         }))
@@ -64,7 +67,8 @@ impl StorageNode {
     /// Serves on this core until `shutdown` fires and in-flight calls drained.
     pub async fn serve_core(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
         let service = Arc::new(StorageService::new(self.engine.clone(), self.node_id.clone()));
-        let router = reflection::add(health::add(service.register(Router::new()), self.health.clone()));
+        let router =
+            reflection::add(health::add(service.register(Router::new()), self.health.clone()));
         let health = self.health.clone();
         let stop = shutdown.clone();
         glommio::spawn_local(async move {
@@ -72,7 +76,14 @@ impl StorageNode {
             health.set_serving(false);
         })
         .detach();
-        server::serve(listener, Rc::new(router), Rc::new(self.server.clone()), shutdown, self.drain_timeout).await;
+        server::serve(
+            listener,
+            Rc::new(router),
+            Rc::new(self.server.clone()),
+            shutdown,
+            self.drain_timeout,
+        )
+        .await;
     }
 
     /// Flushes the engine's journal to disk.

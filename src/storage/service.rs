@@ -11,10 +11,11 @@ use std::{sync::Arc, time::Instant};
 use crate::{
     core::version::Version,
     proto::storage::{
-        self as pb, batch_operation::Op, batch_result::Result as BatchOutcome, BatchRequest, BatchResponse,
-        BatchResult, DeleteRequest, DeleteResponse, HealthCheckRequest, HealthCheckResponse, OperationError,
-        ReadRequest, ReadResponse, RepairRequest, RepairResponse, ScanRangeRequest, ScanRangeResponse, StatsRequest,
-        StatsResponse, WriteRequest, WriteResponse,
+        self as pb, batch_operation::Op, batch_result::Result as BatchOutcome, BatchRequest,
+        BatchResponse, BatchResult, DeleteRequest, DeleteResponse, HealthCheckRequest,
+        HealthCheckResponse, OperationError, ReadRequest, ReadResponse, RepairRequest,
+        RepairResponse, ScanRangeRequest, ScanRangeResponse, StatsRequest, StatsResponse,
+        WriteRequest, WriteResponse,
     },
     rpc::{CallContext, Router, Status},
     storage::engine::{Applied, ApplyOp, Durability, Engine, EngineError},
@@ -44,8 +45,16 @@ impl StorageService {
 
     /// Adds every StorageService method to `router`.
     pub fn register(self: Arc<Self>, router: Router) -> Router {
-        let (w, r, d, rp, h, b, sc, st) =
-            (self.clone(), self.clone(), self.clone(), self.clone(), self.clone(), self.clone(), self.clone(), self);
+        let (w, r, d, rp, h, b, sc, st) = (
+            self.clone(),
+            self.clone(),
+            self.clone(),
+            self.clone(),
+            self.clone(),
+            self.clone(),
+            self.clone(),
+            self,
+        );
         router
             .unary(&format!("{SERVICE}Write"), move |req: WriteRequest, _: CallContext| {
                 let svc = w.clone();
@@ -75,14 +84,17 @@ impl StorageService {
                     Ok(RepairResponse { applied: a.applied, current: Some((&a.current).into()) })
                 }
             })
-            .unary(&format!("{SERVICE}HealthCheck"), move |_: HealthCheckRequest, _: CallContext| {
-                let reply = HealthCheckResponse {
-                    status: "SERVING".into(),
-                    node_id: h.node_id.clone(),
-                    uptime_seconds: h.started.elapsed().as_secs(),
-                };
-                async move { Ok(reply) }
-            })
+            .unary(
+                &format!("{SERVICE}HealthCheck"),
+                move |_: HealthCheckRequest, _: CallContext| {
+                    let reply = HealthCheckResponse {
+                        status: "SERVING".into(),
+                        node_id: h.node_id.clone(),
+                        uptime_seconds: h.started.elapsed().as_secs(),
+                    };
+                    async move { Ok(reply) }
+                },
+            )
             .unary(&format!("{SERVICE}Batch"), move |req: BatchRequest, _: CallContext| {
                 let svc = b.clone();
                 async move { svc.batch(req).await }
@@ -92,18 +104,24 @@ impl StorageService {
                 async move { result }
             })
             .unary(&format!("{SERVICE}Stats"), move |_: StatsRequest, _: CallContext| {
-                let result = st.engine.stats().map_err(|e| engine_status(&e)).map(|s| StatsResponse {
-                    node_id: st.node_id.clone(),
-                    key_count: s.key_count,
-                    tombstone_count: s.tombstone_count,
-                    disk_bytes: s.disk_bytes,
-                    disk_usage_percent: s.disk_usage_percent,
-                });
+                let result =
+                    st.engine.stats().map_err(|e| engine_status(&e)).map(|s| StatsResponse {
+                        node_id: st.node_id.clone(),
+                        key_count: s.key_count,
+                        tombstone_count: s.tombstone_count,
+                        disk_bytes: s.disk_bytes,
+                        disk_usage_percent: s.disk_usage_percent,
+                    });
                 async move { result }
             })
     }
 
-    async fn apply_one(&self, tenant_id: String, key: String, version: Version) -> Result<Applied, Status> {
+    async fn apply_one(
+        &self,
+        tenant_id: String,
+        key: String,
+        version: Version,
+    ) -> Result<Applied, Status> {
         if self.engine.durability() == Durability::Sync {
             let engine = self.engine.clone();
             // fdatasync per write: keep it off the request core.
@@ -171,7 +189,8 @@ impl StorageService {
                 Some(Op::Delete(d)) => (d.tenant_id, d.key, d.version, WriteKind::Delete),
                 Some(Op::Repair(r)) => (r.tenant_id, r.key, r.version, WriteKind::Repair),
                 None => {
-                    results[i] = Some(op_error(&Status::invalid_argument("batch operation has no op")));
+                    results[i] =
+                        Some(op_error(&Status::invalid_argument("batch operation has no op")));
                     continue;
                 }
             };
@@ -199,8 +218,10 @@ impl StorageService {
                 writes = returned;
                 applied
             } else {
-                let ops: Vec<ApplyOp<'_>> =
-                    writes.iter().map(|(_, t, k, v)| ApplyOp { tenant_id: t, key: k, version: v }).collect();
+                let ops: Vec<ApplyOp<'_>> = writes
+                    .iter()
+                    .map(|(_, t, k, v)| ApplyOp { tenant_id: t, key: k, version: v })
+                    .collect();
                 self.engine.apply_batch(&ops)
             };
             for (((i, _, _, _), kind), result) in writes.iter().zip(kinds).zip(applied) {
@@ -208,9 +229,15 @@ impl StorageService {
                     Ok(a) => {
                         let (applied, current) = (a.applied, Some((&a.current).into()));
                         match kind {
-                            WriteKind::Write => BatchOutcome::Write(WriteResponse { applied, current }),
-                            WriteKind::Delete => BatchOutcome::Delete(DeleteResponse { applied, current }),
-                            WriteKind::Repair => BatchOutcome::Repair(RepairResponse { applied, current }),
+                            WriteKind::Write => {
+                                BatchOutcome::Write(WriteResponse { applied, current })
+                            }
+                            WriteKind::Delete => {
+                                BatchOutcome::Delete(DeleteResponse { applied, current })
+                            }
+                            WriteKind::Repair => {
+                                BatchOutcome::Repair(RepairResponse { applied, current })
+                            }
                         }
                     }
                     Err(e) => op_error(&engine_status(&e)),
@@ -231,13 +258,21 @@ enum WriteKind {
 }
 
 /// Validates the incoming version of a write, delete or repair.
-fn incoming(tenant_id: &str, key: &str, version: Option<&pb::Version>, tombstone: bool) -> Result<Version, Status> {
+fn incoming(
+    tenant_id: &str,
+    key: &str,
+    version: Option<&pb::Version>,
+    tombstone: bool,
+) -> Result<Version, Status> {
     check_key(tenant_id, key)?;
     let Some(version) = version else {
-        return Err(Status::invalid_argument("version is required").with_error_code("INVALID_REQUEST"));
+        return Err(
+            Status::invalid_argument("version is required").with_error_code("INVALID_REQUEST")
+        );
     };
-    let mut version = Version::try_from(version)
-        .map_err(|e| Status::invalid_argument(format!("invalid version: {e}")).with_error_code("INVALID_REQUEST"))?;
+    let mut version = Version::try_from(version).map_err(|e| {
+        Status::invalid_argument(format!("invalid version: {e}")).with_error_code("INVALID_REQUEST")
+    })?;
     if tombstone {
         version.tombstone = true;
         version.value = Default::default();
@@ -247,7 +282,9 @@ fn incoming(tenant_id: &str, key: &str, version: Option<&pb::Version>, tombstone
 
 fn check_key(tenant_id: &str, key: &str) -> Result<(), Status> {
     if tenant_id.is_empty() {
-        return Err(Status::invalid_argument("tenant_id is required").with_error_code("INVALID_REQUEST"));
+        return Err(
+            Status::invalid_argument("tenant_id is required").with_error_code("INVALID_REQUEST")
+        );
     }
     if key.is_empty() {
         return Err(Status::invalid_argument("key is required").with_error_code("INVALID_REQUEST"));
@@ -267,11 +304,16 @@ pub fn engine_status(e: &EngineError) -> Status {
         | EngineError::ActorTooLong { .. }
         | EngineError::TombstoneWithValue
         | EngineError::EmptyClock
-        | EngineError::InvalidCursor => Status::invalid_argument(e.to_string()).with_error_code("INVALID_REQUEST"),
-        EngineError::Backend(_) | EngineError::Io(_) => {
-            Status::unavailable(format!("{e}: {}", std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default()))
-                .with_error_code("STORAGE_UNAVAILABLE")
+        | EngineError::InvalidCursor => {
+            Status::invalid_argument(e.to_string()).with_error_code("INVALID_REQUEST")
         }
-        EngineError::Corrupt { .. } => Status::internal(e.to_string()).with_error_code("STORAGE_CORRUPT"),
+        EngineError::Backend(_) | EngineError::Io(_) => Status::unavailable(format!(
+            "{e}: {}",
+            std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default()
+        ))
+        .with_error_code("STORAGE_UNAVAILABLE"),
+        EngineError::Corrupt { .. } => {
+            Status::internal(e.to_string()).with_error_code("STORAGE_CORRUPT")
+        }
     }
 }
