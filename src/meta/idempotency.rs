@@ -292,8 +292,8 @@ impl EmbeddedIdempotencyStore {
 
     /// Removes responses past their ttl and pending claims past the timeout; returns how many.
     ///
-    /// It visits every record (about 20 ms per million), so the coordinator calls it every few
-    /// minutes from a background task rather than between requests.
+    /// It visits every record (tens of milliseconds per million), so the coordinator calls it
+    /// every few minutes from a background task rather than between requests.
     pub fn sweep(&self, now: Instant) -> usize {
         let records = self.records.pin();
         let mut removed = 0;
@@ -546,7 +546,7 @@ mod tests {
                         assert!(!owned[i].swap(true, Ordering::SeqCst), "two owners of k{i}");
                         // Give up ownership before the store can hand it to someone else.
                         owned[i].store(false, Ordering::SeqCst);
-                        if seed % 64 == 0 {
+                        if seed.is_multiple_of(64) {
                             assert_eq!(s.complete(&k, 1, resp("ok"), t0), Completion::Stored);
                             completed.fetch_add(1, Ordering::Relaxed);
                         } else {
