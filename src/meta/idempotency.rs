@@ -286,7 +286,10 @@ impl EmbeddedIdempotencyStore {
     /// is removed, never a completed record or another body's claim; returns whether it was.
     pub fn release(&self, key: &IdempotencyKey, fingerprint: u64) -> bool {
         let records = self.records.pin();
-        let mine = |_: &IdempotencyKey, r: &Record| matches!(r, Record::Pending { fingerprint: f, .. } if *f == fingerprint);
+        let mine = |_: &IdempotencyKey, r: &Record| match r {
+            Record::Pending { fingerprint: f, .. } => *f == fingerprint,
+            Record::Done { .. } => false,
+        };
         matches!(records.remove_if(key, mine), Ok(Some(_)))
     }
 
