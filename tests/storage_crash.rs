@@ -53,7 +53,7 @@ fn version(key_index: usize, generation: i64, tombstone: bool) -> pb::Version {
         coordinator_node_id: "coord-a/0".into(),
         logical_timestamp: generation,
     }];
-    if key_index % 3 == 0 {
+    if key_index.is_multiple_of(3) {
         entries.push(pb::VectorClockEntry {
             coordinator_node_id: "coord-b/1".into(),
             logical_timestamp: (key_index as i64 % 5) + 1,
