@@ -110,7 +110,9 @@ fn wrong_content_type_is_http_415() {
     with_node(|addr| async move {
         let client = RawClient::connect(addr).await;
         let path = storage_path("HealthCheck");
-        for content_type in ["application/json", "text/plain", "application/grpc-web-text", "application/grpc+json"] {
+        for content_type in
+            ["application/json", "text/plain", "application/grpc-web-text", "application/grpc+json"]
+        {
             let req = client.request(&path, &[("content-type", content_type)]);
             let reply = client.call(req, vec![health_frame()], true).await;
             assert_http_415(&reply, content_type);
@@ -279,6 +281,16 @@ fn client_vanishing_mid_message() {
             glommio::timer::sleep(Duration::from_millis(10)).await;
             client.vanish().await;
         }
+        // A client that cancels its stream (RST_STREAM) mid-message keeps its connection.
+        let client = RawClient::connect(addr).await;
+        for _ in 0..5 {
+            let frame = grpc_frame(&write_request("vanish", b"never completed"));
+            let (_response, mut stream) =
+                client.open(client.request(&storage_path("Write"), &[]), false).await;
+            stream.send_data(frame.slice(..frame.len() / 2), false).expect("send half");
+            stream.send_reset(h2::Reason::CANCEL);
+        }
+        client.assert_serves(NODE).await;
         // Raw frames: the server has provably read the half message (it answered the PING
         // sent after it) when the socket closes, gracefully (FIN) or not (RST).
         for abort in [false, true, false, true] {
