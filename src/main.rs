@@ -22,6 +22,8 @@ use pairdb::{
     storage::node::StorageNode,
 };
 
+mod cli;
+
 #[derive(Parser)]
 #[command(name = "pairdb", version, about = "PairDB: a Dynamo-style, multi-tenant key-value store")]
 struct Cli {
@@ -37,6 +39,9 @@ enum Command {
     Coordinator(CoordinatorArgs),
     /// Run a local cluster: a coordinator and three storage nodes on loopback, tenant `default`.
     Dev(DevArgs),
+    /// Client commands: `kv`, `tenant`, `node`, `migration` (call a running coordinator).
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[derive(Args)]
@@ -130,6 +135,7 @@ fn main() -> anyhow::Result<()> {
         Command::Storage(args) => run_storage(args),
         Command::Coordinator(args) => run_coordinator(args),
         Command::Dev(args) => run_dev(args),
+        Command::Client(command) => std::process::exit(cli::run(command)),
     }
 }
 
