@@ -66,7 +66,10 @@ impl StorageNode {
 
     /// Serves on this core until `shutdown` fires and in-flight calls drained.
     pub async fn serve_core(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
-        let service = Arc::new(StorageService::new(self.engine.clone(), self.node_id.clone()));
+        let service = Arc::new(
+            StorageService::new(self.engine.clone(), self.node_id.clone())
+                .with_max_message_bytes(self.server.max_message_bytes),
+        );
         let router =
             reflection::add(health::add(service.register(Router::new()), self.health.clone()));
         let health = self.health.clone();

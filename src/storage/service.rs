@@ -17,7 +17,7 @@ use crate::{
         RepairResponse, ScanRangeRequest, ScanRangeResponse, StatsRequest, StatsResponse,
         WriteRequest, WriteResponse,
     },
-    rpc::{CallContext, Router, Status},
+    rpc::{framing::DEFAULT_MAX_MESSAGE_BYTES, CallContext, Router, Status},
     storage::engine::{Applied, ApplyOp, Durability, Engine, EngineError},
 };
 
@@ -35,12 +35,25 @@ pub struct StorageService {
     engine: Arc<Engine>,
     node_id: String,
     started: Instant,
+    /// Stored bytes one `ScanRange` page may carry, so that its reply fits one message.
+    max_scan_page_bytes: usize,
 }
 
 impl StorageService {
-    /// A service over `engine`.
+    /// A service over `engine`, for replies of at most [`DEFAULT_MAX_MESSAGE_BYTES`].
     pub fn new(engine: Arc<Engine>, node_id: String) -> Self {
-        Self { engine, node_id, started: Instant::now() }
+        Self {
+            engine,
+            node_id,
+            started: Instant::now(),
+            max_scan_page_bytes: scan_page_bytes(DEFAULT_MAX_MESSAGE_BYTES),
+        }
+    }
+
+    /// Sizes `ScanRange` pages for replies of at most `max_message_bytes`.
+    pub fn with_max_message_bytes(mut self, max_message_bytes: usize) -> Self {
+        self.max_scan_page_bytes = scan_page_bytes(max_message_bytes);
+        self
     }
 
     /// Adds every StorageService method to `router`.
@@ -148,7 +161,14 @@ impl StorageService {
         };
         let (entries, next_cursor) = self
             .engine
-            .scan_range(req.start_token, req.end_token, &req.cursor, limit, req.include_tombstones)
+            .scan_range_within(
+                req.start_token,
+                req.end_token,
+                &req.cursor,
+                limit,
+                req.include_tombstones,
+                self.max_scan_page_bytes,
+            )
             .map_err(|e| engine_status(&e))?;
         Ok(ScanRangeResponse {
             entries: entries
@@ -255,6 +275,14 @@ enum WriteKind {
     Write,
     Delete,
     Repair,
+}
+
+/// The stored-bytes budget of a `ScanRange` page whose reply must fit `max_message_bytes`. Half:
+/// the protobuf reply adds a few dozen bytes per entry to what is stored (a full page of
+/// `MAX_SCAN_LIMIT` tiny records adds well under a megabyte), and one record alone may still
+/// exceed the budget (the engine always returns at least one).
+fn scan_page_bytes(max_message_bytes: usize) -> usize {
+    max_message_bytes / 2
 }
 
 /// Validates the incoming version of a write, delete or repair.
