@@ -8,9 +8,17 @@
 //!   incoming vs stored     | result
 //!   -----------------------+-------------------------------------------------------------
 //!   After (dominates)      | incoming replaces stored
-//!   Before or Equal        | stored stays (and is answered back)
+//!   Before                 | stored stays (and is answered back)
+//!   Equal, same content    | stored stays
+//!   Equal, other content   | the winner by (timestamp, writer)
 //!   Concurrent             | the winner by (timestamp, writer), under the merged clock
 //! ```
+//!
+//! Why equal clocks can carry different content: merging concurrent versions in different orders
+//! can end with the same merged clock but different winners when timestamps run against
+//! causality (a version that causally follows another but was stamped by a coordinator whose
+//! wall clock is behind). Without the tie-break, two replicas in that state would each keep their
+//! own value forever; with it, the first exchange (read repair, hint) makes them agree.
 //!
 //! For concurrent versions the winner is the one with the higher `timestamp_us`, then the higher
 //! `writer` (actor id), then, for full determinism, tombstone over value and the larger value.
@@ -62,7 +70,13 @@ impl Version {
 pub fn resolve(stored: &Version, incoming: &Version) -> Resolution {
     match incoming.clock.compare(&stored.clock) {
         Causality::After => Resolution::TakeIncoming,
-        Causality::Before | Causality::Equal => Resolution::KeepStored,
+        Causality::Before => Resolution::KeepStored,
+        Causality::Equal
+            if incoming != stored && incoming.winner_order(stored) == Ordering::Greater =>
+        {
+            Resolution::TakeIncoming
+        }
+        Causality::Equal => Resolution::KeepStored,
         Causality::Concurrent => {
             let mut winner = if incoming.winner_order(stored) == Ordering::Greater {
                 incoming.clone()
@@ -107,6 +121,19 @@ mod tests {
         let new = v(&[("a", 2)], 5, "a", "new");
         assert_eq!(resolve(&old, &new), Resolution::TakeIncoming);
         assert_eq!(resolve(&new, &old), Resolution::KeepStored);
+    }
+
+    #[test]
+    fn equal_clocks_with_different_content_converge() {
+        // a={x:1}@30, b={y:1}@20, c={x:1,z:1}@10 (c read a, but was stamped by a lagging clock).
+        let a = v(&[("x", 1)], 30, "x", "a");
+        let b = v(&[("y", 1)], 20, "y", "b");
+        let c = v(&[("x", 1), ("z", 1)], 10, "z", "c");
+        let abc = newest(&newest(&a, &b), &c);
+        let acb = newest(&newest(&a, &c), &b);
+        assert_eq!(abc.clock, acb.clock);
+        // Two replicas that ended in these states agree after one exchange, in either direction.
+        assert_eq!(newest(&abc, &acb), newest(&acb, &abc));
     }
 
     #[test]
