@@ -14,7 +14,7 @@ use http::{HeaderValue, Request, Uri};
 use prost::Message;
 
 use crate::rpc::{
-    framing::{self, DEFAULT_MAX_MESSAGE_BYTES},
+    framing::{self, FrameError, DEFAULT_MAX_MESSAGE_BYTES},
     glommio_io::GlommioIo,
     status::Status,
 };
@@ -182,8 +182,14 @@ impl Channel {
             }
             buf.extend_from_slice(&chunk);
             if message.is_none() {
-                message = framing::decode(&mut buf, self.max_message_bytes)
-                    .map_err(|e| Status::internal(format!("{path}: bad reply framing: {e}")))?;
+                message =
+                    framing::decode(&mut buf, self.max_message_bytes).map_err(|e| match e {
+                        // The gRPC spec's code for a message over the receiver's limit.
+                        FrameError::TooLarge { .. } => {
+                            Status::resource_exhausted(format!("{path}: reply too large: {e}"))
+                        }
+                        _ => Status::internal(format!("{path}: bad reply framing: {e}")),
+                    })?;
             }
         }
         let trailers = body.trailers().await.map_err(transport_status)?;
