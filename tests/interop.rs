@@ -126,6 +126,17 @@ fn our_client_against_grpcio_server() {
         assert_eq!(err.message, "no such key: missing", "{err}");
         assert_eq!(err.error_code.as_deref(), Some("KEY_NOT_FOUND"), "{err}");
 
+        // A reply over our 4 MiB limit.
+        let err = ch
+            .unary::<_, pb::ReadResponse>(
+                &storage_path("Read"),
+                &read_req("t", "huge"),
+                Some(CALL_TIMEOUT),
+            )
+            .await
+            .expect_err("a 5 MiB reply");
+        assert_eq!(err.code, Code::RESOURCE_EXHAUSTED, "{err}");
+
         // A method the server does not implement.
         let err = ch
             .unary::<_, pb::RepairResponse>(

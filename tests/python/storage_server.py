@@ -10,7 +10,7 @@ Binds 127.0.0.1 on a free port and prints `listening on PORT` once serving. What
 - Write: echoes the request's version back as `current`, applied=true.
 - Read: key "missing" fails NOT_FOUND with message "no such key: missing" and the trailing
   metadata pairdb-error-code=KEY_NOT_FOUND (a Trailers-Only reply); any other key is found with
-  value = the key's UTF-8 bytes.
+  value = the key's UTF-8 bytes, except "huge", whose value is 5 MiB.
 - Stats: sleeps 3 s before answering, to outlast the caller's deadline.
 - Every other method: UNIMPLEMENTED (the generated servicer's default).
 
@@ -45,6 +45,9 @@ def main() -> None:
             if request.key == "missing":
                 context.set_trailing_metadata((("pairdb-error-code", "KEY_NOT_FOUND"),))
                 context.abort(grpc.StatusCode.NOT_FOUND, f"no such key: {request.key}")
+            if request.key == "huge":
+                # Over the 4 MiB default limit of the caller.
+                return pb.ReadResponse(found=True, version=pb.Version(value=bytes(5 << 20)))
             return pb.ReadResponse(found=True, version=pb.Version(value=request.key.encode()))
 
         def Stats(self, request, context):
