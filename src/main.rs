@@ -24,6 +24,12 @@ use pairdb::{
 
 mod cli;
 
+/// mimalloc instead of glibc malloc: the request path allocates small, short-lived buffers on
+/// every core, and glibc's arenas spent about a fifth of a write's CPU in malloc/free
+/// (perf, docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "pairdb", version, about = "PairDB: a Dynamo-style, multi-tenant key-value store")]
 struct Cli {
