@@ -1,1 +1,307 @@
-fn main() {}
+//! `pairdb-loadtest`: closed- and open-loop load against a PairDB coordinator or storage node,
+//! with latency percentiles from merged HdrHistograms.
+//!
+//! - [`zipf`]: key choice (uniform, YCSB zipfian).
+//! - [`schedule`]: the open-loop send schedule and its coordinated-omission correction.
+//! - [`workload`]: the operation mix and the calls each target takes.
+//! - [`stats`]: per-executor counters, merging, and the report.
+//! - [`run`]: executors, connections, closed and open loops, progress lines.
+//!
+//! The binary parses and checks its flags here and nowhere else; `run` gets a typed [`Config`].
+
+mod run;
+mod schedule;
+mod stats;
+mod workload;
+mod zipf;
+
+use std::{net::SocketAddr, process::ExitCode, time::Duration};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, ValueEnum};
+
+use crate::{
+    run::Config,
+    stats::Report,
+    workload::{Consistency, Mix, Target},
+    zipf::{KeyChooser, Zipfian},
+};
+
+/// Load generator for PairDB.
+///
+/// Closed loop by default (`--connections` x `--inflight` calls outstanding); open loop with
+/// `--rate`, where latency counts from each call's intended send time. Progress goes to stderr
+/// once a second; the report goes to stdout (JSON with `--json`).
+#[derive(Parser, Debug)]
+#[command(name = "pairdb-loadtest", version)]
+struct Args {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: SocketAddr,
+    /// What the server is: a coordinator (client API) or a storage node (internal API).
+    #[arg(long, value_enum, default_value_t = Target::Coordinator)]
+    target: Target,
+    /// Tenant every key belongs to.
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// Keys are named `<prefix><index>`.
+    #[arg(long, default_value = "lt-")]
+    key_prefix: String,
+    /// Executors, one pinned per CPU this process may use (see `taskset`); they wrap around when
+    /// there are more executors than CPUs.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// HTTP/2 connections in total, dealt round-robin over the executors.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Closed loop: calls outstanding on each connection.
+    #[arg(long, default_value_t = 8)]
+    inflight: usize,
+    /// Open loop: total calls per second. Without it the load is closed-loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Open loop: most calls outstanding per executor; beyond it the generator falls behind
+    /// (counted as late sends, and the wait counts as latency).
+    #[arg(long, default_value_t = 1024)]
+    max_inflight: usize,
+    /// Measurement window, e.g. 10s, 500ms, 2m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Load before the window that is not measured.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Per-call deadline (sent as grpc-timeout and enforced locally).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Size of the key space.
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+    /// How keys are picked.
+    #[arg(long, value_enum, default_value_t = Distribution::Uniform)]
+    distribution: Distribution,
+    /// Zipfian skew, in (0, 1); YCSB's default.
+    #[arg(long, default_value_t = 0.99)]
+    zipf_theta: f64,
+    /// Bytes per written value.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Percentage of reads.
+    #[arg(long, default_value_t = 50)]
+    read_pct: u32,
+    /// Percentage of writes.
+    #[arg(long, default_value_t = 50)]
+    write_pct: u32,
+    /// Percentage of deletes.
+    #[arg(long, default_value_t = 0)]
+    delete_pct: u32,
+    /// Replicas a coordinator waits for.
+    #[arg(long, value_enum, default_value_t = Consistency::Quorum)]
+    consistency: Consistency,
+    /// Write every key once before the warmup, so reads find data.
+    #[arg(long)]
+    prefill: bool,
+    /// Seed of the key and operation choice (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Distribution {
+    Uniform,
+    Zipfian,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let json = args.json;
+    let result = config(&args).and_then(|cfg| {
+        let settings = settings(&args, &cfg);
+        let outcomes = run::run(cfg.clone())?;
+        Ok(Report::build(settings, &outcomes.stats, outcomes.measured, cfg.rate))
+    });
+    match result {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("pairdb-loadtest: cannot encode the report: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                print!("{}", report.human());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pairdb-loadtest: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Checks the flags and turns them into a [`Config`].
+fn config(args: &Args) -> anyhow::Result<Config> {
+    if args.read_pct + args.write_pct + args.delete_pct != 100 {
+        bail!(
+            "--read-pct, --write-pct and --delete-pct must add up to 100 (they add up to {})",
+            args.read_pct + args.write_pct + args.delete_pct
+        );
+    }
+    if args.threads == 0 || args.connections < args.threads {
+        bail!("need 1 <= --threads <= --connections (every executor drives a connection)");
+    }
+    if args.inflight == 0 || args.max_inflight == 0 {
+        bail!("--inflight and --max-inflight must be at least 1");
+    }
+    if args.keys == 0 {
+        bail!("--keys must be at least 1");
+    }
+    if args.duration.is_zero() {
+        bail!("--duration must be positive");
+    }
+    if args.timeout.is_zero() {
+        bail!("--timeout must be positive");
+    }
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            bail!("--rate must be a positive number of calls per second");
+        }
+    }
+    let chooser = match args.distribution {
+        Distribution::Uniform => KeyChooser::Uniform { keys: args.keys },
+        Distribution::Zipfian => {
+            if !(args.zipf_theta > 0.0 && args.zipf_theta < 1.0) {
+                bail!("--zipf-theta must be in (0, 1)");
+            }
+            if args.keys < 2 {
+                KeyChooser::Uniform { keys: args.keys }
+            } else {
+                KeyChooser::Zipfian(Zipfian::new(args.keys, args.zipf_theta))
+            }
+        }
+    };
+    let seed = match args.seed {
+        Some(seed) => seed,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("system clock before 1970")?
+            .as_nanos() as u64,
+    };
+    Ok(Config {
+        addr: args.addr,
+        target: args.target,
+        tenant: args.tenant.clone(),
+        key_prefix: args.key_prefix.clone(),
+        threads: args.threads,
+        connections: args.connections,
+        inflight: args.inflight,
+        rate: args.rate,
+        max_inflight: args.max_inflight,
+        duration: args.duration,
+        warmup: args.warmup,
+        keys: args.keys,
+        chooser,
+        value_size: args.value_size,
+        mix: Mix {
+            read_pct: args.read_pct,
+            write_pct: args.write_pct,
+            delete_pct: args.delete_pct,
+        },
+        consistency: args.consistency,
+        timeout: args.timeout,
+        prefill: args.prefill,
+        seed,
+        quiet: args.quiet,
+    })
+}
+
+/// The settings echoed in the report, so a JSON file says what produced it.
+fn settings(args: &Args, cfg: &Config) -> serde_json::Value {
+    serde_json::json!({
+        "addr": cfg.addr.to_string(),
+        "target": cfg.target,
+        "tenant": cfg.tenant,
+        "mode": if cfg.rate.is_some() { "open" } else { "closed" },
+        "threads": cfg.threads,
+        "cpus": pairdb::runtime::pool::allowed_cpus(),
+        "connections": cfg.connections,
+        "inflight_per_connection": cfg.rate.is_none().then_some(cfg.inflight),
+        "rate": cfg.rate,
+        "max_inflight_per_thread": cfg.rate.is_some().then_some(cfg.max_inflight),
+        "duration_secs": cfg.duration.as_secs_f64(),
+        "warmup_secs": cfg.warmup.as_secs_f64(),
+        "timeout_ms": cfg.timeout.as_millis() as u64,
+        "keys": cfg.keys,
+        "distribution": args.distribution,
+        "zipf_theta": (args.distribution == Distribution::Zipfian).then_some(args.zipf_theta),
+        "hottest_key_share": cfg.chooser.hottest_share(),
+        "value_size": cfg.value_size,
+        "mix": cfg.mix,
+        "consistency": cfg.consistency,
+        "prefill": cfg.prefill,
+        "seed": cfg.seed,
+    })
+}
+
+/// Parses `10s`, `250ms`, `100us`, `2m`, `1.5s` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 10s"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1e3,
+        "us" | "µs" => value / 1e6,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown unit {other:?} (use us, ms, s, m or h)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        //        text     expected
+        for (text, want) in [
+            ("10s", Duration::from_secs(10)),
+            ("3", Duration::from_secs(3)),
+            ("250ms", Duration::from_millis(250)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("100us", Duration::from_micros(100)),
+            ("2m", Duration::from_secs(120)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn mix_must_add_up_and_threads_need_connections() {
+        let base = ["pairdb-loadtest"];
+        let parse = |extra: &[&str]| {
+            let argv: Vec<&str> = base.iter().chain(extra).copied().collect();
+            config(&Args::try_parse_from(argv).unwrap())
+        };
+        assert!(parse(&[]).is_ok());
+        assert!(parse(&["--read-pct", "90", "--write-pct", "5"]).is_err());
+        assert!(parse(&["--read-pct", "90", "--write-pct", "5", "--delete-pct", "5"]).is_ok());
+        assert!(parse(&["--threads", "8", "--connections", "4"]).is_err());
+        assert!(parse(&["--distribution", "zipfian", "--zipf-theta", "1.0"]).is_err());
+        assert!(parse(&["--rate", "0"]).is_err());
+    }
+}

@@ -1,0 +1,463 @@
+//! What one executor counts, how executors' counts merge, and the final report.
+//!
+//! Latencies go into HdrHistograms in microseconds (1 µs to 60 s, 3 significant digits), one per
+//! operation type, and are merged across executors before any percentile is taken: percentiles of
+//! per-executor percentiles would be meaningless. Only replies (OK and misses) are recorded in the
+//! histograms; failed calls are counted by gRPC status instead, so a burst of timeouts shows up as
+//! errors rather than as a tail that hides the real service time.
+
+use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
+
+use hdrhistogram::Histogram;
+use pairdb::rpc::Code;
+use serde::Serialize;
+
+/// Largest latency the histograms hold; longer ones saturate to it.
+pub const MAX_LATENCY_US: u64 = 60_000_000;
+
+/// The operations the generator mixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    /// Read a key.
+    Read = 0,
+    /// Write a value.
+    Write = 1,
+    /// Delete a key.
+    Delete = 2,
+}
+
+impl OpKind {
+    /// All kinds, in report order.
+    pub const ALL: [OpKind; 3] = [OpKind::Read, OpKind::Write, OpKind::Delete];
+
+    /// Lowercase name used in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Read => "read",
+            OpKind::Write => "write",
+            OpKind::Delete => "delete",
+        }
+    }
+}
+
+/// How one call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// An OK reply with the data asked for.
+    Ok,
+    /// The key was absent: NOT_FOUND from a coordinator, `found = false` (or a tombstone) from a
+    /// storage node. Expected when reading keys that were never written, so not an error.
+    Miss,
+    /// Any other gRPC status, including client-side deadline and transport failures.
+    Error(Code),
+}
+
+/// A fresh latency histogram.
+pub fn new_histogram() -> Histogram<u64> {
+    // Bounds and precision are constants that hdrhistogram accepts.
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}
+
+/// Counters and latencies of one operation type.
+#[derive(Clone)]
+pub struct OpStats {
+    /// Latencies of replies (OK and misses), µs.
+    pub latency_us: Histogram<u64>,
+    /// OK replies.
+    pub ok: u64,
+    /// Misses (see [`Outcome::Miss`]).
+    pub misses: u64,
+    /// Failed calls by gRPC status code.
+    pub errors: BTreeMap<i32, u64>,
+}
+
+impl OpStats {
+    fn new() -> OpStats {
+        OpStats { latency_us: new_histogram(), ok: 0, misses: 0, errors: BTreeMap::new() }
+    }
+
+    fn record(&mut self, latency: Duration, outcome: Outcome) {
+        match outcome {
+            Outcome::Ok => self.ok += 1,
+            Outcome::Miss => self.misses += 1,
+            Outcome::Error(code) => {
+                *self.errors.entry(code.0).or_default() += 1;
+                return;
+            }
+        }
+        self.latency_us.saturating_record(latency_us(latency));
+    }
+
+    fn merge(&mut self, other: &OpStats) {
+        // Same bounds on both sides, so adding cannot fail.
+        self.latency_us.add(&other.latency_us).expect("histograms share bounds");
+        self.ok += other.ok;
+        self.misses += other.misses;
+        for (code, n) in &other.errors {
+            *self.errors.entry(*code).or_default() += n;
+        }
+    }
+
+    fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Everything one executor measured inside the measurement window.
+#[derive(Clone)]
+pub struct ThreadStats {
+    /// Per operation type, indexed by `OpKind as usize`.
+    pub ops: [OpStats; 3],
+    /// Open loop: sends later than [`crate::schedule::LATE_AFTER`] after their intended time.
+    pub late: u64,
+    /// Open loop: the largest gap between intended and actual send.
+    pub max_lag: Duration,
+    /// Open loop: scheduled sends that never left because the generator was too far behind when
+    /// the run ended.
+    pub unsent: u64,
+    /// Calls still unanswered when the drain gave up on them (neither replies nor errors).
+    pub abandoned: u64,
+    /// The first error message seen for each status code.
+    pub error_samples: BTreeMap<i32, String>,
+}
+
+impl Default for ThreadStats {
+    fn default() -> Self {
+        ThreadStats {
+            ops: [OpStats::new(), OpStats::new(), OpStats::new()],
+            late: 0,
+            max_lag: Duration::ZERO,
+            unsent: 0,
+            abandoned: 0,
+            error_samples: BTreeMap::new(),
+        }
+    }
+}
+
+impl ThreadStats {
+    /// Records one finished call.
+    pub fn record(&mut self, kind: OpKind, latency: Duration, outcome: Outcome) {
+        self.ops[kind as usize].record(latency, outcome);
+    }
+
+    /// Adds another executor's counts.
+    pub fn merge(&mut self, other: &ThreadStats) {
+        for (mine, theirs) in self.ops.iter_mut().zip(&other.ops) {
+            mine.merge(theirs);
+        }
+        self.late += other.late;
+        self.max_lag = self.max_lag.max(other.max_lag);
+        self.unsent += other.unsent;
+        self.abandoned += other.abandoned;
+        for (code, message) in &other.error_samples {
+            self.error_samples.entry(*code).or_insert_with(|| message.clone());
+        }
+    }
+}
+
+/// One second of one executor's progress: every call, warmup included.
+pub struct Progress {
+    /// Calls finished (any outcome).
+    pub completed: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// Latencies of replies, µs.
+    pub latency_us: Histogram<u64>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress { completed: 0, errors: 0, latency_us: new_histogram() }
+    }
+}
+
+impl Progress {
+    /// Records one finished call.
+    pub fn record(&mut self, latency: Duration, outcome: Outcome) {
+        self.completed += 1;
+        if let Outcome::Error(_) = outcome {
+            self.errors += 1;
+        } else {
+            self.latency_us.saturating_record(latency_us(latency));
+        }
+    }
+
+    /// Adds another second's (or executor's) counts.
+    pub fn merge(&mut self, other: &Progress) {
+        self.completed += other.completed;
+        self.errors += other.errors;
+        self.latency_us.add(&other.latency_us).expect("histograms share bounds");
+    }
+}
+
+fn latency_us(latency: Duration) -> u64 {
+    (latency.as_micros() as u64).clamp(1, MAX_LATENCY_US)
+}
+
+/// Latency percentiles of one operation type, µs.
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    pub p50_us: u64,
+    pub p95_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+}
+
+impl Percentiles {
+    /// Percentiles of `h`, zeros when it is empty.
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles {
+                p50_us: 0,
+                p95_us: 0,
+                p99_us: 0,
+                p999_us: 0,
+                max_us: 0,
+                mean_us: 0.0,
+            };
+        }
+        Percentiles {
+            p50_us: h.value_at_quantile(0.50),
+            p95_us: h.value_at_quantile(0.95),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+            mean_us: (h.mean() * 10.0).round() / 10.0,
+        }
+    }
+}
+
+/// One operation type's part of the report.
+#[derive(Debug, Serialize)]
+pub struct OpReport {
+    pub count: u64,
+    pub ok: u64,
+    pub misses: u64,
+    pub errors: u64,
+    pub errors_by_status: BTreeMap<String, u64>,
+    pub ok_per_sec: f64,
+    pub latency: Percentiles,
+}
+
+/// Open-loop schedule keeping.
+#[derive(Debug, Serialize)]
+pub struct ScheduleReport {
+    /// Target rate, requests per second.
+    pub target_rate: f64,
+    /// Sends more than 1 ms after their intended time.
+    pub late: u64,
+    /// Largest send lag, µs.
+    pub max_lag_us: u64,
+    /// Scheduled sends that never left.
+    pub unsent: u64,
+}
+
+/// The final report: the run's settings and what was measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub settings: serde_json::Value,
+    /// Length of the measurement window, seconds (warmup excluded).
+    pub measured_secs: f64,
+    /// Calls finished in the window, any outcome.
+    pub completed: u64,
+    pub completed_per_sec: f64,
+    pub ok: u64,
+    pub ok_per_sec: f64,
+    pub misses: u64,
+    pub errors: u64,
+    pub errors_by_status: BTreeMap<String, u64>,
+    /// The first message seen for each failing status.
+    pub error_samples: BTreeMap<String, String>,
+    /// Calls still unanswered when the drain gave up.
+    pub abandoned: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleReport>,
+    pub operations: BTreeMap<String, OpReport>,
+    /// Every operation type's latencies merged.
+    pub latency_all: Percentiles,
+}
+
+impl Report {
+    /// Builds the report from the merged stats of every executor.
+    pub fn build(
+        settings: serde_json::Value,
+        stats: &ThreadStats,
+        measured: Duration,
+        target_rate: Option<f64>,
+    ) -> Report {
+        let secs = measured.as_secs_f64().max(1e-9);
+        let per_sec = |n: u64| (n as f64 / secs * 10.0).round() / 10.0;
+        let mut all = new_histogram();
+        let mut errors_by_status = BTreeMap::new();
+        let mut operations = BTreeMap::new();
+        let (mut ok, mut misses, mut errors) = (0, 0, 0);
+        for kind in OpKind::ALL {
+            let s = &stats.ops[kind as usize];
+            all.add(&s.latency_us).expect("histograms share bounds");
+            let by_status: BTreeMap<String, u64> =
+                s.errors.iter().map(|(code, n)| (Code(*code).name().into_owned(), *n)).collect();
+            for (name, n) in &by_status {
+                *errors_by_status.entry(name.clone()).or_default() += n;
+            }
+            ok += s.ok;
+            misses += s.misses;
+            errors += s.error_count();
+            let count = s.ok + s.misses + s.error_count();
+            if count == 0 {
+                continue;
+            }
+            operations.insert(
+                kind.name().to_owned(),
+                OpReport {
+                    count,
+                    ok: s.ok,
+                    misses: s.misses,
+                    errors: s.error_count(),
+                    errors_by_status: by_status,
+                    ok_per_sec: per_sec(s.ok),
+                    latency: Percentiles::of(&s.latency_us),
+                },
+            );
+        }
+        let completed = ok + misses + errors;
+        Report {
+            settings,
+            measured_secs: measured.as_secs_f64(),
+            completed,
+            completed_per_sec: per_sec(completed),
+            ok,
+            ok_per_sec: per_sec(ok),
+            misses,
+            errors,
+            errors_by_status,
+            error_samples: stats
+                .error_samples
+                .iter()
+                .map(|(code, message)| (Code(*code).name().into_owned(), message.clone()))
+                .collect(),
+            abandoned: stats.abandoned,
+            schedule: target_rate.map(|target_rate| ScheduleReport {
+                target_rate,
+                late: stats.late,
+                max_lag_us: stats.max_lag.as_micros() as u64,
+                unsent: stats.unsent,
+            }),
+            operations,
+            latency_all: Percentiles::of(&all),
+        }
+    }
+
+    /// The report as text for a terminal.
+    pub fn human(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "measured {:.1} s: {} calls ({:.0}/s), ok {} ({:.0}/s), misses {}, errors {}",
+            self.measured_secs,
+            self.completed,
+            self.completed_per_sec,
+            self.ok,
+            self.ok_per_sec,
+            self.misses,
+            self.errors
+        );
+        if !self.errors_by_status.is_empty() {
+            let list: Vec<String> =
+                self.errors_by_status.iter().map(|(code, n)| format!("{code} {n}")).collect();
+            let _ = writeln!(out, "errors by status: {}", list.join(", "));
+            for (code, message) in &self.error_samples {
+                let _ = writeln!(out, "  first {code}: {message}");
+            }
+        }
+        if self.abandoned > 0 {
+            let _ = writeln!(out, "abandoned at drain (no reply): {}", self.abandoned);
+        }
+        if let Some(s) = &self.schedule {
+            let _ = writeln!(
+                out,
+                "schedule: target {:.0}/s, {} sends late by > 1 ms (max lag {:.3} ms), {} never sent",
+                s.target_rate,
+                s.late,
+                s.max_lag_us as f64 / 1000.0,
+                s.unsent
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{:<7} {:>10} {:>10} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "op",
+            "count",
+            "ok/s",
+            "misses",
+            "errors",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms"
+        );
+        let row = |out: &mut String,
+                   name: &str,
+                   count: u64,
+                   ok_per_sec: f64,
+                   misses: u64,
+                   errors: u64,
+                   p: &Percentiles| {
+            let ms = |us: u64| us as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "{name:<7} {count:>10} {ok_per_sec:>10.0} {misses:>8} {errors:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                ms(p.p50_us),
+                ms(p.p95_us),
+                ms(p.p99_us),
+                ms(p.p999_us),
+                ms(p.max_us)
+            );
+        };
+        for (name, op) in &self.operations {
+            row(&mut out, name, op.count, op.ok_per_sec, op.misses, op.errors, &op.latency);
+        }
+        row(
+            &mut out,
+            "all",
+            self.completed,
+            self.ok_per_sec,
+            self.misses,
+            self.errors,
+            &self.latency_all,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_threads_give_one_histogram_and_status_counts() {
+        let mut a = ThreadStats::default();
+        let mut b = ThreadStats::default();
+        for us in 1..=100 {
+            a.record(OpKind::Read, Duration::from_micros(us), Outcome::Ok);
+            b.record(OpKind::Read, Duration::from_micros(100 + us), Outcome::Miss);
+        }
+        a.record(OpKind::Write, Duration::from_secs(1), Outcome::Error(Code::UNAVAILABLE));
+        b.record(OpKind::Write, Duration::from_secs(1), Outcome::Error(Code::UNAVAILABLE));
+        b.record(OpKind::Write, Duration::from_micros(5), Outcome::Ok);
+        a.merge(&b);
+        let report = Report::build(serde_json::Value::Null, &a, Duration::from_secs(2), None);
+        assert_eq!((report.completed, report.ok, report.misses, report.errors), (203, 101, 100, 2));
+        assert_eq!(report.errors_by_status["UNAVAILABLE"], 2);
+        let read = &report.operations["read"];
+        assert_eq!(read.latency.p50_us, 100);
+        assert_eq!(read.latency.max_us, 200);
+        assert_eq!(read.ok_per_sec, 50.0);
+        // Errors are counted, not timed: the write histogram holds the one OK reply.
+        assert_eq!(report.operations["write"].latency.max_us, 5);
+        assert!(!report.operations.contains_key("delete"));
+        assert!(report.human().contains("UNAVAILABLE 2"));
+    }
+}

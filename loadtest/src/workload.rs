@@ -1,0 +1,258 @@
+//! What one request is: the operation mix, key names, and the calls each target takes.
+//!
+//! Two targets share the generator. A coordinator gets the client API (`WriteKeyValue`,
+//! `ReadKeyValue`, `DeleteKeyValue`). A storage node gets its internal API (`Write`, `Read`,
+//! `Delete`) with versions made up here: a one-entry clock `{"loadtest/<thread>": counter}`, the
+//! wall clock as timestamp and the same actor as writer. The counter starts at the run's start in
+//! unix microseconds and counts up, so a rerun's writes still dominate what an earlier run left.
+
+use std::{
+    cell::Cell,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use pairdb::{
+    proto::{coordinator as coord, storage},
+    rpc::{Channel, Code, Status},
+};
+
+use crate::stats::{OpKind, Outcome};
+
+const READ_KEY_VALUE: &str = "/pairdb.coordinator.v1.CoordinatorService/ReadKeyValue";
+const WRITE_KEY_VALUE: &str = "/pairdb.coordinator.v1.CoordinatorService/WriteKeyValue";
+const DELETE_KEY_VALUE: &str = "/pairdb.coordinator.v1.CoordinatorService/DeleteKeyValue";
+const STORAGE_READ: &str = "/pairdb.storage.v1.StorageService/Read";
+const STORAGE_WRITE: &str = "/pairdb.storage.v1.StorageService/Write";
+const STORAGE_DELETE: &str = "/pairdb.storage.v1.StorageService/Delete";
+
+/// Which server the load goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// A coordinator: the client-facing CoordinatorService.
+    Coordinator,
+    /// A storage node directly: StorageService Write/Read/Delete.
+    Storage,
+}
+
+/// Replicas a coordinator waits for (ignored by a storage node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    One,
+    Quorum,
+    All,
+}
+
+impl Consistency {
+    fn proto(self) -> i32 {
+        match self {
+            Consistency::One => coord::Consistency::One as i32,
+            Consistency::Quorum => coord::Consistency::Quorum as i32,
+            Consistency::All => coord::Consistency::All as i32,
+        }
+    }
+}
+
+/// The read/write/delete percentages; they add up to 100.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Mix {
+    pub read_pct: u32,
+    pub write_pct: u32,
+    pub delete_pct: u32,
+}
+
+impl Mix {
+    /// The operation for a roll in `0..100`.
+    pub fn pick(&self, roll: u32) -> OpKind {
+        if roll < self.read_pct {
+            OpKind::Read
+        } else if roll < self.read_pct + self.write_pct {
+            OpKind::Write
+        } else {
+            OpKind::Delete
+        }
+    }
+}
+
+/// What every request of one executor shares.
+pub struct Workload {
+    pub target: Target,
+    pub tenant: String,
+    pub key_prefix: String,
+    pub value: Bytes,
+    pub consistency: Consistency,
+    pub timeout: Duration,
+    /// This executor's actor name, `loadtest/<thread>` (storage target).
+    pub actor: String,
+    /// The next logical timestamp of `actor` (storage target).
+    pub counter: Cell<i64>,
+}
+
+impl Workload {
+    /// Settings for executor `thread`.
+    pub fn new(
+        target: Target,
+        tenant: String,
+        key_prefix: String,
+        value: Bytes,
+        consistency: Consistency,
+        timeout: Duration,
+        thread: usize,
+    ) -> Workload {
+        Workload {
+            target,
+            tenant,
+            key_prefix,
+            value,
+            consistency,
+            timeout,
+            actor: format!("loadtest/{thread}"),
+            counter: Cell::new(unix_micros()),
+        }
+    }
+
+    /// The name of key `index`.
+    pub fn key(&self, index: u64) -> String {
+        format!("{}{index}", self.key_prefix)
+    }
+
+    /// Makes one call: `Ok` with [`Outcome::Ok`] or [`Outcome::Miss`], or the failed status.
+    pub async fn call(
+        &self,
+        channel: &Channel,
+        kind: OpKind,
+        key: String,
+    ) -> Result<Outcome, Status> {
+        let timeout = Some(self.timeout);
+        let tenant_id = self.tenant.clone();
+        match (self.target, kind) {
+            (Target::Coordinator, OpKind::Read) => {
+                let req = coord::ReadKeyValueRequest {
+                    tenant_id,
+                    key,
+                    consistency: self.consistency.proto(),
+                };
+                let reply = channel
+                    .unary::<_, coord::ReadKeyValueResponse>(READ_KEY_VALUE, &req, timeout)
+                    .await;
+                coordinator_outcome(reply.map(drop))
+            }
+            (Target::Coordinator, OpKind::Write) => {
+                let req = coord::WriteKeyValueRequest {
+                    tenant_id,
+                    key,
+                    value: self.value.clone(),
+                    consistency: self.consistency.proto(),
+                    ..Default::default()
+                };
+                let reply = channel
+                    .unary::<_, coord::WriteKeyValueResponse>(WRITE_KEY_VALUE, &req, timeout)
+                    .await;
+                coordinator_outcome(reply.map(drop))
+            }
+            (Target::Coordinator, OpKind::Delete) => {
+                let req = coord::DeleteKeyValueRequest {
+                    tenant_id,
+                    key,
+                    consistency: self.consistency.proto(),
+                    ..Default::default()
+                };
+                let reply = channel
+                    .unary::<_, coord::DeleteKeyValueResponse>(DELETE_KEY_VALUE, &req, timeout)
+                    .await;
+                coordinator_outcome(reply.map(drop))
+            }
+            (Target::Storage, OpKind::Read) => {
+                let req = storage::ReadRequest { tenant_id, key };
+                match channel.unary::<_, storage::ReadResponse>(STORAGE_READ, &req, timeout).await {
+                    Ok(r) if r.found && !r.version.as_ref().is_some_and(|v| v.tombstone) => {
+                        Ok(Outcome::Ok)
+                    }
+                    Ok(_) => Ok(Outcome::Miss),
+                    Err(status) => Err(status),
+                }
+            }
+            (Target::Storage, OpKind::Write) => {
+                let req =
+                    storage::WriteRequest { tenant_id, key, version: Some(self.version(false)) };
+                let reply =
+                    channel.unary::<_, storage::WriteResponse>(STORAGE_WRITE, &req, timeout).await;
+                reply.map(|_| Outcome::Ok)
+            }
+            (Target::Storage, OpKind::Delete) => {
+                let req =
+                    storage::DeleteRequest { tenant_id, key, version: Some(self.version(true)) };
+                let reply = channel
+                    .unary::<_, storage::DeleteResponse>(STORAGE_DELETE, &req, timeout)
+                    .await;
+                reply.map(|_| Outcome::Ok)
+            }
+        }
+    }
+
+    fn version(&self, tombstone: bool) -> storage::Version {
+        let counter = self.counter.get() + 1;
+        self.counter.set(counter);
+        storage::Version {
+            value: if tombstone { Bytes::new() } else { self.value.clone() },
+            vector_clock: Some(storage::VectorClock {
+                entries: vec![storage::VectorClockEntry {
+                    coordinator_node_id: self.actor.clone(),
+                    logical_timestamp: counter,
+                }],
+            }),
+            timestamp: unix_micros(),
+            writer: self.actor.clone(),
+            tombstone,
+        }
+    }
+}
+
+fn coordinator_outcome(reply: Result<(), Status>) -> Result<Outcome, Status> {
+    match reply {
+        Ok(()) => Ok(Outcome::Ok),
+        Err(status) if status.code == Code::NOT_FOUND => Ok(Outcome::Miss),
+        Err(status) => Err(status),
+    }
+}
+
+fn unix_micros() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_splits_rolls_by_percentage() {
+        let mix = Mix { read_pct: 50, write_pct: 45, delete_pct: 5 };
+        let picks: Vec<OpKind> = (0..100).map(|r| mix.pick(r)).collect();
+        assert_eq!(picks.iter().filter(|k| **k == OpKind::Read).count(), 50);
+        assert_eq!(picks.iter().filter(|k| **k == OpKind::Write).count(), 45);
+        assert_eq!(picks.iter().filter(|k| **k == OpKind::Delete).count(), 5);
+        let writes_only = Mix { read_pct: 0, write_pct: 100, delete_pct: 0 };
+        assert!((0..100).all(|r| writes_only.pick(r) == OpKind::Write));
+    }
+
+    #[test]
+    fn storage_versions_count_up_per_actor() {
+        let w = Workload::new(
+            Target::Storage,
+            "t".into(),
+            "k".into(),
+            Bytes::from_static(b"v"),
+            Consistency::Quorum,
+            Duration::from_secs(1),
+            3,
+        );
+        let (a, b) = (w.version(false), w.version(true));
+        let clock = |v: &storage::Version| v.vector_clock.as_ref().unwrap().entries[0].clone();
+        assert_eq!(clock(&a).coordinator_node_id, "loadtest/3");
+        assert_eq!(clock(&b).logical_timestamp, clock(&a).logical_timestamp + 1);
+        assert!(b.tombstone && b.value.is_empty() && a.value == Bytes::from_static(b"v"));
+        assert_eq!(w.key(42), "k42");
+    }
+}
