@@ -1,6 +1,7 @@
-//! Shared support for the integration tests: a real `pairdb storage` process, a glommio executor
-//! to run our client in, a raw `h2` client for sending what our own client never would, and
-//! builders for gRPC messages and hand-made HTTP/2 frames.
+//! Shared support for the integration tests: real `pairdb storage` and `pairdb coordinator`
+//! processes, a glommio executor to run our client in, polling with a deadline, a raw `h2` client
+//! for sending what our own client never would, and builders for gRPC messages and hand-made
+//! HTTP/2 frames.
 //!
 //! Every test binary includes this module (`mod common;`) and uses a different part of it, hence
 //! the `dead_code` allowance. Processes are owned by a guard that SIGKILLs them by PID on drop,
@@ -68,67 +69,22 @@ impl StorageProcess {
 
     /// As [`StorageProcess::start`], with `cores` executors.
     pub fn start_with_cores(dir: &Path, node_id: &str, cores: usize) -> StorageProcess {
-        let data_dir = dir.join("data");
-        let log = dir.join("storage.log");
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()));
+        Self::start_on_port(dir, node_id, cores, 0)
+    }
+
+    /// As [`StorageProcess::start_with_cores`], on `port` (0 picks a free one). Restarting a
+    /// node on the port and `dir` it had before brings it back where its peers know it.
+    pub fn start_on_port(dir: &Path, node_id: &str, cores: usize, port: u16) -> StorageProcess {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pairdb"));
         cmd.arg("storage")
-            .args(["--port", "0", "--host", "127.0.0.1", "--node-id", node_id])
+            .args(["--port", &port.to_string(), "--host", "127.0.0.1", "--node-id", node_id])
             .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--cores", &cores.to_string()])
-            .env("PAIRDB_LOG", std::env::var("PAIRDB_LOG").unwrap_or_else(|_| "info".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log_file);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                // The process dies with the thread that started it, even if the harness is
-                // SIGKILLed and no destructor runs.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().expect("spawning target/debug/pairdb");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = mpsc::channel();
-        let prefix = format!("pairdb storage {node_id} listening on ");
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            for line in lines.by_ref() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix(&prefix) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                    let _ = tx.send(addr);
-                    break;
-                }
-            }
-            // Keep draining so that the process never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let mut process =
-            StorageProcess { child, addr: ([0, 0, 0, 0], 0).into(), node_id: node_id.into(), log };
-        match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(addr) => {
-                process.addr = addr.parse().unwrap_or_else(|e| {
-                    panic!("unparsable address {addr:?} in the ready line: {e}")
-                });
-                process
-            }
-            Err(e) => {
-                let exited = process.child.try_wait().ok().flatten();
-                panic!(
-                    "pairdb storage did not print its ready line within {READY_TIMEOUT:?} ({e}; \
-                     exit status {exited:?}). Log:\n{}",
-                    process.log_tail()
-                );
-            }
-        }
+            .arg(dir.join("data"))
+            .args(["--cores", &cores.to_string()]);
+        let log = dir.join("storage.log");
+        let (child, addr) = launch(cmd, &log, &format!("pairdb storage {node_id} listening on "));
+        StorageProcess { child, addr, node_id: node_id.into(), log }
     }
 
     /// The process id.
@@ -138,9 +94,7 @@ impl StorageProcess {
 
     /// The last lines of the process's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        log_tail(&self.log)
     }
 
     /// Panics (with the log) if the process has exited.
@@ -172,18 +126,202 @@ impl StorageProcess {
     }
 
     fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) on our own child's pid; the child is not reaped yet (we own `Child`
-        // and only reap it in `wait`), so the pid cannot have been reused.
-        let rc = unsafe { libc::kill(self.pid(), signal) };
-        assert_eq!(rc, 0, "kill({}, {signal}): {}", self.pid(), std::io::Error::last_os_error());
+        signal_child(&self.child, signal);
     }
 }
 
 impl Drop for StorageProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.signal(libc::SIGKILL);
-            let _ = self.child.wait();
+        kill_unreaped(&mut self.child);
+    }
+}
+
+/// Spawns `cmd` (a `pairdb` server subcommand) with its stderr appended to `log`, and waits for
+/// the stdout line starting with `ready_prefix`, which must go on with the listening address.
+/// The process gets `PR_SET_PDEATHSIG`: it dies with the thread that called this.
+fn launch(mut cmd: Command, log: &Path, ready_prefix: &str) -> (Child, SocketAddr) {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", log.display()));
+    cmd.env("PAIRDB_LOG", std::env::var("PAIRDB_LOG").unwrap_or_else(|_| "info".into()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            // The process dies with the thread that started it, even if the harness is
+            // SIGKILLed and no destructor runs.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawning target/debug/pairdb");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = mpsc::channel();
+    let prefix = ready_prefix.to_owned();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix(&prefix) {
+                let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                let _ = tx.send(addr);
+                break;
+            }
+        }
+        // Keep draining so that the process never blocks on a full pipe.
+        for _ in lines {}
+    });
+    match rx.recv_timeout(READY_TIMEOUT) {
+        Ok(addr) => match addr.parse() {
+            Ok(addr) => (child, addr),
+            Err(e) => {
+                kill_unreaped(&mut child);
+                panic!("unparsable address {addr:?} in the ready line: {e}")
+            }
+        },
+        Err(e) => {
+            let exited = child.try_wait().ok().flatten();
+            kill_unreaped(&mut child);
+            panic!(
+                "{cmd:?} did not print {ready_prefix:?} within {READY_TIMEOUT:?} ({e}; exit \
+                 status {exited:?}). Log:\n{}",
+                log_tail(log)
+            );
+        }
+    }
+}
+
+/// The last 40 lines of `log`.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn signal_child(child: &Child, signal: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) on our own child's pid; the child is not reaped yet (its owner holds the
+    // `Child` and reaps it only through it), so the pid cannot have been reused.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+}
+
+/// SIGKILLs `child` by PID and reaps it, unless it has exited already.
+fn kill_unreaped(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        signal_child(child, libc::SIGKILL);
+        let _ = child.wait();
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// A `pairdb coordinator` process.
+// ------------------------------------------------------------------------------------------------
+
+/// Coordinator service method paths.
+pub const COORDINATOR: &str = "/pairdb.coordinator.v1.CoordinatorService/";
+
+/// The path of a coordinator service method.
+pub fn coordinator_path(method: &str) -> String {
+    format!("{COORDINATOR}{method}")
+}
+
+/// How to start a `pairdb coordinator`.
+pub struct CoordinatorOptions<'a> {
+    /// `--node-id`; its cores are the vector-clock actors `{node_id}/{core}`.
+    pub node_id: &'a str,
+    /// `--cores`.
+    pub cores: usize,
+    /// `--storage-node ID=HOST:PORT`, one per entry.
+    pub storage_nodes: Vec<(String, SocketAddr)>,
+    /// YAML written to `dir/coordinator.yaml` and passed as `--config` (flags override it), for
+    /// the knobs that have no flag (intervals, timeouts). Empty: no config file.
+    pub config_yaml: &'a str,
+}
+
+/// A running `pairdb coordinator` process. SIGKILLed by PID when dropped.
+pub struct CoordinatorProcess {
+    child: Child,
+    /// Where it serves gRPC (every core listens on it, SO_REUSEPORT).
+    pub addr: SocketAddr,
+    /// The `--node-id` it was started with.
+    pub node_id: String,
+    log: PathBuf,
+}
+
+impl CoordinatorProcess {
+    /// Starts `pairdb coordinator` on a free port with its metadata in `dir/meta` and its log
+    /// appended to `dir/coordinator.log`, and waits for its ready line.
+    pub fn start(dir: &Path, options: &CoordinatorOptions<'_>) -> CoordinatorProcess {
+        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pairdb"));
+        cmd.arg("coordinator");
+        if !options.config_yaml.is_empty() {
+            let config = dir.join("coordinator.yaml");
+            std::fs::write(&config, options.config_yaml)
+                .unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
+            cmd.arg("--config").arg(config);
+        }
+        cmd.args(["--port", "0", "--host", "127.0.0.1", "--node-id", options.node_id])
+            .arg("--data-dir")
+            .arg(dir.join("meta"))
+            .args(["--cores", &options.cores.to_string()]);
+        for (id, addr) in &options.storage_nodes {
+            cmd.arg("--storage-node").arg(format!("{id}={addr}"));
+        }
+        let log = dir.join("coordinator.log");
+        let prefix = format!("pairdb coordinator {} listening on ", options.node_id);
+        let (child, addr) = launch(cmd, &log, &prefix);
+        CoordinatorProcess { child, addr, node_id: options.node_id.into(), log }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> libc::pid_t {
+        libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t")
+    }
+
+    /// The last lines of the process's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log)
+    }
+
+    /// Panics (with the log) if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!("pairdb coordinator exited unexpectedly ({status}). Log:\n{}", self.log_tail());
+        }
+    }
+}
+
+impl Drop for CoordinatorProcess {
+    fn drop(&mut self) {
+        kill_unreaped(&mut self.child);
+    }
+}
+
+/// How often [`eventually`] probes.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Probes every [`POLL_INTERVAL`] (inside an executor) until `probe` returns `Ok`, and returns
+/// that; panics with `what` and the last `Err` once `timeout` has passed. For what the system
+/// does in the background (hint replay, read repair, health checks): a deadline, never a sleep.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= deadline => {
+                panic!("{what}: still not so after {timeout:?}: {e}")
+            }
+            Err(_) => glommio::timer::sleep(POLL_INTERVAL).await,
         }
     }
 }
