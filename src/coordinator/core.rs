@@ -729,7 +729,12 @@ impl Core {
                 .with_error_code("TENANT_NOT_FOUND")
         };
         if let Some(at) = self.unknown_tenants.borrow().get(tenant_id) {
-            if at.elapsed() < NEGATIVE_TENANT_TTL {
+            // A tenant created through another core reaches this one as a broadcast in its
+            // inbox, which the creator sent before answering. While the inbox holds anything,
+            // this negative entry may be stale: ask the store, or a client that created a tenant
+            // would be told it does not exist on its next call.
+            let inbox_pending = self.shared.mesh.get(self.index).is_some_and(|i| !i.is_empty());
+            if at.elapsed() < NEGATIVE_TENANT_TTL && !inbox_pending {
                 return Err(not_found());
             }
         }
