@@ -75,10 +75,28 @@ impl StorageProcess {
     /// As [`StorageProcess::start_with_cores`], on `port` (0 picks a free one). Restarting a
     /// node on the port and `dir` it had before brings it back where its peers know it.
     pub fn start_on_port(dir: &Path, node_id: &str, cores: usize, port: u16) -> StorageProcess {
+        Self::start_configured(dir, node_id, cores, port, "")
+    }
+
+    /// As [`StorageProcess::start_on_port`], with `config_yaml` written to `dir/storage.yaml`
+    /// and passed as `--config` (the flags still override it); empty means no config file.
+    pub fn start_configured(
+        dir: &Path,
+        node_id: &str,
+        cores: usize,
+        port: u16,
+        config_yaml: &str,
+    ) -> StorageProcess {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pairdb"));
-        cmd.arg("storage")
-            .args(["--port", &port.to_string(), "--host", "127.0.0.1", "--node-id", node_id])
+        cmd.arg("storage");
+        if !config_yaml.is_empty() {
+            let config = dir.join("storage.yaml");
+            std::fs::write(&config, config_yaml)
+                .unwrap_or_else(|e| panic!("writing {}: {e}", config.display()));
+            cmd.arg("--config").arg(config);
+        }
+        cmd.args(["--port", &port.to_string(), "--host", "127.0.0.1", "--node-id", node_id])
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(["--cores", &cores.to_string()]);
