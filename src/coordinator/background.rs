@@ -36,7 +36,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Applies broadcasts to this core until the inbox closes.
 pub async fn inbox(core: Rc<Core>, inbox: flume::Receiver<Update>) {
     while let Ok(update) = inbox.recv_async().await {
-        core.apply(update);
+        core.receive(update);
     }
 }
 
@@ -82,11 +82,11 @@ pub async fn supervise(core: Rc<Core>, shutdown: Shutdown) {
     let cfg = &core.shared.config;
     let health_every = Duration::from_millis(cfg.health_check_interval_ms);
     let replay_every = Duration::from_millis(cfg.hint_replay_interval_ms);
-    let mut up: HashMap<String, bool> = HashMap::new();
+    let mut misses: HashMap<String, (u32, bool)> = HashMap::new();
     let mut next_replay = Instant::now();
     let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
     while !shutdown.is_triggered() {
-        let came_back = check_health(&core, &mut up, health_every).await;
+        let came_back = check_health(&core, &mut misses).await;
         let now = Instant::now();
         if came_back || now >= next_replay {
             replay_hints(&core).await;
@@ -108,9 +108,15 @@ pub async fn supervise(core: Rc<Core>, shutdown: Shutdown) {
     }
 }
 
+/// Consecutive failed health checks before a node is declared down. One miss is not enough: a
+/// busy node (or a busy coordinator core) can miss one check and would then flap, failing every
+/// operation to it until the next check. Operations to a node that really died fail on their own
+/// in the meantime (connection refused or reset), so waiting for a second miss costs little.
+const DOWN_AFTER_MISSES: u32 = 2;
+
 /// Health-checks every storage node once; broadcasts changes. True when a node came back.
-async fn check_health(core: &Rc<Core>, up: &mut HashMap<String, bool>, period: Duration) -> bool {
-    let timeout = period.min(Duration::from_millis(500));
+async fn check_health(core: &Rc<Core>, misses: &mut HashMap<String, (u32, bool)>) -> bool {
+    let timeout = Duration::from_millis(core.shared.config.replica_timeout_ms);
     let links = core.links();
     let checks = links.iter().map(|link| async move {
         let call = link.call::<_, pb::HealthCheckResponse>(
@@ -127,13 +133,14 @@ async fn check_health(core: &Rc<Core>, up: &mut HashMap<String, bool>, period: D
     let results = futures_util::future::join_all(checks).await;
     let mut came_back = false;
     for (node_id, ok) in results {
-        let before = up.insert(node_id.clone(), ok);
-        if before != Some(ok) {
-            if before.is_some() || !ok {
-                tracing::info!(node = %node_id, up = ok, "storage node health changed");
-            }
-            came_back |= ok && before == Some(false);
-            core.shared.broadcast(Update::NodeHealth { node_id, up: ok });
+        let (count, was_up) = misses.entry(node_id.clone()).or_insert((0, true));
+        *count = if ok { 0 } else { *count + 1 };
+        let up = ok || (*was_up && *count < DOWN_AFTER_MISSES);
+        if up != *was_up {
+            tracing::info!(node = %node_id, up, "storage node health changed");
+            came_back |= up;
+            *was_up = up;
+            core.shared.broadcast(Update::NodeHealth { node_id, up });
         }
     }
     came_back

@@ -107,6 +107,10 @@ pub struct Core {
     /// Other counters of this core.
     pub stats: CoreStats,
     last_counter: Cell<u64>,
+    /// This core's inbox (the background inbox task holds a clone) and how many updates from it
+    /// were applied; see [`Core::catch_up`].
+    inbox: flume::Receiver<Update>,
+    applied: Cell<u64>,
     rng: RefCell<SmallRng>,
     hint_buffer: Rc<RefCell<Vec<Hint>>>,
     repairs: RefCell<VecDeque<RepairJob>>,
@@ -118,6 +122,7 @@ impl Core {
     pub fn new(
         index: usize,
         shared: Arc<Shared>,
+        inbox: flume::Receiver<Update>,
         nodes: Vec<NodeRecord>,
         tenants: Vec<TenantRecord>,
     ) -> Rc<Core> {
@@ -151,6 +156,8 @@ impl Core {
             link_stats: Rc::new(LinkStats::default()),
             stats: CoreStats::default(),
             last_counter: Cell::new(0),
+            inbox,
+            applied: Cell::new(0),
             rng: RefCell::new(SmallRng::seed_from_u64(seed)),
             hint_buffer: Rc::new(RefCell::new(Vec::new())),
             repairs: RefCell::new(VecDeque::new()),
@@ -162,8 +169,26 @@ impl Core {
         core
     }
 
-    /// Applies a broadcast change to this core's copies.
-    pub fn apply(&self, update: Update) {
+    /// Applies one update taken from this core's inbox.
+    pub fn receive(&self, update: Update) {
+        self.applied.set(self.applied.get() + 1);
+        self.apply(update);
+    }
+
+    /// Applies every update already sent to this core that it has not applied yet. One atomic
+    /// load when up to date, which is nearly always; called at the start of every request so that
+    /// a change another core acknowledged is in force here too.
+    pub fn catch_up(&self) {
+        if self.shared.sent[self.index].load(Ordering::SeqCst) == self.applied.get() {
+            return;
+        }
+        while let Ok(update) = self.inbox.try_recv() {
+            self.receive(update);
+        }
+    }
+
+    /// Applies a change to this core's copies.
+    fn apply(&self, update: Update) {
         match update {
             Update::Tenant(t) => {
                 self.unknown_tenants.borrow_mut().remove(&t.tenant_id);
@@ -277,6 +302,7 @@ impl Core {
                 $router.unary(
                     concat!("/pairdb.coordinator.v1.CoordinatorService/", $name),
                     move |req, ctx| {
+                        core.catch_up();
                         let core = core.clone();
                         async move { core.$method(req, ctx).await }
                     },

@@ -76,6 +76,10 @@ pub struct Shared {
     pub idempotency: Arc<EmbeddedIdempotencyStore>,
     /// One inbox per core.
     pub mesh: Vec<flume::Sender<Update>>,
+    /// Updates sent to each core's inbox so far. A core compares it (one atomic load) with what
+    /// it applied at the start of every request, and drains its inbox first when behind: a
+    /// change acknowledged by one core is then in force on every core for the next request.
+    pub sent: Vec<AtomicU64>,
     /// Ring epoch of the latest membership broadcast.
     pub epoch: AtomicU64,
     /// gRPC health, flipped to NOT_SERVING at shutdown.
@@ -85,9 +89,12 @@ pub struct Shared {
 impl Shared {
     /// Sends `update` to every core, this one included.
     pub fn broadcast(&self, update: Update) {
-        for inbox in &self.mesh {
+        for (inbox, sent) in self.mesh.iter().zip(&self.sent) {
             // A closed inbox is a core that already stopped: nothing left to update.
-            let _ = inbox.send(update.clone());
+            if inbox.send(update.clone()).is_ok() {
+                // After the send: whoever sees the new count finds the update in the inbox.
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
         }
     }
 }

@@ -72,6 +72,7 @@ impl Coordinator {
             meta: store.clone(),
             hints: store,
             idempotency,
+            sent: (0..cores).map(|_| AtomicU64::new(0)).collect(),
             mesh: senders,
             epoch: AtomicU64::new(1),
             health: HealthState::default(),
@@ -130,7 +131,13 @@ impl Coordinator {
             return;
         };
         // Tenants created since open() are in the store; the newest copy wins via broadcasts.
-        let core = Core::new(index, self.shared.clone(), self.nodes.clone(), self.tenants.clone());
+        let core = Core::new(
+            index,
+            self.shared.clone(),
+            inbox.clone(),
+            self.nodes.clone(),
+            self.tenants.clone(),
+        );
         glommio::spawn_local(background::inbox(core.clone(), inbox)).detach();
         let flusher = glommio::spawn_local(background::flush_hints(core.clone(), shutdown.clone()));
         if index == 0 {
