@@ -76,6 +76,11 @@ fn decode(c: &mut Criterion) {
     for (name, req) in sizes() {
         let framed = framing::encode_to_bytes(&req);
         group.throughput(Throughput::Bytes(framed.len() as u64));
+        // The reference: copying the frame into a fresh buffer, which every decode below does
+        // once; the rest is framing and prost.
+        group.bench_with_input(BenchmarkId::new("copy_only", name), &framed, |b, framed| {
+            b.iter(|| BytesMut::from(black_box(&framed[..])))
+        });
         let whole = [framed.clone()];
         group.bench_with_input(BenchmarkId::new("one_frame", name), &whole, |b, chunks| {
             b.iter(|| decode_chunks(black_box(chunks)))

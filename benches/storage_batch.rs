@@ -7,7 +7,8 @@
 //! Writes cycle over [`KEYS`] keys with an ever-growing one-entry clock, so every write replaces
 //! the stored version (a read-modify-write that applies) and the data set stays bounded. Only the
 //! call itself is timed: building and encoding the next request and checking the reply happen
-//! between timed sections. Run with `cargo bench --bench storage_batch`.
+//! between timed sections. `storage_batch/empty`, a Batch with no operations, is the reference:
+//! the fixed cost of a call. Run with `cargo bench --bench storage_batch`.
 
 use std::{
     sync::mpsc,
@@ -184,6 +185,10 @@ fn storage_batch(c: &mut Criterion) {
     let loopback = Loopback::start();
     let mut group = c.benchmark_group("storage_batch");
     group.measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    // The reference: an empty Batch is the call's fixed cost (HTTP/2 stream, two cross-core hops,
+    // routing, prost) with no engine work, so `(t(n) - t(0)) / n` is the engine's share per write.
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("empty", |b| b.iter_custom(|iters| loopback.run(0, iters)));
     for ops in [1usize, 16, 128] {
         group.throughput(Throughput::Elements(ops as u64));
         group.bench_function(BenchmarkId::new("writes", ops), |b| {

@@ -56,6 +56,9 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 const DRAIN_SLACK: Duration = Duration::from_secs(1);
 /// Writers per connection while prefilling.
 const PREFILL_WORKERS_PER_CONNECTION: usize = 16;
+/// Open loop: sends due before the end may still leave this long after it (a timer wakes a little
+/// late); past it the generator gives up and counts the rest as never sent.
+const SEND_GRACE: Duration = Duration::from_millis(10);
 /// The open-loop generator yields to the reply tasks after this many back-to-back sends.
 const SENDS_BETWEEN_YIELDS: u32 = 64;
 
@@ -83,6 +86,7 @@ pub struct Config {
     pub consistency: crate::workload::Consistency,
     pub timeout: Duration,
     pub prefill: bool,
+    pub spin_before_park: Duration,
     pub seed: u64,
     pub quiet: bool,
 }
@@ -117,7 +121,11 @@ pub fn run(cfg: Config) -> anyhow::Result<Outcomes> {
         start: OnceLock::new(),
     });
     let (tx, rx) = mpsc::channel::<Msg>();
-    let pool_cfg = PoolConfig { cores: cfg.threads, name: "loadtest".into(), ..Default::default() };
+    let pool_cfg = PoolConfig {
+        cores: cfg.threads,
+        name: "loadtest".into(),
+        spin_before_park: cfg.spin_before_park,
+    };
     let entry_cfg = cfg.clone();
     let executors = std::thread::spawn(move || {
         pool::run_per_core(&pool_cfg, move |thread| {
@@ -459,14 +467,14 @@ async fn open_loop(
             glommio::timer::sleep(intended - now).await;
             continue;
         }
-        if now >= phases.run_end {
+        if now >= phases.run_end + SEND_GRACE {
             break;
         }
         // A full in-flight set makes the generator fall behind; the wait counts as latency.
         let permit = match slots.try_acquire_static_permit(1) {
             Ok(p) => p,
             Err(_) => {
-                let wait = phases.run_end.saturating_duration_since(now);
+                let wait = (phases.run_end + SEND_GRACE).saturating_duration_since(now);
                 match glommio::timer::timeout(wait, slots.acquire_static_permit(1)).await {
                     Ok(p) => p,
                     Err(_) => break,
@@ -524,8 +532,10 @@ async fn prefill(ex: &Rc<Executor>, conns: &[Rc<Conn>], thread: usize) -> (u64, 
                 let mut index = first;
                 while index < ex.cfg.keys {
                     let key = ex.workload.key(index);
+                    let outcome = ex.call(&conn, OpKind::Write, key).await;
+                    // Read the counts only after the await: other workers add to them meanwhile.
                     let (ok, err) = counts.get();
-                    counts.set(match ex.call(&conn, OpKind::Write, key).await {
+                    counts.set(match outcome {
                         Outcome::Error(_) => (ok, err + 1),
                         _ => (ok + 1, err),
                     });
