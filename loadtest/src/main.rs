@@ -31,7 +31,8 @@ use crate::{
 ///
 /// Closed loop by default (`--connections` x `--inflight` calls outstanding); open loop with
 /// `--rate`, where latency counts from each call's intended send time. Progress goes to stderr
-/// once a second; the report goes to stdout (JSON with `--json`).
+/// once a second; the report goes to stdout (JSON with `--json`). Exits non-zero when it cannot
+/// connect, or when every call failed.
 #[derive(Parser, Debug)]
 #[command(name = "pairdb-loadtest", version)]
 struct Args {
@@ -143,6 +144,10 @@ fn main() -> ExitCode {
                 }
             } else {
                 print!("{}", report.human());
+            }
+            if report.completed > 0 && report.ok + report.misses == 0 {
+                eprintln!("pairdb-loadtest: every call failed (see errors by status)");
+                return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
         }

@@ -19,6 +19,8 @@ use pairdb::{
 
 use crate::stats::{OpKind, Outcome};
 
+/// The `pairdb-error-code` of a NOT_FOUND that means "no such key".
+const KEY_NOT_FOUND: &str = "KEY_NOT_FOUND";
 const READ_KEY_VALUE: &str = "/pairdb.coordinator.v1.CoordinatorService/ReadKeyValue";
 const WRITE_KEY_VALUE: &str = "/pairdb.coordinator.v1.CoordinatorService/WriteKeyValue";
 const DELETE_KEY_VALUE: &str = "/pairdb.coordinator.v1.CoordinatorService/DeleteKeyValue";
@@ -210,12 +212,19 @@ impl Workload {
     }
 }
 
+/// A coordinator's NOT_FOUND is a miss only when it is about the key: a missing tenant
+/// (`pairdb-error-code: TENANT_NOT_FOUND`) is a misconfigured run, so an error.
 fn coordinator_outcome(reply: Result<(), Status>) -> Result<Outcome, Status> {
     match reply {
         Ok(()) => Ok(Outcome::Ok),
-        Err(status) if status.code == Code::NOT_FOUND => Ok(Outcome::Miss),
+        Err(status) if is_key_not_found(&status) => Ok(Outcome::Miss),
         Err(status) => Err(status),
     }
+}
+
+fn is_key_not_found(status: &Status) -> bool {
+    status.code == Code::NOT_FOUND
+        && status.error_code.as_deref().is_none_or(|name| name == KEY_NOT_FOUND)
 }
 
 fn unix_micros() -> i64 {
@@ -235,6 +244,22 @@ mod tests {
         assert_eq!(picks.iter().filter(|k| **k == OpKind::Delete).count(), 5);
         let writes_only = Mix { read_pct: 0, write_pct: 100, delete_pct: 0 };
         assert!((0..100).all(|r| writes_only.pick(r) == OpKind::Write));
+    }
+
+    #[test]
+    fn only_a_missing_key_is_a_miss() {
+        let not_found = Status::new(Code::NOT_FOUND, "gone");
+        // (reply, is a miss)
+        for (reply, miss) in [
+            (not_found.clone(), true),
+            (not_found.clone().with_error_code(KEY_NOT_FOUND), true),
+            (not_found.with_error_code("TENANT_NOT_FOUND"), false),
+            (Status::new(Code::UNAVAILABLE, "down"), false),
+        ] {
+            let outcome = coordinator_outcome(Err(reply.clone()));
+            assert_eq!(outcome.is_ok(), miss, "{reply}");
+        }
+        assert_eq!(coordinator_outcome(Ok(())), Ok(Outcome::Ok));
     }
 
     #[test]
