@@ -42,6 +42,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use prost::Message;
 
 use crate::{
+    metrics::RpcMetrics,
     rpc::{
         framing::{self, FrameError, DEFAULT_MAX_MESSAGE_BYTES},
         glommio_io::GlommioIo,
@@ -108,6 +109,8 @@ enum Route {
 #[derive(Default)]
 pub struct Router {
     routes: AHashMap<String, Route>,
+    /// This core's call counters and latencies, when the server records them.
+    metrics: Option<Rc<RpcMetrics>>,
 }
 
 impl Router {
@@ -167,6 +170,13 @@ impl Router {
         names.sort();
         names.dedup();
         names
+    }
+
+    /// Records every routed unary call (method, status, latency) and the calls in flight in
+    /// `metrics`, this core's.
+    pub fn with_metrics(mut self, metrics: Rc<RpcMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Adds every route of `other`.
@@ -298,6 +308,11 @@ pub async fn serve_connection(
         .initial_connection_window_size(config.connection_window_bytes)
         .max_header_list_size(config.max_header_list_bytes)
         .max_send_buffer_size(config.max_message_bytes + framing::PREFIX_LEN)
+        // h2's rapid-reset guard counts streams a client reset before we accepted them. A
+        // coordinator whose deadlines expire while this node is briefly stalled resets many at
+        // once; the default (20) then closes the whole connection with `too_many_resets`,
+        // failing every other call on it. 1024 still bounds the work a hostile client can cause.
+        .max_pending_accept_reset_streams(1024)
         .handshake::<_, Bytes>(GlommioIo(stream));
     let mut conn = match glommio::timer::timeout(config.handshake_timeout, async {
         Ok(handshake.await)
@@ -414,6 +429,7 @@ async fn handle_stream(
     let ctx = CallContext { deadline: timeout.map(|t| Instant::now() + t), peer };
     match route {
         Route::Unary(handler) => {
+            let in_flight = router.metrics.as_deref().map(RpcMetrics::start);
             let work = async {
                 let mut buf = BytesMut::new();
                 let max = config.max_message_bytes;
@@ -437,7 +453,7 @@ async fn handle_stream(
                 Some(t) => with_deadline(work, t).await,
                 None => work.await,
             };
-            match result {
+            let code = match result {
                 Ok(reply) if reply.len() > config.max_message_bytes + framing::PREFIX_LEN => {
                     send_status(
                         &mut respond,
@@ -447,10 +463,20 @@ async fn handle_stream(
                             config.max_message_bytes
                         ))
                         .with_error_code("MESSAGE_TOO_LARGE"),
-                    )
+                    );
+                    Code::RESOURCE_EXHAUSTED
                 }
-                Ok(reply) => send_reply(&mut respond, reply),
-                Err(status) => send_status(&mut respond, &status),
+                Ok(reply) => {
+                    send_reply(&mut respond, reply);
+                    Code::OK
+                }
+                Err(status) => {
+                    send_status(&mut respond, &status);
+                    status.code
+                }
+            };
+            if let (Some(metrics), Some(call)) = (router.metrics.as_deref(), in_flight) {
+                metrics.finish(path, code, call.started().elapsed());
             }
         }
         Route::Streaming(handler) => {

@@ -42,9 +42,8 @@
 //! microseconds, never our fsync), and a batch takes its stripes in ascending order so batches
 //! cannot deadlock each other. Reads take no lock: a fjall point read is atomic on its own.
 //!
-//! Two waits inside fjall can still stretch a write, stripe held, and the service layer must
-//! budget for them: the journal mutex while the syncer's `fdatasync` runs (see below), and
-//! fjall's write backpressure, which sleeps in `WriteBatch::commit` in 100 ms steps while 4 or
+//! One wait inside fjall can still stretch a write, stripe held, and the service layer must
+//! budget for it: fjall's write backpressure, which sleeps in `WriteBatch::commit` in 100 ms steps while 4 or
 //! more sealed memtables wait for flush (`keyspace/mod.rs` `Keyspace::local_backpressure`).
 //! On a 2-core VM, 4 threads applying 200-byte writes saw p50 ~3 µs, p99 5-190 µs, p99.9
 //! 0.1-6 ms and max 8-60 ms, with the long tail present even with the syncer idle.
@@ -64,10 +63,14 @@
 //! - fjall 3 has no periodic fsync thread of its own (fjall 2's `fsync_ms` is gone); it syncs
 //!   only on journal rotation, memtable flush (`worker_pool.rs`) and drop (`Journal::drop`,
 //!   `SyncAll`). Nothing there conflicts with our own syncer.
-//! - Both `commit` and `persist` hold fjall's single journal mutex, so while the syncer's
-//!   `fdatasync` runs, a write on a request core waits for it: in `GroupCommit` mode a write can
-//!   stall for up to one `fdatasync` of at most one interval's worth of journal. fjall offers no
-//!   way to fsync outside that mutex.
+//! - Both `commit` and `persist` hold fjall's single journal mutex, so a syncer that called
+//!   `persist` would make every write on a request core wait for the disk. Ours does not: it
+//!   `fdatasync`s the active journal file (the highest-numbered `N.jnl` in the data directory)
+//!   through a descriptor of its own. `fdatasync` acts on the inode, so it makes durable every
+//!   byte any writer has handed to the OS for that file, without fjall's mutex. Sealed journals
+//!   need nothing from us: rotation `fsync`s them. The syncer reads the write counter before it
+//!   lists the directory, so every counted write is in a journal it syncs or one rotation
+//!   synced.
 //!
 //! # Tombstones
 //!
@@ -356,10 +359,11 @@ impl Engine {
             Durability::Sync => None,
             Durability::GroupCommit { interval } => {
                 let (db, writes, stop) = (db.clone(), journal_writes.clone(), stop_rx.clone());
+                let journal_dir = dir.clone();
                 Some(
                     std::thread::Builder::new()
                         .name("pairdb-syncer".into())
-                        .spawn(move || run_syncer(db, writes, stop, interval))?,
+                        .spawn(move || run_syncer(db, journal_dir, writes, stop, interval))?,
                 )
             }
         };
@@ -778,26 +782,58 @@ impl Drop for Engine {
     }
 }
 
-/// The group-commit loop: every `interval`, `fdatasync` the journal if anything was written
-/// since the last sync. Exits when the engine drops its stop sender, or after a failed sync
-/// (fjall has then poisoned the database, so every later write fails and is not acknowledged).
-fn run_syncer(db: Database, writes: Arc<AtomicU64>, stop: Receiver<()>, interval: Duration) {
+/// The group-commit loop: every `interval`, `fdatasync` the active journal if anything was
+/// written since the last sync, through the syncer's own descriptor (see the module doc: this
+/// keeps fjall's journal mutex, and so the request cores, out of the disk wait). Exits when the
+/// engine drops its stop sender, or after a failed sync (the journal can no longer be trusted to
+/// be durable, so the engine is poisoned through fjall and later writes fail unacknowledged).
+fn run_syncer(
+    db: Database,
+    dir: PathBuf,
+    writes: Arc<AtomicU64>,
+    stop: Receiver<()>,
+    interval: Duration,
+) {
     let mut synced = 0;
+    let mut active: Option<(u64, std::fs::File)> = None;
     loop {
         match stop.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        // Read before syncing: every write counted here reached the OS before its count.
+        // Read before listing the journals: every write counted here reached the OS, in a
+        // journal that either is the newest one listed or was sealed (and fsynced) before it.
         let seen = writes.load(Ordering::Acquire);
         if seen == synced {
             continue;
         }
-        if let Err(e) = db.persist(PersistMode::SyncData) {
-            tracing::error!(error = %e, "group-commit fsync failed; writes will now fail");
-            return;
+        if let Err(e) = sync_active_journal(&dir, &mut active) {
+            tracing::warn!(error = %e, "journal fdatasync through our descriptor failed; asking fjall");
+            if let Err(e) = db.persist(PersistMode::SyncData) {
+                tracing::error!(error = %e, "group-commit fsync failed; writes will now fail");
+                return;
+            }
         }
         synced = seen;
+    }
+}
+
+/// `fdatasync`s the newest `N.jnl` in `dir`, reopening it when a newer journal appeared.
+fn sync_active_journal(
+    dir: &Path,
+    active: &mut Option<(u64, std::fs::File)>,
+) -> std::io::Result<()> {
+    let newest = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".jnl")?.parse::<u64>().ok())
+        .max()
+        .ok_or_else(|| std::io::Error::other("no journal file in the data directory"))?;
+    if active.as_ref().map(|(id, _)| *id) != Some(newest) {
+        *active = Some((newest, std::fs::File::open(dir.join(format!("{newest}.jnl")))?));
+    }
+    match active {
+        Some((_, file)) => file.sync_data(),
+        None => unreachable!("set just above"),
     }
 }
 
@@ -1350,5 +1386,17 @@ mod tests {
         handle.join().unwrap();
         // The directory is free again: the purger held no strong reference.
         open(dir.path());
+    }
+
+    #[test]
+    fn syncer_finds_and_syncs_the_active_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::open(dir.path(), EngineConfig::default()).expect("open");
+        let mut active = None;
+        sync_active_journal(dir.path(), &mut active).expect("the newest journal syncs");
+        assert!(active.is_some(), "a journal file was found");
+        drop(engine);
+        let empty = tempfile::tempdir().expect("tempdir");
+        assert!(sync_active_journal(empty.path(), &mut None).is_err(), "no journal is an error");
     }
 }
