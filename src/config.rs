@@ -70,6 +70,44 @@ pub enum DurabilityMode {
     Sync,
 }
 
+/// `admin:` section: the admin HTTP port (`/metrics`, `/health/live`, `/health/ready`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Serve the admin port at all.
+    pub enabled: bool,
+    /// Address to listen on; empty means the same as the gRPC `host`.
+    pub host: String,
+    /// Port; 0 picks a free one (printed at start). Unset: the role's default, 9090 for
+    /// coordinators (Prometheus' convention for a first exporter), 9091 for storage nodes, so
+    /// both fit on one host.
+    pub port: Option<u16>,
+}
+
+impl AdminConfig {
+    /// The resolved admin address: `grpc_host` when `host` is empty, `default_port` when `port`
+    /// is unset.
+    pub fn listen_addr(
+        &self,
+        grpc_host: &str,
+        default_port: u16,
+    ) -> Result<SocketAddr, ConfigError> {
+        let host = if self.host.is_empty() { grpc_host } else { &self.host };
+        resolve("admin.host", host, self.port.unwrap_or(default_port))
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self { enabled: true, host: String::new(), port: None }
+    }
+}
+
+/// Default admin port of a coordinator.
+pub const DEFAULT_COORDINATOR_ADMIN_PORT: u16 = 9090;
+/// Default admin port of a storage node.
+pub const DEFAULT_STORAGE_ADMIN_PORT: u16 = 9091;
+
 /// `pairdb storage` configuration (`config/storage.yaml`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -98,6 +136,8 @@ pub struct StorageConfig {
     pub purge_interval_secs: u64,
     /// How long a shutdown waits for in-flight calls, seconds.
     pub shutdown_timeout_secs: u64,
+    /// The admin HTTP port (default port 9091).
+    pub admin: AdminConfig,
 }
 
 impl Default for StorageConfig {
@@ -115,6 +155,7 @@ impl Default for StorageConfig {
             tombstone_grace_secs: engine::DEFAULT_TOMBSTONE_GRACE.as_secs(),
             purge_interval_secs: engine::DEFAULT_PURGE_INTERVAL.as_secs(),
             shutdown_timeout_secs: 10,
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -134,12 +175,18 @@ impl StorageConfig {
         if self.purge_interval_secs == 0 {
             return Err(invalid("purge_interval_secs", "must be at least 1"));
         }
+        self.admin_addr()?;
         self.listen_addr().map(|_| ())
     }
 
     /// The resolved listen address.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         resolve("host", &self.host, self.port)
+    }
+
+    /// The resolved admin address.
+    pub fn admin_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.admin.listen_addr(&self.host, DEFAULT_STORAGE_ADMIN_PORT)
     }
 
     /// The engine settings this config asks for.
@@ -225,6 +272,8 @@ pub struct CoordinatorConfig {
     pub storage_nodes: Vec<StorageNodeEntry>,
     /// How long a shutdown waits for in-flight calls, seconds.
     pub shutdown_timeout_secs: u64,
+    /// The admin HTTP port.
+    pub admin: AdminConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -253,6 +302,7 @@ impl Default for CoordinatorConfig {
             read_repair_attempts: 3,
             storage_nodes: Vec::new(),
             shutdown_timeout_secs: 10,
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -306,12 +356,18 @@ impl CoordinatorConfig {
             }
             resolve("storage_nodes.host", &n.host, n.port)?;
         }
+        self.admin_addr()?;
         self.listen_addr().map(|_| ())
     }
 
     /// The resolved listen address.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         resolve("host", &self.host, self.port)
+    }
+
+    /// The resolved admin address.
+    pub fn admin_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.admin.listen_addr(&self.host, DEFAULT_COORDINATOR_ADMIN_PORT)
     }
 }
 

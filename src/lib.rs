@@ -9,13 +9,17 @@
 //! - [`runtime`]: one pinned glommio executor per core, the shutdown signal, SO_REUSEPORT binding.
 //! - [`storage`]: the storage node: fjall engine, `StorageService`, per-core serving.
 //! - [`meta`]: metadata (tenants, nodes, migrations, hints) on redb, and the idempotency table.
+//! - [`metrics`]: per-core counters and histograms, merged at scrape time (Prometheus text).
+//! - [`admin`]: the admin HTTP port (`/metrics`, `/health/live`, `/health/ready`).
 //! - [`config`]: typed YAML configuration with defaults and validation.
 
+pub mod admin;
 pub mod config;
 pub mod convert;
 pub mod coordinator;
 pub mod core;
 pub mod meta;
+pub mod metrics;
 pub mod proto;
 pub mod rpc;
 pub mod runtime;

@@ -70,6 +70,9 @@ struct CoordinatorArgs {
     /// Executors, one per core (0 = one per allowed CPU).
     #[arg(long)]
     cores: Option<usize>,
+    /// Admin HTTP port for /metrics and /health/{live,ready} (0 picks a free one).
+    #[arg(long)]
+    admin_port: Option<u16>,
     /// A storage node to register, as ID=HOST:PORT (repeatable; replaces the config file's list).
     #[arg(long = "storage-node", value_parser = parse_node)]
     storage_nodes: Vec<StorageNodeEntry>,
@@ -95,6 +98,10 @@ struct DevArgs {
     /// Send storage operations one RPC each instead of as Batch calls (for comparison).
     #[arg(long)]
     no_batching: bool,
+    /// The coordinator's admin HTTP port for /metrics and /health/{live,ready} (default 0:
+    /// a free one, printed at start).
+    #[arg(long, default_value_t = 0)]
+    admin_port: u16,
 }
 
 fn parse_node(s: &str) -> Result<StorageNodeEntry, String> {
@@ -129,6 +136,9 @@ struct StorageArgs {
     /// Executors, one per core (0 = one per allowed CPU).
     #[arg(long)]
     cores: Option<usize>,
+    /// Admin HTTP port for /metrics and /health/{live,ready} (0 picks a free one).
+    #[arg(long)]
+    admin_port: Option<u16>,
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
@@ -168,6 +178,9 @@ fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
     if let Some(v) = args.cores {
         cfg.cores = v;
     }
+    if let Some(v) = args.admin_port {
+        cfg.admin.port = Some(v);
+    }
     cfg.validate()?;
     if args.check_config {
         println!("configuration is valid");
@@ -178,6 +191,7 @@ fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
     let reservation = listen::reserve(cfg.listen_addr()?).context("binding the gRPC port")?;
     let node = StorageNode::open(&cfg, reservation.addr)
         .with_context(|| format!("opening the engine in {}", cfg.data_dir.display()))?;
+    let admin = start_admin(cfg.admin.enabled, cfg.admin_addr()?, node.admin_source())?;
     let pool_cfg =
         PoolConfig { cores: cfg.cores, name: "pairdb-storage".into(), ..Default::default() };
     let cores = pool_cfg.effective_cores();
@@ -186,12 +200,13 @@ fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
     let node_id = cfg.node_id.clone();
     let reservation = Arc::new(std::sync::Mutex::new(Some(reservation)));
     pool::run_per_core(&pool_cfg, move |core| {
-        let (node, shutdown, bound, node_id, reservation) = (
+        let (node, shutdown, bound, node_id, reservation, admin) = (
             entry_node.clone(),
             shutdown.clone(),
             bound.clone(),
             node_id.clone(),
             reservation.clone(),
+            admin.clone(),
         );
         async move {
             let listener = match node.bind() {
@@ -205,7 +220,10 @@ fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
             if bound.fetch_add(1, Ordering::SeqCst) + 1 == cores {
                 // Every core listens: release the placeholder and announce the address.
                 reservation.lock().map(|mut r| r.take()).ok();
-                println!("pairdb storage {node_id} listening on {} ({cores} cores)", node.addr());
+                println!(
+                    "pairdb storage {node_id} listening on {} ({cores} cores){admin}",
+                    node.addr()
+                );
                 use std::io::Write as _;
                 let _ = std::io::stdout().flush();
             }
@@ -240,6 +258,9 @@ fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     if args.no_batching {
         cfg.batching = false;
     }
+    if let Some(v) = args.admin_port {
+        cfg.admin.port = Some(v);
+    }
     cfg.validate()?;
     if args.check_config {
         println!("configuration is valid");
@@ -253,12 +274,17 @@ fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     let cores = pool_cfg.effective_cores();
     let node_id = cfg.node_id.clone();
     let data_dir = cfg.data_dir.clone();
+    let (admin_enabled, admin_addr) = (cfg.admin.enabled, cfg.admin_addr()?);
     let coordinator = Coordinator::open(cfg, reservation.addr, cores)
         .with_context(|| format!("opening the metadata store in {}", data_dir.display()))?;
+    let admin = start_admin(admin_enabled, admin_addr, coordinator.admin_source())?;
     let announce = Announce::new(
         cores,
         reservation,
-        format!("pairdb coordinator {node_id} listening on {} ({cores} cores)", coordinator.addr()),
+        format!(
+            "pairdb coordinator {node_id} listening on {} ({cores} cores){admin}",
+            coordinator.addr()
+        ),
     );
     pool::run_per_core(&pool_cfg, move |core| {
         let (coordinator, shutdown, announce) =
@@ -278,6 +304,23 @@ fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
     })?;
     tracing::info!("coordinator stopped");
     Ok(())
+}
+
+/// Binds the admin HTTP port and serves it from a thread of its own. Returns the suffix for the
+/// ready line (`, admin on http://ADDR`), empty when disabled.
+fn start_admin(
+    enabled: bool,
+    addr: std::net::SocketAddr,
+    source: pairdb::admin::AdminSource,
+) -> anyhow::Result<String> {
+    if !enabled {
+        return Ok(String::new());
+    }
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("binding the admin port {addr} (admin.port, --admin-port)"))?;
+    let bound = listener.local_addr()?;
+    pairdb::admin::spawn(listener, Arc::new(source)).context("starting the admin thread")?;
+    Ok(format!(", admin on http://{bound}"))
 }
 
 /// Prints the ready line once every core has bound, and releases the port reservation then.
@@ -370,8 +413,10 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let pool_cfg =
         PoolConfig { cores: args.cores, name: "pairdb-dev".into(), ..Default::default() };
     let cores = pool_cfg.effective_cores();
+    let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.admin_port));
     let coordinator = Coordinator::open(coordinator_cfg, coordinator_reservation.addr, cores)
         .context("opening the coordinator's metadata store")?;
+    let admin = start_admin(true, admin_addr, coordinator.admin_source())?;
     if coordinator.ensure_tenant("default", 3)? {
         tracing::info!("created tenant default (replication factor 3)");
     }
@@ -380,7 +425,7 @@ fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         storage.iter().map(|(c, n)| format!("{} on {}", c.node_id, n.addr())).collect();
     reservations.push(coordinator_reservation);
     let line = format!(
-        "pairdb dev: coordinator on {addr} ({cores} cores), storage nodes {}; data in {}\n\
+        "pairdb dev: coordinator on {addr} ({cores} cores){admin}, storage nodes {}; data in {}\n\
          try:  pairdb kv put --addr {addr} greeting hello && pairdb kv get --addr {addr} greeting\n\
          or:   grpcurl -plaintext -d '{{\"tenant_id\":\"default\",\"key\":\"greeting\"}}' {addr} \
          pairdb.coordinator.v1.CoordinatorService/ReadKeyValue\n\

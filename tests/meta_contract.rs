@@ -6,7 +6,13 @@
 //! `None` to skip with a message when the backend is not configured; `open` opens a store on it
 //! and may be called again after the previous store was dropped, which is how persistence is
 //! checked. The embedded backend always runs.
+//!
+//! PostgreSQL runs when `PAIRDB_TEST_POSTGRES_URL` is set, or under CI (`CI=true`, default URL
+//! [`CI_POSTGRES_URL`]), where a missing server fails the run instead of skipping. Each test gets
+//! a fresh schema (dropped at the end) and reaches it through `search_path`, so tests run in
+//! parallel without seeing each other's rows.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,6 +20,7 @@ use bytes::Bytes;
 use pairdb::core::vclock::VClock;
 use pairdb::core::version::Version;
 use pairdb::meta::embedded::EmbeddedStore;
+use pairdb::meta::postgres::PostgresStore;
 use pairdb::meta::{
     Hint, HintStore, MetaError, MetadataStore, MigrationRecord, NodeRecord, NodeState, RecordKind,
     TenantRecord,
@@ -45,6 +52,66 @@ impl Backend for Embedded {
 
     fn open(dir: &Self::Fixture) -> Arc<dyn Store> {
         Arc::new(EmbeddedStore::open(dir.path()).expect("open embedded store"))
+    }
+}
+
+/// The server CI provides (and this project's machines run).
+const CI_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+struct Postgres;
+
+/// A schema private to one test, dropped with the fixture.
+struct PgSchema {
+    admin_url: String,
+    schema: String,
+    url: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+            let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
+        }
+    }
+}
+
+impl Backend for Postgres {
+    type Fixture = PgSchema;
+
+    fn fixture() -> Option<Self::Fixture> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        let admin_url = match std::env::var("PAIRDB_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ if ci => CI_POSTGRES_URL.to_owned(),
+            _ => {
+                eprintln!(
+                    "skipped: postgres contract tests need PAIRDB_TEST_POSTGRES_URL \
+                     (e.g. {CI_POSTGRES_URL}) or CI=true"
+                );
+                return None;
+            }
+        };
+        let mut client = match postgres::Client::connect(&admin_url, postgres::NoTls) {
+            Ok(c) => c,
+            Err(e) => panic!("postgres at {admin_url} is configured for these tests but: {e}"),
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let schema = format!(
+            "pairdb_test_{}_{}_{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        client.batch_execute(&format!("CREATE SCHEMA {schema}")).expect("create test schema");
+        let sep = if admin_url.contains('?') { '&' } else { '?' };
+        let url = format!("{admin_url}{sep}options=-csearch_path%3D{schema}");
+        Some(PgSchema { admin_url, schema, url })
+    }
+
+    fn open(fixture: &Self::Fixture) -> Arc<dyn Store> {
+        Arc::new(PostgresStore::open(&fixture.url).expect("open postgres store"))
     }
 }
 
@@ -331,7 +398,7 @@ fn everything_survives_reopen(open: &dyn Fn() -> Arc<dyn Store>) {
 /// Runs one case on a fresh store of backend `B`, or reports the skip.
 fn run<B: Backend>(name: &str, case: impl FnOnce(&dyn Fn() -> Arc<dyn Store>)) {
     let Some(fixture) = B::fixture() else {
-        eprintln!("skipped {name}: backend not configured");
+        eprintln!("skipped {name}: backend not configured (see above)");
         return;
     };
     case(&|| B::open(&fixture));
@@ -381,3 +448,26 @@ macro_rules! mount {
 }
 
 mount!(embedded, Embedded);
+mount!(postgres_backend, Postgres);
+
+/// Several stores opening one empty schema at once: the migration is applied exactly once and
+/// every store works.
+#[test]
+fn postgres_migrations_apply_once_under_concurrent_start() {
+    let Some(fixture) = Postgres::fixture() else { return };
+    let url = fixture.url.clone();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PostgresStore::open(&url).map(|_| ()))
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("no panic").expect("open");
+    }
+    let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let rows = c.query("SELECT version FROM schema_migrations", &[]).unwrap();
+    assert_eq!(rows.len(), 1, "each migration recorded once");
+    let store = Postgres::open(&fixture);
+    store.create_tenant(&tenant("acme", 3)).unwrap();
+}

@@ -87,6 +87,7 @@ pub async fn supervise(core: Rc<Core>, shutdown: Shutdown) {
     let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
     while !shutdown.is_triggered() {
         let came_back = check_health(&core, &mut misses).await;
+        update_readiness(&core, &misses).await;
         let now = Instant::now();
         if came_back || now >= next_replay {
             replay_hints(&core).await;
@@ -106,6 +107,41 @@ pub async fn supervise(core: Rc<Core>, shutdown: Shutdown) {
         }
         futures_lite::future::or(glommio::timer::sleep(health_every), shutdown.wait()).await;
     }
+}
+
+/// Sets the process's readiness (`/health/ready`, `grpc.health.v1`): the metadata store answers
+/// and at least a quorum of the default replication factor's storage nodes is up. Fewer nodes
+/// up than that, and a write at QUORUM to a tenant with the default factor cannot succeed.
+async fn update_readiness(core: &Rc<Core>, misses: &HashMap<String, (u32, bool)>) {
+    let meta = core.shared.meta.clone();
+    let meta_error = blocking(move || meta.nodes().err()).await;
+    let members = core.links();
+    let up = members
+        .iter()
+        .filter(|l| misses.get(l.id().as_str()).is_none_or(|(_, was_up)| *was_up))
+        .count();
+    let rf = core.shared.config.default_replication_factor as usize;
+    let quorum = rf / 2 + 1;
+    let health = &core.shared.health;
+    let (ready, reason) = match meta_error {
+        Some(e) => (false, format!("metadata store does not answer: {e}")),
+        None if up < quorum => (
+            false,
+            format!(
+                "{up} of {} storage nodes up; a quorum of replication factor {rf} needs {quorum}",
+                members.len()
+            ),
+        ),
+        None => (true, String::new()),
+    };
+    if ready != health.is_ready() && !health.is_shutting_down() {
+        if ready {
+            tracing::info!("ready");
+        } else {
+            tracing::warn!(reason = %reason, "not ready");
+        }
+    }
+    health.set_ready(ready, &reason);
 }
 
 /// Consecutive failed health checks before a node is declared down. One miss is not enough: a
@@ -210,6 +246,7 @@ pub async fn replay_hints(core: &Rc<Core>) {
                 tracing::warn!(error = %e, node = %node_id, "cannot remove replayed hints");
                 break;
             }
+            core.metrics.hints_replayed.set(core.metrics.hints_replayed.get() + count as u64);
             tracing::info!(node = %node_id, replayed = count, "hints replayed");
             if !all_delivered || !full_page {
                 break;

@@ -27,6 +27,7 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 use crate::{
     coordinator::{
         link::{HintSink, LinkConfig, LinkStats, NodeLink, OpReply},
+        metrics::CoreMetrics,
         Shared, Update,
     },
     core::{
@@ -106,6 +107,8 @@ pub struct Core {
     pub link_stats: Rc<LinkStats>,
     /// Other counters of this core.
     pub stats: CoreStats,
+    /// Fan-out latencies, cache and idempotency hit rates (see `coordinator::metrics`).
+    pub metrics: Rc<CoreMetrics>,
     last_counter: Cell<u64>,
     /// This core's inbox (the background inbox task holds a clone) and how many updates from it
     /// were applied; see [`Core::catch_up`].
@@ -155,6 +158,7 @@ impl Core {
             link_config,
             link_stats: Rc::new(LinkStats::default()),
             stats: CoreStats::default(),
+            metrics: Rc::new(CoreMetrics::default()),
             last_counter: Cell::new(0),
             inbox,
             applied: Cell::new(0),
@@ -534,13 +538,16 @@ impl Core {
 
     fn send(&self, node: NodeId, op: Op) -> impl Future<Output = (NodeId, OpReply)> + 'static {
         let link = self.link(&node);
+        let metrics = self.metrics.clone();
         async move {
+            let started = Instant::now();
             let reply = match link {
                 Some(link) => link.submit(op).await.unwrap_or_else(|_| {
                     Err(Status::internal("storage operation dropped without a reply"))
                 }),
                 None => Err(Status::unavailable(format!("storage node {node} left the ring"))),
             };
+            metrics.replica_reply(&node, started.elapsed(), reply.is_ok());
             (node, reply)
         }
     }
@@ -731,6 +738,9 @@ impl Core {
         fingerprint: u64,
         resp: M,
     ) -> Result<M, Status> {
+        if !idempotency_key.is_empty() {
+            self.metrics.idempotency(resp.is_duplicate());
+        }
         if !idempotency_key.is_empty() && !resp.is_duplicate() {
             let id = IdempotencyKey::new(tenant_id, key, idempotency_key);
             let _ = self.shared.idempotency.complete(
@@ -748,8 +758,10 @@ impl Core {
     /// The tenant's config from this core's cache, or from the metadata store on a miss.
     pub async fn tenant(&self, tenant_id: &str) -> Result<Rc<TenantRecord>, Status> {
         if let Some(t) = self.tenants.borrow().get(tenant_id) {
+            self.metrics.tenant_cache_hits.set(self.metrics.tenant_cache_hits.get() + 1);
             return Ok(t.clone());
         }
+        self.metrics.tenant_cache_misses.set(self.metrics.tenant_cache_misses.get() + 1);
         let not_found = || {
             Status::not_found(format!("tenant {tenant_id:?} does not exist"))
                 .with_error_code("TENANT_NOT_FOUND")

@@ -28,6 +28,7 @@ use futures_channel::oneshot;
 
 use crate::{
     core::ids::NodeId,
+    metrics::Hist,
     proto::storage::{
         batch_operation::Op, batch_result::Result as BatchOutcome, BatchOperation, BatchRequest,
         BatchResponse, BatchResult, DeleteResponse, ReadResponse, RepairResponse, WriteResponse,
@@ -97,6 +98,8 @@ pub struct LinkStats {
     pub batched_ops: Cell<u64>,
     /// Operations that failed or timed out.
     pub failed_ops: Cell<u64>,
+    /// Operations per Batch call.
+    pub batch_sizes: RefCell<Hist>,
 }
 
 impl NodeLink {
@@ -213,6 +216,7 @@ impl NodeLink {
         }
         self.stats.batches.set(self.stats.batches.get() + 1);
         self.stats.batched_ops.set(self.stats.batched_ops.get() + batch.len() as u64);
+        self.stats.batch_sizes.borrow_mut().record(batch.len() as u64);
         let (ops, replies): (Vec<Op>, Vec<oneshot::Sender<OpReply>>) =
             batch.into_iter().map(|p| (p.op, p.reply)).unzip();
         let request = BatchRequest {

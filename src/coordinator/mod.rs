@@ -24,12 +24,14 @@
 //!
 //! - [`core`]: per-core state and the request handlers.
 //! - [`link`]: one core's connection to one storage node, with batching.
+//! - [`metrics`]: the coordinator's per-core metrics, collected when scraped.
 //! - [`background`]: health checks, hint flush and replay, read repair, sweeps.
 //! - [`server`]: the process runner (`pairdb coordinator`, `pairdb dev`).
 
 pub mod background;
 pub mod core;
 pub mod link;
+pub mod metrics;
 pub mod server;
 
 use std::sync::{atomic::AtomicU64, Arc};

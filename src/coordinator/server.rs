@@ -11,13 +11,15 @@ use std::{
 use glommio::net::TcpListener;
 
 use crate::{
+    admin::AdminSource,
     config::CoordinatorConfig,
-    coordinator::{background, core::Core, Shared, Update},
+    coordinator::{background, core::Core, metrics as coordinator_metrics, Shared, Update},
     meta::{
         embedded::EmbeddedStore,
         idempotency::{EmbeddedIdempotencyStore, IdempotencyConfig},
         MetaError, MetadataStore, NodeRecord, NodeState, TenantRecord,
     },
+    metrics::{self, MetricsHub, RpcMetrics, Sample},
     rpc::{health, health::HealthState, reflection, server, Router, ServerConfig},
     runtime::shutdown::Shutdown,
 };
@@ -30,6 +32,7 @@ pub struct Coordinator {
     tenants: Vec<TenantRecord>,
     addr: SocketAddr,
     server: ServerConfig,
+    metrics: MetricsHub,
 }
 
 impl Coordinator {
@@ -84,6 +87,7 @@ impl Coordinator {
             tenants,
             addr,
             server,
+            metrics: MetricsHub::new(),
         }))
     }
 
@@ -104,6 +108,31 @@ impl Coordinator {
             Ok(()) => Ok(true),
             Err(MetaError::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// What the admin port reports: every core's metrics, readiness, and the hints pending in
+    /// the hint store (read at scrape time, on the admin thread).
+    pub fn admin_source(&self) -> AdminSource {
+        let hints = self.shared.hints.clone();
+        AdminSource {
+            hub: self.metrics.clone(),
+            health: self.shared.health.clone(),
+            extra: Box::new(move |out| match hints.pending_counts() {
+                Ok(counts) => {
+                    for (node, pending) in counts {
+                        out.push(
+                            Sample::gauge(
+                                "pairdb_hints_pending",
+                                "Hints in the hint store waiting for their node, per node.",
+                                pending as f64,
+                            )
+                            .label("node", node),
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot count pending hints for /metrics"),
+            }),
         }
     }
 
@@ -150,8 +179,16 @@ impl Coordinator {
             })
             .detach();
         }
+        let rpc = Rc::new(RpcMetrics::default());
+        let scrapes = self.metrics.register();
+        let (scraped, scraped_rpc) = (core.clone(), rpc.clone());
+        glommio::spawn_local(metrics::answer_scrapes(scrapes, move || {
+            coordinator_metrics::samples(&scraped, &scraped_rpc)
+        }))
+        .detach();
         let router =
-            reflection::add(health::add(core.register(Router::new()), self.shared.health.clone()));
+            reflection::add(health::add(core.register(Router::new()), self.shared.health.clone()))
+                .with_metrics(rpc);
         let drain = Duration::from_secs(self.shared.config.shutdown_timeout_secs);
         server::serve(listener, Rc::new(router), Rc::new(self.server.clone()), shutdown, drain)
             .await;

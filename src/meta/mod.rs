@@ -3,9 +3,8 @@
 //! [`MetadataStore`] keeps what changes by admin request (tenants and their replication factor,
 //! the storage node list, migration progress). [`HintStore`] keeps hinted handoff: writes that a
 //! replica missed while it was down, replayed to it when it returns. Both are implemented by
-//! [`embedded::EmbeddedStore`] (one crash-safe `redb` file in the coordinator's data dir); a later
-//! PostgreSQL implementation puts the same traits in front of a database shared by several
-//! coordinators. `tests/meta_contract.rs` is the one contract suite every implementation passes.
+//! [`embedded::EmbeddedStore`] (one crash-safe `redb` file in the coordinator's data dir) and by
+//! [`postgres::PostgresStore`] (a database shared by several coordinators). `tests/meta_contract.rs` is the one contract suite every implementation passes.
 //!
 //! The traits are synchronous and object-safe (`Arc<dyn MetadataStore>`). A call may do disk or
 //! network I/O and take milliseconds, so request cores never call them directly: the coordinator
@@ -24,6 +23,7 @@ use crate::core::version::Version;
 
 pub mod embedded;
 pub mod idempotency;
+pub mod postgres;
 
 /// How long a hint is kept: 3 hours, as Cassandra's `max_hint_window`. A replica down longer than
 /// this no longer gets hints and must be brought up to date by repair instead; the bound keeps

@@ -9,7 +9,7 @@ use std::{
     rc::Rc,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::Duration,
 };
@@ -25,14 +25,26 @@ use crate::{
 };
 
 /// Whether this process serves. Cloned into every core.
+///
+/// Two inputs: shutdown (`set_serving(false)`, final) and readiness (`set_ready`, maintained by
+/// the role: a coordinator is ready while its metadata store answers and enough storage nodes
+/// are up for a quorum). SERVING needs both. The same state answers `/health/ready` on the admin
+/// port, so the gRPC and HTTP views never disagree.
 #[derive(Clone, Debug)]
 pub struct HealthState {
     serving: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+    /// Why the process is not ready, for `/health/ready` (written only when readiness changes).
+    reason: Arc<Mutex<String>>,
 }
 
 impl Default for HealthState {
     fn default() -> Self {
-        Self { serving: Arc::new(AtomicBool::new(true)) }
+        Self {
+            serving: Arc::new(AtomicBool::new(true)),
+            ready: Arc::new(AtomicBool::new(true)),
+            reason: Arc::new(Mutex::new(String::new())),
+        }
     }
 }
 
@@ -42,9 +54,35 @@ impl HealthState {
         self.serving.store(serving, Ordering::Release);
     }
 
+    /// Sets readiness; `reason` says why not (ignored when ready).
+    pub fn set_ready(&self, ready: bool, reason: &str) {
+        if !ready {
+            *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = reason.to_owned();
+        }
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// True when serving and ready.
+    pub fn is_ready(&self) -> bool {
+        self.serving.load(Ordering::Acquire) && self.ready.load(Ordering::Acquire)
+    }
+
+    /// True once shutdown began.
+    pub fn is_shutting_down(&self) -> bool {
+        !self.serving.load(Ordering::Acquire)
+    }
+
+    /// Why [`HealthState::is_ready`] is false.
+    pub fn not_ready_reason(&self) -> String {
+        if !self.serving.load(Ordering::Acquire) {
+            return "shutting down".into();
+        }
+        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The current status.
     pub fn status(&self) -> ServingStatus {
-        if self.serving.load(Ordering::Acquire) {
+        if self.is_ready() {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
@@ -100,7 +138,7 @@ pub fn add(router: Router, state: HealthState) -> Router {
                         }
                         last = Some(status);
                     }
-                    if status == ServingStatus::NotServing {
+                    if status == ServingStatus::NotServing && state.is_shutting_down() {
                         // Shutting down: end the stream so that draining connections can close.
                         return call.finish(Status::new(crate::rpc::Code::OK, ""));
                     }

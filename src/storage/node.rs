@@ -6,7 +6,9 @@ use std::{net::SocketAddr, rc::Rc, sync::Arc, time::Duration};
 use glommio::net::TcpListener;
 
 use crate::{
+    admin::AdminSource,
     config::StorageConfig,
+    metrics::{self, MetricsHub, RpcMetrics},
     rpc::{health, health::HealthState, reflection, server, Router, ServerConfig},
     runtime::shutdown::Shutdown,
     storage::{
@@ -23,6 +25,7 @@ pub struct StorageNode {
     server: ServerConfig,
     health: HealthState,
     drain_timeout: Duration,
+    metrics: MetricsHub,
 }
 
 impl StorageNode {
@@ -45,12 +48,23 @@ impl StorageNode {
             },
             health: HealthState::default(),
             drain_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+            metrics: MetricsHub::new(),
         }))
     }
 
     /// The address the node serves on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What the admin port reports: every core's gRPC metrics; ready while serving (an open
+    /// engine is all a storage node needs).
+    pub fn admin_source(&self) -> AdminSource {
+        AdminSource {
+            hub: self.metrics.clone(),
+            health: self.health.clone(),
+            extra: Box::new(|_| {}),
+        }
     }
 
     /// The engine, for tests and tools.
@@ -70,8 +84,18 @@ impl StorageNode {
             StorageService::new(self.engine.clone(), self.node_id.clone())
                 .with_max_message_bytes(self.server.max_message_bytes),
         );
+        let rpc = Rc::new(RpcMetrics::default());
+        let core = glommio::executor().id();
+        let scraped = rpc.clone();
+        glommio::spawn_local(metrics::answer_scrapes(self.metrics.register(), move || {
+            let mut out = Vec::new();
+            scraped.samples(core, &mut out);
+            out
+        }))
+        .detach();
         let router =
-            reflection::add(health::add(service.register(Router::new()), self.health.clone()));
+            reflection::add(health::add(service.register(Router::new()), self.health.clone()))
+                .with_metrics(rpc);
         let health = self.health.clone();
         let stop = shutdown.clone();
         glommio::spawn_local(async move {

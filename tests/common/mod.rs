@@ -57,6 +57,8 @@ pub struct StorageProcess {
     pub addr: SocketAddr,
     /// The `--node-id` it was started with.
     pub node_id: String,
+    /// Its admin HTTP port (`/metrics`, `/health/...`), started on a free port.
+    pub admin: SocketAddr,
     log: PathBuf,
 }
 
@@ -99,10 +101,11 @@ impl StorageProcess {
         cmd.args(["--port", &port.to_string(), "--host", "127.0.0.1", "--node-id", node_id])
             .arg("--data-dir")
             .arg(dir.join("data"))
-            .args(["--cores", &cores.to_string()]);
+            .args(["--cores", &cores.to_string(), "--admin-port", "0"]);
         let log = dir.join("storage.log");
-        let (child, addr) = launch(cmd, &log, &format!("pairdb storage {node_id} listening on "));
-        StorageProcess { child, addr, node_id: node_id.into(), log }
+        let (child, addr, admin) =
+            launch(cmd, &log, &format!("pairdb storage {node_id} listening on "));
+        StorageProcess { child, addr, node_id: node_id.into(), admin, log }
     }
 
     /// The process id.
@@ -155,9 +158,10 @@ impl Drop for StorageProcess {
 }
 
 /// Spawns `cmd` (a `pairdb` server subcommand) with its stderr appended to `log`, and waits for
-/// the stdout line starting with `ready_prefix`, which must go on with the listening address.
-/// The process gets `PR_SET_PDEATHSIG`: it dies with the thread that called this.
-fn launch(mut cmd: Command, log: &Path, ready_prefix: &str) -> (Child, SocketAddr) {
+/// the stdout line starting with `ready_prefix`, which must go on with the listening address and
+/// name the admin address (`admin on http://ADDR`). The process gets `PR_SET_PDEATHSIG`: it dies
+/// with the thread that called this.
+fn launch(mut cmd: Command, log: &Path, ready_prefix: &str) -> (Child, SocketAddr, SocketAddr) {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -186,7 +190,11 @@ fn launch(mut cmd: Command, log: &Path, ready_prefix: &str) -> (Child, SocketAdd
             let Ok(line) = line else { break };
             if let Some(rest) = line.strip_prefix(&prefix) {
                 let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                let _ = tx.send(addr);
+                let admin = rest
+                    .split_once("admin on http://")
+                    .map(|(_, a)| a.split([',', ' ']).next().unwrap_or_default().to_owned())
+                    .unwrap_or_default();
+                let _ = tx.send((addr, admin));
                 break;
             }
         }
@@ -194,11 +202,11 @@ fn launch(mut cmd: Command, log: &Path, ready_prefix: &str) -> (Child, SocketAdd
         for _ in lines {}
     });
     match rx.recv_timeout(READY_TIMEOUT) {
-        Ok(addr) => match addr.parse() {
-            Ok(addr) => (child, addr),
-            Err(e) => {
+        Ok((addr, admin)) => match (addr.parse(), admin.parse()) {
+            (Ok(addr), Ok(admin)) => (child, addr, admin),
+            (addr, admin) => {
                 kill_unreaped(&mut child);
-                panic!("unparsable address {addr:?} in the ready line: {e}")
+                panic!("unparsable addresses in the ready line: {addr:?}, admin {admin:?}")
             }
         },
         Err(e) => {
@@ -268,6 +276,8 @@ pub struct CoordinatorProcess {
     pub addr: SocketAddr,
     /// The `--node-id` it was started with.
     pub node_id: String,
+    /// Its admin HTTP port (`/metrics`, `/health/...`), started on a free port.
+    pub admin: SocketAddr,
     log: PathBuf,
 }
 
@@ -287,14 +297,14 @@ impl CoordinatorProcess {
         cmd.args(["--port", "0", "--host", "127.0.0.1", "--node-id", options.node_id])
             .arg("--data-dir")
             .arg(dir.join("meta"))
-            .args(["--cores", &options.cores.to_string()]);
+            .args(["--cores", &options.cores.to_string(), "--admin-port", "0"]);
         for (id, addr) in &options.storage_nodes {
             cmd.arg("--storage-node").arg(format!("{id}={addr}"));
         }
         let log = dir.join("coordinator.log");
         let prefix = format!("pairdb coordinator {} listening on ", options.node_id);
-        let (child, addr) = launch(cmd, &log, &prefix);
-        CoordinatorProcess { child, addr, node_id: options.node_id.into(), log }
+        let (child, addr, admin) = launch(cmd, &log, &prefix);
+        CoordinatorProcess { child, addr, node_id: options.node_id.into(), admin, log }
     }
 
     /// The process id.

@@ -1,0 +1,201 @@
+//! The coordinator's own metrics, kept per core next to [`CoreStats`] and collected into
+//! [`Sample`]s when a scrape asks (see [`crate::metrics`] for how cores are merged).
+//!
+//! Everything here is written by its core only (`Cell`, `RefCell`); the fan-out latencies are per
+//! storage node, measured from handing the operation to the node's link to its reply, so they
+//! include batching and queueing on this core, which is what a request actually waits for.
+
+use std::{
+    cell::{Cell, RefCell},
+    time::Duration,
+};
+
+use ahash::AHashMap;
+
+use crate::{
+    coordinator::core::{Core, CoreStats},
+    core::ids::NodeId,
+    metrics::{Hist, RpcMetrics, Sample},
+};
+
+/// One storage node as seen from one core.
+#[derive(Default)]
+struct Fanout {
+    errors: u64,
+    latency: Hist,
+}
+
+/// Per-core coordinator metrics that [`CoreStats`] does not hold.
+#[derive(Default)]
+pub struct CoreMetrics {
+    /// Tenant lookups answered from the core's cache.
+    pub tenant_cache_hits: Cell<u64>,
+    /// Tenant lookups that went to the metadata store.
+    pub tenant_cache_misses: Cell<u64>,
+    /// Writes and deletes with a client idempotency key answered from a stored response.
+    pub idempotency_hits: Cell<u64>,
+    /// Writes and deletes with a client idempotency key that ran.
+    pub idempotency_misses: Cell<u64>,
+    /// Hints delivered by replay (core 0 replays).
+    pub hints_replayed: Cell<u64>,
+    /// Requests logged as slow.
+    pub slow_requests: Cell<u64>,
+    fanout: RefCell<AHashMap<NodeId, Fanout>>,
+}
+
+impl CoreMetrics {
+    /// Records one storage operation's reply from `node`.
+    pub fn replica_reply(&self, node: &NodeId, elapsed: Duration, ok: bool) {
+        let mut fanout = self.fanout.borrow_mut();
+        let entry = match fanout.get_mut(node) {
+            Some(e) => e,
+            None => fanout.entry(node.clone()).or_default(),
+        };
+        entry.latency.record_duration(elapsed);
+        if !ok {
+            entry.errors += 1;
+        }
+    }
+
+    /// Counts an idempotency lookup (only requests that carried a client key).
+    pub fn idempotency(&self, hit: bool) {
+        let cell = if hit { &self.idempotency_hits } else { &self.idempotency_misses };
+        cell.set(cell.get() + 1);
+    }
+}
+
+/// Everything core `core` reports: its gRPC calls, fan-out, quorum, repairs, hints, caches.
+pub fn samples(core: &Core, rpc: &RpcMetrics) -> Vec<Sample> {
+    let mut out = Vec::with_capacity(64);
+    rpc.samples(core.index, &mut out);
+    let m = &core.metrics;
+    let s: &CoreStats = &core.stats;
+    let counters: [(&'static str, &'static str, u64); 13] = [
+        (
+            "pairdb_quorum_failures_total",
+            "Requests answered UNAVAILABLE because too few replicas answered.",
+            s.quorum_failures.get(),
+        ),
+        ("pairdb_read_repairs_queued_total", "Read repairs queued.", s.repairs_queued.get()),
+        ("pairdb_read_repairs_done_total", "Read repairs acknowledged.", s.repairs_done.get()),
+        (
+            "pairdb_read_repairs_dropped_total",
+            "Read repairs dropped (queue full or attempts exhausted).",
+            s.repairs_dropped.get(),
+        ),
+        ("pairdb_hints_stored_total", "Hints written to the hint store.", s.hints_buffered.get()),
+        (
+            "pairdb_hints_dropped_total",
+            "Hints dropped because the core's buffer was full.",
+            s.hints_dropped.get(),
+        ),
+        ("pairdb_hints_replayed_total", "Hints delivered by replay.", m.hints_replayed.get()),
+        (
+            "pairdb_idempotency_skipped_total",
+            "Writes that went on without idempotency because the store was full.",
+            s.idempotency_skipped.get(),
+        ),
+        (
+            "pairdb_tenant_cache_hits_total",
+            "Tenant lookups answered from the core's cache.",
+            m.tenant_cache_hits.get(),
+        ),
+        (
+            "pairdb_tenant_cache_misses_total",
+            "Tenant lookups that went to the metadata store.",
+            m.tenant_cache_misses.get(),
+        ),
+        (
+            "pairdb_idempotency_hits_total",
+            "Requests with an idempotency key answered from a stored response.",
+            m.idempotency_hits.get(),
+        ),
+        (
+            "pairdb_idempotency_misses_total",
+            "Requests with an idempotency key that ran.",
+            m.idempotency_misses.get(),
+        ),
+        (
+            "pairdb_slow_requests_total",
+            "Requests over the slow-request threshold.",
+            m.slow_requests.get(),
+        ),
+    ];
+    for (name, help, v) in counters {
+        out.push(Sample::counter(name, help, v));
+    }
+    let links = &core.link_stats;
+    out.push(Sample::counter(
+        "pairdb_batches_total",
+        "Batch calls sent to storage nodes.",
+        links.batches.get(),
+    ));
+    out.push(Sample::counter(
+        "pairdb_batched_ops_total",
+        "Operations sent inside Batch calls.",
+        links.batched_ops.get(),
+    ));
+    out.push(Sample::sizes(
+        "pairdb_batch_ops",
+        "Operations per Batch call to a storage node.",
+        &links.batch_sizes.borrow(),
+    ));
+    out.push(
+        Sample::gauge(
+            "pairdb_hints_buffered",
+            "Hints in the core's memory buffer, not yet in the hint store.",
+            core.buffered_hints() as f64,
+        )
+        .label("core", core.index.to_string()),
+    );
+    let ring = core.ring();
+    out.push(
+        Sample::gauge(
+            "pairdb_ring_epoch",
+            "Ring membership generation in force.",
+            ring.epoch() as f64,
+        )
+        .max_across_cores(),
+    );
+    let fanout = m.fanout.borrow();
+    let mut nodes: Vec<&NodeId> = fanout.keys().collect();
+    nodes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    for node in nodes {
+        let f = &fanout[node];
+        out.push(
+            Sample::latency(
+                "pairdb_replica_latency_seconds",
+                "Storage operation latency per node, from the link's queue to the reply.",
+                &f.latency,
+            )
+            .label("node", node.as_str()),
+        );
+        out.push(
+            Sample::counter(
+                "pairdb_replica_errors_total",
+                "Storage operations that failed or timed out, per node.",
+                f.errors,
+            )
+            .label("node", node.as_str()),
+        );
+    }
+    if core.index == 0 {
+        for link in core.links() {
+            out.push(
+                Sample::gauge(
+                    "pairdb_storage_node_up",
+                    "1 while the health checker sees the node up.",
+                    {
+                        if link.is_down() {
+                            0.0
+                        } else {
+                            1.0
+                        }
+                    },
+                )
+                .label("node", link.id().as_str()),
+            );
+        }
+    }
+    out
+}

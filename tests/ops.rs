@@ -1,0 +1,294 @@
+//! Operations: the admin HTTP port of real processes.
+//!
+//! - `metrics_and_readiness`: a coordinator in front of three storage nodes serves `/metrics`
+//!   in the Prometheus text format (every line parsed; `promtool check metrics` run on it where
+//!   `promtool` is installed) with the calls it answered counted by method and status, fan-out
+//!   latencies per storage node and the ring epoch; `/health/ready` is 200 and turns 503 (and
+//!   `grpc.health.v1` NOT_SERVING) once two of three nodes are gone, since a quorum of the
+//!   default replication factor 3 is then out of reach; `/health/live` stays 200.
+//! - `storage_node_admin_port`: a storage node's `/metrics` counts its gRPC calls.
+
+mod common;
+
+use std::{collections::BTreeMap, net::SocketAddr, process::Command, time::Duration};
+
+use bytes::Bytes;
+use common::{
+    channel, coordinator_path, eventually, run_local, storage_path, CoordinatorOptions,
+    CoordinatorProcess, StorageProcess, CALL_TIMEOUT,
+};
+use pairdb::{
+    admin,
+    proto::{
+        coordinator as api,
+        health::{health_check_response::ServingStatus, HealthCheckRequest, HealthCheckResponse},
+        storage as pb,
+    },
+};
+
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    admin::get(addr, path, HTTP_TIMEOUT).unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
+}
+
+/// One parsed sample line: name, labels, value.
+type Line = (String, BTreeMap<String, String>, f64);
+
+/// Parses the Prometheus text format strictly enough to catch malformed output: every line is a
+/// `# HELP`, a `# TYPE` or `name{k="v",...} value`, and every sample's family was typed first.
+fn parse_metrics(text: &str) -> Vec<Line> {
+    let mut typed: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            typed.push(name.to_owned());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|e| panic!("{line}: {e}"));
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_owned(), BTreeMap::new()),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed: {line}"));
+                let labels = body
+                    .split("\",")
+                    .map(|pair| {
+                        let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+                        (k.to_owned(), v.trim_end_matches('"').to_owned())
+                    })
+                    .collect();
+                (name.to_owned(), labels)
+            }
+        };
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad metric name in {line}"
+        );
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| typed.iter().any(|t| t == f)))
+            .unwrap_or(&name);
+        assert!(typed.iter().any(|t| t == family), "sample before its TYPE: {line}");
+        out.push((name, labels, value));
+    }
+    out
+}
+
+fn value(lines: &[Line], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    lines
+        .iter()
+        .find(|(n, l, _)| {
+            n == name && labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| *v)
+}
+
+/// Runs `promtool check metrics` on `text` where promtool is installed (Debian: `prometheus`).
+fn promtool_check(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("promtool not installed (apt-get install prometheus): check skipped");
+        return;
+    };
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin.write_all(text.as_bytes()).expect("writing to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n--- metrics ---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn metrics_and_readiness() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut storage: Vec<Option<StorageProcess>> = (1..=3)
+        .map(|i| {
+            let id = format!("ops-s{i}");
+            Some(StorageProcess::start(&tmp.path().join(&id), &id))
+        })
+        .collect();
+    let nodes = storage.iter().flatten().map(|s| (s.node_id.clone(), s.addr)).collect();
+    let coordinator = CoordinatorProcess::start(
+        &tmp.path().join("coordinator"),
+        &CoordinatorOptions {
+            node_id: "ops-coord",
+            cores: 2,
+            storage_nodes: nodes,
+            config_yaml: "health_check_interval_ms: 200\n",
+        },
+    );
+    let (addr, admin) = (coordinator.addr, coordinator.admin);
+    assert_eq!(get(admin, "/health/live").0, 200);
+    run_local(move || async move {
+        eventually("the coordinator is ready", Duration::from_secs(10), || async {
+            match get(admin, "/health/ready") {
+                (200, _) => Ok(()),
+                (s, body) => Err(format!("{s} {body}")),
+            }
+        })
+        .await;
+        let ch = channel(addr).await;
+        let _: api::CreateTenantResponse = ch
+            .unary(
+                &coordinator_path("CreateTenant"),
+                &api::CreateTenantRequest { tenant_id: "ops".into(), replication_factor: 3 },
+                Some(CALL_TIMEOUT),
+            )
+            .await
+            .expect("CreateTenant");
+        for i in 0..20 {
+            let _: api::WriteKeyValueResponse = ch
+                .unary(
+                    &coordinator_path("WriteKeyValue"),
+                    &api::WriteKeyValueRequest {
+                        tenant_id: "ops".into(),
+                        key: format!("k{i}"),
+                        value: Bytes::from_static(b"v"),
+                        idempotency_key: if i == 0 { "once".into() } else { String::new() },
+                        ..Default::default()
+                    },
+                    Some(CALL_TIMEOUT),
+                )
+                .await
+                .expect("WriteKeyValue");
+        }
+        let missing = ch
+            .unary::<_, api::ReadKeyValueResponse>(
+                &coordinator_path("ReadKeyValue"),
+                &api::ReadKeyValueRequest {
+                    tenant_id: "ops".into(),
+                    key: "absent".into(),
+                    ..Default::default()
+                },
+                Some(CALL_TIMEOUT),
+            )
+            .await;
+        assert!(missing.is_err());
+    });
+
+    let (status, text) = get(admin, "/metrics");
+    assert_eq!(status, 200);
+    let lines = parse_metrics(&text);
+    let method = |m: &'static str, code: &'static str| {
+        value(
+            &lines,
+            "pairdb_rpc_requests_total",
+            &[
+                ("service", "pairdb.coordinator.v1.CoordinatorService"),
+                ("method", m),
+                ("code", code),
+            ],
+        )
+    };
+    assert_eq!(method("WriteKeyValue", "OK"), Some(20.0), "{text}");
+    assert_eq!(method("ReadKeyValue", "NOT_FOUND"), Some(1.0), "{text}");
+    assert_eq!(method("CreateTenant", "OK"), Some(1.0), "{text}");
+    let write_latency =
+        value(&lines, "pairdb_rpc_latency_seconds_count", &[("method", "WriteKeyValue")]);
+    assert_eq!(write_latency, Some(20.0), "{text}");
+    // Every write went to the three replicas; some replicas may still be answering.
+    let replica_ops: f64 = lines
+        .iter()
+        .filter(|(n, _, _)| n == "pairdb_replica_latency_seconds_count")
+        .map(|(_, _, v)| v)
+        .sum();
+    assert!(replica_ops >= 40.0, "{text}");
+    assert!(value(&lines, "pairdb_ring_epoch", &[]).is_some_and(|e| e >= 1.0), "{text}");
+    assert_eq!(value(&lines, "pairdb_idempotency_misses_total", &[]), Some(1.0), "{text}");
+    assert!(value(&lines, "pairdb_tenant_cache_hits_total", &[]).is_some_and(|v| v >= 19.0));
+    assert_eq!(value(&lines, "pairdb_scrape_cores_missing", &[]), Some(0.0), "{text}");
+    assert_eq!(value(&lines, "pairdb_ready", &[]), Some(1.0), "{text}");
+    for family in [
+        "pairdb_rpc_in_flight",
+        "pairdb_quorum_failures_total",
+        "pairdb_read_repairs_queued_total",
+        "pairdb_hints_replayed_total",
+        "pairdb_batch_ops_count",
+        "pairdb_storage_node_up",
+    ] {
+        assert!(lines.iter().any(|(n, _, _)| n == family), "{family} missing:\n{text}");
+    }
+    promtool_check(&text);
+
+    // Two of three nodes gone: a quorum of 3 replicas is out of reach, the coordinator is not
+    // ready, in HTTP and in grpc.health.v1 alike, yet alive.
+    for s in storage.iter_mut().skip(1) {
+        if let Some(node) = s.take() {
+            node.kill9();
+        }
+    }
+    let reason = run_local(move || async move {
+        let reason =
+            eventually("the coordinator turns not ready", Duration::from_secs(15), || async {
+                match get(admin, "/health/ready") {
+                    (503, body) => Ok(body),
+                    (s, body) => Err(format!("{s} {body}")),
+                }
+            })
+            .await;
+        let ch = channel(addr).await;
+        let health: HealthCheckResponse = ch
+            .unary(
+                "/grpc.health.v1.Health/Check",
+                &HealthCheckRequest::default(),
+                Some(CALL_TIMEOUT),
+            )
+            .await
+            .expect("Health/Check");
+        assert_eq!(health.status, ServingStatus::NotServing as i32);
+        reason
+    });
+    assert!(reason.contains("1 of 3 storage nodes up"), "{reason}");
+    assert_eq!(get(admin, "/health/live").0, 200);
+    let (_, text) = get(admin, "/metrics");
+    let lines = parse_metrics(&text);
+    assert_eq!(value(&lines, "pairdb_ready", &[]), Some(0.0), "{text}");
+}
+
+#[test]
+fn storage_node_admin_port() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let node = StorageProcess::start(tmp.path(), "ops-storage");
+    let (addr, admin) = (node.addr, node.admin);
+    assert_eq!(get(admin, "/health/ready"), (200, "ready\n".into()));
+    run_local(move || async move {
+        let ch = channel(addr).await;
+        for _ in 0..3 {
+            let _: pb::HealthCheckResponse = ch
+                .unary(&storage_path("HealthCheck"), &pb::HealthCheckRequest {}, Some(CALL_TIMEOUT))
+                .await
+                .expect("HealthCheck");
+        }
+    });
+    let (status, text) = get(admin, "/metrics");
+    assert_eq!(status, 200);
+    let lines = parse_metrics(&text);
+    let calls = value(
+        &lines,
+        "pairdb_rpc_requests_total",
+        &[
+            ("service", "pairdb.storage.v1.StorageService"),
+            ("method", "HealthCheck"),
+            ("code", "OK"),
+        ],
+    );
+    assert_eq!(calls, Some(3.0), "{text}");
+    promtool_check(&text);
+}
