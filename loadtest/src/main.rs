@@ -36,9 +36,10 @@ use crate::{
 #[derive(Parser, Debug)]
 #[command(name = "pairdb-loadtest", version)]
 struct Args {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    addr: SocketAddr,
+    /// Server address; several, comma-separated, spread the connections round-robin over them
+    /// (for example the three members of an etcd cluster).
+    #[arg(long, default_value = "127.0.0.1:50051", value_delimiter = ',', num_args = 1..)]
+    addr: Vec<SocketAddr>,
     /// What the server is: a coordinator (client API) or a storage node (internal API).
     #[arg(long, value_enum, default_value_t = Target::Coordinator)]
     target: Target,
@@ -207,7 +208,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
             .as_nanos() as u64,
     };
     Ok(Config {
-        addr: args.addr,
+        addrs: args.addr.clone(),
         target: args.target,
         tenant: args.tenant.clone(),
         key_prefix: args.key_prefix.clone(),
@@ -238,7 +239,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
 /// The settings echoed in the report, so a JSON file says what produced it.
 fn settings(args: &Args, cfg: &Config) -> serde_json::Value {
     serde_json::json!({
-        "addr": cfg.addr.to_string(),
+        "addr": cfg.addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         "target": cfg.target,
         "tenant": cfg.tenant,
         "mode": if cfg.rate.is_some() { "open" } else { "closed" },

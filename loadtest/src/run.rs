@@ -65,7 +65,7 @@ const SENDS_BETWEEN_YIELDS: u32 = 64;
 /// A validated run configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub addr: SocketAddr,
+    pub addrs: Vec<SocketAddr>,
     pub target: Target,
     pub tenant: String,
     pub key_prefix: String,
@@ -160,7 +160,7 @@ pub fn run(cfg: Config) -> anyhow::Result<Outcomes> {
         Err(_) => bail!("an executor thread panicked"),
     }
     if let Some(error) = connect_error {
-        bail!("could not connect to {}: {error}", cfg.addr);
+        bail!("could not connect to {:?}: {error}", cfg.addrs);
     }
     Ok(Outcomes { stats: merged, measured: cfg.duration })
 }
@@ -239,6 +239,7 @@ struct Phases {
 
 /// One connection and its reconnect state.
 struct Conn {
+    addr: SocketAddr,
     channel: RefCell<Channel>,
     reconnecting: Cell<bool>,
     last_attempt: Cell<Instant>,
@@ -293,7 +294,7 @@ impl Executor {
         }
         conn.reconnecting.set(true);
         conn.last_attempt.set(Instant::now());
-        let fresh = Channel::connect(self.cfg.addr, &self.client).await.ok();
+        let fresh = Channel::connect(conn.addr, &self.client).await.ok();
         conn.reconnecting.set(false);
         if let Some(c) = &fresh {
             *conn.channel.borrow_mut() = c.clone();
@@ -320,9 +321,11 @@ async fn executor_main(
 ) {
     let client = ClientConfig::default();
     let mut conns = Vec::new();
-    for _ in schedule::connections_of(thread, cfg.threads, cfg.connections) {
-        match Channel::connect(cfg.addr, &client).await {
+    for index in schedule::connections_of(thread, cfg.threads, cfg.connections) {
+        let addr = cfg.addrs[index % cfg.addrs.len()];
+        match Channel::connect(addr, &client).await {
             Ok(channel) => conns.push(Rc::new(Conn {
+                addr,
                 channel: RefCell::new(channel),
                 reconnecting: Cell::new(false),
                 last_attempt: Cell::new(Instant::now()),

@@ -27,6 +27,43 @@ const DELETE_KEY_VALUE: &str = "/pairdb.coordinator.v1.CoordinatorService/Delete
 const STORAGE_READ: &str = "/pairdb.storage.v1.StorageService/Read";
 const STORAGE_WRITE: &str = "/pairdb.storage.v1.StorageService/Write";
 const STORAGE_DELETE: &str = "/pairdb.storage.v1.StorageService/Delete";
+const ETCD_PUT: &str = "/etcdserverpb.KV/Put";
+const ETCD_RANGE: &str = "/etcdserverpb.KV/Range";
+const ETCD_DELETE_RANGE: &str = "/etcdserverpb.KV/DeleteRange";
+
+/// The fields of etcd's `etcdserverpb` messages the load test needs (etcd's rpc.proto; unknown
+/// reply fields are skipped by prost).
+mod etcd {
+    /// `PutRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PutRequest {
+        #[prost(bytes = "vec", tag = "1")]
+        pub key: Vec<u8>,
+        #[prost(bytes = "bytes", tag = "2")]
+        pub value: bytes::Bytes,
+    }
+    /// `RangeRequest` (a single key).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RangeRequest {
+        #[prost(bytes = "vec", tag = "1")]
+        pub key: Vec<u8>,
+    }
+    /// `DeleteRangeRequest` (a single key).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct DeleteRangeRequest {
+        #[prost(bytes = "vec", tag = "1")]
+        pub key: Vec<u8>,
+    }
+    /// `RangeResponse`: only `count` is read.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RangeResponse {
+        #[prost(int64, tag = "4")]
+        pub count: i64,
+    }
+    /// Any reply whose content the load test ignores.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Ignored {}
+}
 
 /// Which server the load goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -36,6 +73,8 @@ pub enum Target {
     Coordinator,
     /// A storage node directly: StorageService Write/Read/Delete.
     Storage,
+    /// An etcd v3 server (the reference of the write benchmark): KV Put/Range/DeleteRange.
+    Etcd,
 }
 
 /// Replicas a coordinator waits for (ignored by a storage node).
@@ -181,6 +220,25 @@ impl Workload {
                     storage::WriteRequest { tenant_id, key, version: Some(self.version(false)) };
                 let reply =
                     channel.unary::<_, storage::WriteResponse>(STORAGE_WRITE, &req, timeout).await;
+                reply.map(|_| Outcome::Ok)
+            }
+            (Target::Etcd, OpKind::Write) => {
+                let req = etcd::PutRequest { key: key.into_bytes(), value: self.value.clone() };
+                let reply = channel.unary::<_, etcd::Ignored>(ETCD_PUT, &req, timeout).await;
+                reply.map(|_| Outcome::Ok)
+            }
+            (Target::Etcd, OpKind::Read) => {
+                let req = etcd::RangeRequest { key: key.into_bytes() };
+                match channel.unary::<_, etcd::RangeResponse>(ETCD_RANGE, &req, timeout).await {
+                    Ok(r) if r.count > 0 => Ok(Outcome::Ok),
+                    Ok(_) => Ok(Outcome::Miss),
+                    Err(status) => Err(status),
+                }
+            }
+            (Target::Etcd, OpKind::Delete) => {
+                let req = etcd::DeleteRangeRequest { key: key.into_bytes() };
+                let reply =
+                    channel.unary::<_, etcd::Ignored>(ETCD_DELETE_RANGE, &req, timeout).await;
                 reply.map(|_| Outcome::Ok)
             }
             (Target::Storage, OpKind::Delete) => {
