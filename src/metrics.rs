@@ -178,9 +178,12 @@ impl Sample {
     }
 }
 
+/// A series: metric name and labels.
+type SeriesKey = (&'static str, Vec<(&'static str, String)>);
+
 /// Merges samples with the same name and labels (in the order first seen).
 pub fn merge(samples: Vec<Sample>) -> Vec<Sample> {
-    let mut index: AHashMap<(&'static str, Vec<(&'static str, String)>), usize> = AHashMap::new();
+    let mut index: AHashMap<SeriesKey, usize> = AHashMap::new();
     let mut out: Vec<Sample> = Vec::new();
     for s in samples {
         match index.get(&(s.name, s.labels.clone())) {
