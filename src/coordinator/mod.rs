@@ -26,8 +26,10 @@
 //! - [`link`]: one core's connection to one storage node, with batching.
 //! - [`metrics`]: the coordinator's per-core metrics, collected when scraped.
 //! - [`background`]: health checks, hint flush and replay, read repair, sweeps.
+//! - [`backends`]: the configured metadata and idempotency stores, and following PostgreSQL.
 //! - [`server`]: the process runner (`pairdb coordinator`, `pairdb dev`).
 
+pub mod backends;
 pub mod background;
 pub mod core;
 pub mod link;

@@ -13,12 +13,10 @@ use glommio::net::TcpListener;
 use crate::{
     admin::AdminSource,
     config::CoordinatorConfig,
-    coordinator::{background, core::Core, metrics as coordinator_metrics, Shared, Update},
-    meta::{
-        embedded::EmbeddedStore,
-        idempotency::{EmbeddedIdempotencyStore, IdempotencyConfig},
-        MetaError, MetadataStore, NodeRecord, NodeState, TenantRecord,
+    coordinator::{
+        backends, background, core::Core, metrics as coordinator_metrics, Shared, Update,
     },
+    meta::{MetaError, NodeRecord, NodeState, TenantRecord},
     metrics::{self, MetricsHub, RpcMetrics, Sample},
     rpc::{health, health::HealthState, reflection, server, Router, ServerConfig},
     runtime::shutdown::Shutdown,
@@ -36,16 +34,15 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Opens the embedded stores in `config.data_dir`, registers the configured storage nodes
+    /// Opens the configured stores (see [`backends`]), registers the configured storage nodes
     /// and loads the membership and tenants. Blocking: call before the executors start.
     pub fn open(
         config: CoordinatorConfig,
         addr: SocketAddr,
         cores: usize,
     ) -> Result<Arc<Coordinator>, MetaError> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| MetaError::Unavailable { backend: "redb", source: Box::new(e) })?;
-        let store = Arc::new(EmbeddedStore::open(&config.data_dir)?);
+        let stores = backends::open(&config)?;
+        let store = stores.meta.clone();
         let now = crate::coordinator::core::unix_now_secs();
         let known = store.nodes()?;
         for n in &config.storage_nodes {
@@ -62,24 +59,22 @@ impl Coordinator {
         }
         let nodes = store.nodes()?;
         let tenants = store.tenants()?;
-        let idempotency = Arc::new(EmbeddedIdempotencyStore::new(IdempotencyConfig {
-            ttl: Duration::from_secs(config.idempotency_ttl_secs),
-            max_records: config.idempotency_max_records,
-            ..IdempotencyConfig::default()
-        }));
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores).map(|_| flume::unbounded()).unzip();
         let server =
             ServerConfig { max_message_bytes: config.max_message_bytes, ..ServerConfig::default() };
         let shared = Arc::new(Shared {
             config,
-            meta: store.clone(),
-            hints: store,
-            idempotency,
+            meta: store,
+            hints: stores.hints.clone(),
+            idempotency: stores.idempotency.clone(),
             sent: (0..cores).map(|_| AtomicU64::new(0)).collect(),
             mesh: senders,
             epoch: AtomicU64::new(1),
             health: HealthState::default(),
         });
+        stores
+            .watch(&shared, &tenants, &nodes)
+            .map_err(|e| MetaError::Unavailable { backend: "postgres", source: Box::new(e) })?;
         Ok(Arc::new(Coordinator {
             shared,
             inboxes: Mutex::new(receivers.into_iter().map(Some).collect()),

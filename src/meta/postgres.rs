@@ -226,12 +226,12 @@ impl PostgresStore {
     /// Starts a thread that listens on [`CHANNEL`] and calls `on_change` for every notification
     /// and, when nothing arrived for `every`, with [`Change::Everything`]. It reconnects by itself
     /// (once a second while the server is down) and reports [`Change::Everything`] after each
-    /// reconnection, since notifications sent meanwhile were lost. Dropping the returned
-    /// [`Watch`] stops it within `every`.
+    /// reconnection, since notifications sent meanwhile were lost. The thread stops within
+    /// `every` once `on_change` returns false or the returned [`Watch`] is dropped.
     pub fn watch(
         &self,
         every: Duration,
-        mut on_change: impl FnMut(Change) + Send + 'static,
+        mut on_change: impl FnMut(Change) -> bool + Send + 'static,
     ) -> std::io::Result<Watch> {
         let config = self.config.clone();
         let stop = Arc::new(AtomicBool::new(false));
@@ -252,8 +252,8 @@ impl PostgresStore {
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
                 }
-                if !first {
-                    on_change(Change::Everything);
+                if !first && !on_change(Change::Everything) {
+                    return;
                 }
                 first = false;
                 while !stopped.load(Ordering::Relaxed) {
@@ -273,12 +273,11 @@ impl PostgresStore {
                         changes.push(parse_change(n.payload()));
                     }
                     if changes.contains(&Change::Everything) {
-                        on_change(Change::Everything);
-                        continue;
+                        changes = vec![Change::Everything];
                     }
-                    for kind in [Change::Tenants, Change::Nodes] {
-                        if changes.contains(&kind) {
-                            on_change(kind);
+                    for kind in [Change::Everything, Change::Tenants, Change::Nodes] {
+                        if changes.contains(&kind) && !on_change(kind) {
+                            return;
                         }
                     }
                 }
@@ -292,6 +291,14 @@ impl PostgresStore {
 #[derive(Debug)]
 pub struct Watch {
     stop: Arc<AtomicBool>,
+}
+
+impl Watch {
+    /// Lets the thread run until its callback returns false, instead of until this is dropped.
+    pub fn detach(self) {
+        // Only the stop flag is leaked: one allocation per watch, made once per process.
+        std::mem::forget(self);
+    }
 }
 
 impl Drop for Watch {

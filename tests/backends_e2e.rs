@@ -1,0 +1,286 @@
+//! Several coordinators on the real backing services: PostgreSQL for metadata, Redis for
+//! idempotency records, and three `pairdb storage` processes on loopback.
+//!
+//! - `tenants_and_nodes_made_through_one_coordinator_reach_the_other`: a tenant created through
+//!   coordinator A is served by B at once; a replication factor changed and a node added through
+//!   A reach B's cache and ring through LISTEN/NOTIFY, without a restart.
+//! - `one_idempotent_write_sent_to_both_coordinators_applies_once` (needs Redis too): the same
+//!   request with the same idempotency key, sent to both coordinators at the same moment, is
+//!   written once; the other answer is the duplicate with the same version.
+//!
+//! B is started without any `--storage-node`: its ring comes from the shared store alone.
+//!
+//! These run where `PAIRDB_TEST_POSTGRES_URL` (and `PAIRDB_TEST_REDIS_URL`) are set, or under CI
+//! (`CI=true`, with the servers at their usual local addresses), where a missing server fails the
+//! run; elsewhere they print that they were skipped and why. Each test works in its own
+//! PostgreSQL schema and its own Redis key space (unique ids), so they run in parallel with each
+//! other and with the contract suite. Stopping the servers themselves is in
+//! `tests/backends_disrupt.rs`.
+
+mod common;
+
+use std::{net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+use common::{
+    channel, coordinator_path, eventually, run_local, CoordinatorOptions, CoordinatorProcess,
+    StorageProcess, CALL_TIMEOUT,
+};
+use pairdb::{
+    proto::coordinator as api,
+    rpc::{Channel, Status},
+};
+use prost::Message;
+use tempfile::TempDir;
+
+#[path = "support/backends.rs"]
+mod backends;
+
+use backends::{postgres_url, redis_url, unique, PgSchema};
+
+/// Deadline for what the coordinators do in the background (notifications, health checks).
+const CONVERGE: Duration = Duration::from_secs(15);
+
+const ALL: i32 = api::Consistency::All as i32;
+
+/// Three storage nodes and two coordinators sharing one PostgreSQL schema (and Redis, when
+/// given). On a failing test, the coordinators' log tails are printed.
+struct Pair {
+    _tmp: TempDir,
+    _storage: Vec<StorageProcess>,
+    a: CoordinatorProcess,
+    b: CoordinatorProcess,
+    _schema: PgSchema,
+}
+
+impl Pair {
+    fn start(name: &str, schema: PgSchema, redis: Option<&str>) -> Pair {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("pairdb-backends-{name}-"))
+            .tempdir()
+            .expect("tempdir");
+        let storage: Vec<StorageProcess> = (1..=3)
+            .map(|i| {
+                let id = format!("{name}-s{i}");
+                StorageProcess::start(&tmp.path().join(&id), &id)
+            })
+            .collect();
+        let nodes: Vec<(String, SocketAddr)> =
+            storage.iter().map(|s| (s.node_id.clone(), s.addr)).collect();
+        let mut yaml = format!(
+            "metadata: {{ backend: postgres, postgres_url: \"{}\", reload_interval_secs: 5 }}\n",
+            schema.url
+        );
+        if let Some(url) = redis {
+            yaml.push_str(&format!("idempotency: {{ backend: redis, redis_url: \"{url}\" }}\n"));
+        }
+        let a = CoordinatorProcess::start(
+            &tmp.path().join("a"),
+            &CoordinatorOptions {
+                node_id: &format!("{name}-a"),
+                cores: 1,
+                storage_nodes: nodes,
+                config_yaml: &yaml,
+            },
+        );
+        let b = CoordinatorProcess::start(
+            &tmp.path().join("b"),
+            &CoordinatorOptions {
+                node_id: &format!("{name}-b"),
+                cores: 1,
+                storage_nodes: Vec::new(),
+                config_yaml: &yaml,
+            },
+        );
+        let pair = Pair { _tmp: tmp, _storage: storage, a, b, _schema: schema };
+        for addr in [pair.a.addr, pair.b.addr] {
+            wait_active(addr, 3);
+        }
+        pair
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- coordinator a log:\n{}", self.a.log_tail());
+            eprintln!("--- coordinator b log:\n{}", self.b.log_tail());
+        }
+    }
+}
+
+/// Waits until the coordinator at `addr` lists `count` nodes, all ACTIVE.
+fn wait_active(addr: SocketAddr, count: usize) {
+    run_local(move || async move {
+        let ch = channel(addr).await;
+        let ch = &ch;
+        eventually("every node listed ACTIVE", CONVERGE, move || async move {
+            let nodes = list_nodes(ch).await;
+            let active = nodes.iter().filter(|n| n.status == "ACTIVE").count();
+            if nodes.len() == count && active == count {
+                Ok(())
+            } else {
+                Err(format!("{nodes:?}"))
+            }
+        })
+        .await;
+    });
+}
+
+async fn call<Req: Message, Resp: Message + Default>(
+    ch: &Channel,
+    method: &str,
+    req: &Req,
+) -> Result<Resp, Status> {
+    ch.unary(&coordinator_path(method), req, Some(CALL_TIMEOUT)).await
+}
+
+async fn list_nodes(ch: &Channel) -> Vec<api::StorageNodeInfo> {
+    let reply: api::ListStorageNodesResponse =
+        call(ch, "ListStorageNodes", &api::ListStorageNodesRequest {})
+            .await
+            .unwrap_or_else(|e| panic!("ListStorageNodes: {e}"));
+    reply.nodes
+}
+
+fn write(
+    tenant: &str,
+    key: &str,
+    value: &[u8],
+    idempotency_key: &str,
+) -> api::WriteKeyValueRequest {
+    api::WriteKeyValueRequest {
+        tenant_id: tenant.into(),
+        key: key.into(),
+        value: Bytes::copy_from_slice(value),
+        consistency: ALL,
+        idempotency_key: idempotency_key.into(),
+        vector_clock: None,
+    }
+}
+
+#[test]
+fn tenants_and_nodes_made_through_one_coordinator_reach_the_other() {
+    let Some(url) = postgres_url("tenants_and_nodes_made_through_one_coordinator_reach_the_other")
+    else {
+        return;
+    };
+    let pair = Pair::start("follow", PgSchema::create(&url), None);
+    let (a, b) = (pair.a.addr, pair.b.addr);
+    let extra_dir = pair._tmp.path().join("follow-s4");
+    let extra = StorageProcess::start(&extra_dir, "follow-s4");
+    let extra_addr = extra.addr;
+    run_local(move || async move {
+        let (ca, cb) = (channel(a).await, channel(b).await);
+        let tenant = "shared-tenant";
+        let created: api::CreateTenantResponse = call(
+            &ca,
+            "CreateTenant",
+            &api::CreateTenantRequest { tenant_id: tenant.into(), replication_factor: 3 },
+        )
+        .await
+        .expect("CreateTenant through A");
+        assert_eq!(created.replication_factor, 3);
+
+        // Served by B at once: its cache misses and it asks the shared store.
+        let w: api::WriteKeyValueResponse =
+            call(&cb, "WriteKeyValue", &write(tenant, "k", b"v", "")).await.expect("write via B");
+        assert_eq!(w.replica_count, 3);
+        let r: api::ReadKeyValueResponse = call(
+            &ca,
+            "ReadKeyValue",
+            &api::ReadKeyValueRequest {
+                tenant_id: tenant.into(),
+                key: "k".into(),
+                consistency: ALL,
+            },
+        )
+        .await
+        .expect("read via A");
+        assert_eq!(r.value, &b"v"[..]);
+
+        // A change to a tenant B has cached reaches B through the notification.
+        let _: api::UpdateReplicationFactorResponse = call(
+            &ca,
+            "UpdateReplicationFactor",
+            &api::UpdateReplicationFactorRequest {
+                tenant_id: tenant.into(),
+                new_replication_factor: 2,
+            },
+        )
+        .await
+        .expect("UpdateReplicationFactor through A");
+        let cb = &cb;
+        eventually("B sees replication factor 2", CONVERGE, move || async move {
+            let t: api::GetTenantResponse =
+                call(cb, "GetTenant", &api::GetTenantRequest { tenant_id: tenant.into() })
+                    .await
+                    .map_err(|e| e.to_string())?;
+            if t.replication_factor == 2 {
+                Ok(())
+            } else {
+                Err(format!("{t:?}"))
+            }
+        })
+        .await;
+
+        // A node added through A joins B's ring.
+        let _: api::AddStorageNodeResponse = call(
+            &ca,
+            "AddStorageNode",
+            &api::AddStorageNodeRequest {
+                node_id: "follow-s4".into(),
+                host: extra_addr.ip().to_string(),
+                port: i32::from(extra_addr.port()),
+                virtual_nodes: 0,
+            },
+        )
+        .await
+        .expect("AddStorageNode through A");
+        eventually("B lists the new node", CONVERGE, move || async move {
+            let nodes = list_nodes(cb).await;
+            if nodes.iter().any(|n| n.node_id == "follow-s4") {
+                Ok(())
+            } else {
+                Err(format!("{nodes:?}"))
+            }
+        })
+        .await;
+    });
+    drop(extra);
+}
+
+#[test]
+fn one_idempotent_write_sent_to_both_coordinators_applies_once() {
+    let name = "one_idempotent_write_sent_to_both_coordinators_applies_once";
+    let (Some(pg), Some(redis)) = (postgres_url(name), redis_url(name)) else { return };
+    let pair = Pair::start("idem2", PgSchema::create(&pg), Some(&redis));
+    let (a, b) = (pair.a.addr, pair.b.addr);
+    let run = unique("run");
+    run_local(move || async move {
+        let (ca, cb) = (channel(a).await, channel(b).await);
+        let tenant = "idem-tenant";
+        let _: api::CreateTenantResponse = call(
+            &ca,
+            "CreateTenant",
+            &api::CreateTenantRequest { tenant_id: tenant.into(), replication_factor: 3 },
+        )
+        .await
+        .expect("CreateTenant");
+        for round in 0..20 {
+            let key = format!("key-{round}");
+            let request = write(tenant, &key, key.as_bytes(), &format!("{run}-{round}"));
+            let (ra, rb) = futures_util::future::join(
+                call::<_, api::WriteKeyValueResponse>(&ca, "WriteKeyValue", &request),
+                call::<_, api::WriteKeyValueResponse>(&cb, "WriteKeyValue", &request),
+            )
+            .await;
+            let (ra, rb) = (ra.expect("via A"), rb.expect("via B"));
+            let fresh = [&ra, &rb].iter().filter(|r| !r.is_duplicate).count();
+            assert_eq!(fresh, 1, "{key}: {ra:?} / {rb:?}");
+            assert_eq!(ra.vector_clock, rb.vector_clock, "{key}: one write, one version");
+            let clock = ra.vector_clock.expect("a clock");
+            assert_eq!(clock.entries.len(), 1, "{key}: written by one coordinator: {clock:?}");
+        }
+    });
+}
