@@ -3,7 +3,8 @@
 //! Every key has a default (so an empty file is a valid config) and unknown keys are refused by
 //! name, so a typo fails loudly at start instead of being silently ignored. Command-line flags
 //! override the file. The files under `config/` document every key with its unit, default and
-//! reason.
+//! reason. `PAIRDB_*` environment variables override the file and are overridden by flags:
+//! `PAIRDB_` + the key path upper-cased, `_` between levels (see [`env`]).
 
 use std::{
     net::{SocketAddr, ToSocketAddrs},
@@ -11,7 +12,9 @@ use std::{
     time::Duration,
 };
 
-use serde::Deserialize;
+use serde::{de::DeserializeOwned, Deserialize};
+
+pub mod env;
 
 use crate::{
     rpc::framing::DEFAULT_MAX_MESSAGE_BYTES,
@@ -47,16 +50,49 @@ pub enum ConfigError {
     },
 }
 
-/// Parses `path` as YAML into `T`; a missing `path` (None) gives the defaults.
-pub fn load<T: for<'de> Deserialize<'de> + Default>(path: Option<&Path>) -> Result<T, ConfigError> {
-    let Some(path) = path else { return Ok(T::default()) };
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    if text.trim().is_empty() {
-        return Ok(T::default());
+/// Parses `path` as YAML into `T` (a missing `path`, None, gives the defaults), then applies the
+/// `PAIRDB_*` environment variables (see [`env`]). Unknown `PAIRDB_*` variables are reported on
+/// stderr and otherwise ignored: they may belong to the other role.
+pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T, ConfigError> {
+    let (cfg, applied) = load_with_env(path, std::env::vars())?;
+    for name in applied.unknown {
+        eprintln!("warning: {name} matches no configuration key of this role; ignored");
     }
-    serde_yaml::from_str(&text)
-        .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    Ok(cfg)
+}
+
+/// [`load`] with the environment given as `vars`.
+pub fn load_with_env<T: DeserializeOwned + Default>(
+    path: Option<&Path>,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<(T, env::Applied), ConfigError> {
+    let text = match path {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?,
+        None => String::new(),
+    };
+    let shown = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("(no config file)"));
+    let mut doc = if text.trim().is_empty() {
+        serde_yaml::Value::Null
+    } else {
+        // The file alone first, so that its errors carry line numbers.
+        serde_yaml::from_str::<T>(&text)
+            .map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string() })?;
+        serde_yaml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string() })?
+    };
+    let applied = env::apply::<T>(&mut doc, vars);
+    if doc.is_null() {
+        return Ok((T::default(), applied));
+    }
+    // Through text again rather than `from_value`: text errors name the key's path.
+    let merged = serde_yaml::to_string(&doc)
+        .map_err(|e| ConfigError::Parse { path: shown.clone(), message: e.to_string() })?;
+    let cfg = serde_yaml::from_str(&merged).map_err(|e| ConfigError::Parse {
+        path: shown,
+        message: format!("{e} (with overrides from {})", applied.used.join(", ")),
+    })?;
+    Ok((cfg, applied))
 }
 
 /// `durability` key: when an acknowledged write is on disk.
@@ -274,91 +310,6 @@ pub struct CoordinatorConfig {
     pub shutdown_timeout_secs: u64,
     /// The admin HTTP port.
     pub admin: AdminConfig,
-    /// Where tenants, nodes, migrations and hints live.
-    pub metadata: MetadataSection,
-    /// Where idempotency records live.
-    pub idempotency: IdempotencySection,
-}
-
-/// `metadata.backend`: which store keeps tenants, nodes, migrations and hints.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum MetadataBackend {
-    /// One redb file in `data_dir`, private to this coordinator (default).
-    #[default]
-    Embedded,
-    /// A PostgreSQL database shared by every coordinator of the cluster.
-    Postgres,
-}
-
-/// The `metadata:` section.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetadataSection {
-    /// `embedded` or `postgres`.
-    pub backend: MetadataBackend,
-    /// Connection URL when `backend: postgres`.
-    pub postgres_url: String,
-    /// How often the tenant and node lists are reloaded from PostgreSQL even without a
-    /// notification, seconds: the backstop for a missed LISTEN/NOTIFY.
-    pub reload_interval_secs: u64,
-}
-
-impl Default for MetadataSection {
-    fn default() -> Self {
-        Self {
-            backend: MetadataBackend::Embedded,
-            postgres_url: String::new(),
-            reload_interval_secs: 30,
-        }
-    }
-}
-
-/// `idempotency.backend`: which store keeps idempotency records.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum IdempotencyBackendKind {
-    /// A lock-free map in this process's memory (default).
-    #[default]
-    Embedded,
-    /// A Redis server shared by every coordinator of the cluster.
-    Redis,
-}
-
-/// `idempotency.on_unavailable`: what a write does when the idempotency store cannot answer.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum OnUnavailable {
-    /// Run the write without idempotency, with a warning and a counter (default).
-    #[default]
-    Proceed,
-    /// Answer UNAVAILABLE: the client retries later.
-    Reject,
-}
-
-/// The `idempotency:` section.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(default, deny_unknown_fields)]
-pub struct IdempotencySection {
-    /// `embedded` or `redis`.
-    pub backend: IdempotencyBackendKind,
-    /// Connection URL when `backend: redis`.
-    pub redis_url: String,
-    /// `proceed` or `reject`.
-    pub on_unavailable: OnUnavailable,
-    /// Longest wait for one Redis round trip (and for connecting), milliseconds.
-    pub redis_timeout_ms: u64,
-}
-
-impl Default for IdempotencySection {
-    fn default() -> Self {
-        Self {
-            backend: IdempotencyBackendKind::Embedded,
-            redis_url: String::new(),
-            on_unavailable: OnUnavailable::Proceed,
-            redis_timeout_ms: 1000,
-        }
-    }
 }
 
 impl Default for CoordinatorConfig {
@@ -388,8 +339,6 @@ impl Default for CoordinatorConfig {
             storage_nodes: Vec::new(),
             shutdown_timeout_secs: 10,
             admin: AdminConfig::default(),
-            metadata: MetadataSection::default(),
-            idempotency: IdempotencySection::default(),
         }
     }
 }
@@ -443,22 +392,6 @@ impl CoordinatorConfig {
             }
             resolve("storage_nodes.host", &n.host, n.port)?;
         }
-        if self.metadata.backend == MetadataBackend::Postgres
-            && self.metadata.postgres_url.is_empty()
-        {
-            return Err(invalid("metadata.postgres_url", "is required with backend: postgres"));
-        }
-        if self.metadata.reload_interval_secs == 0 {
-            return Err(invalid("metadata.reload_interval_secs", "must be at least 1"));
-        }
-        if self.idempotency.backend == IdempotencyBackendKind::Redis
-            && self.idempotency.redis_url.is_empty()
-        {
-            return Err(invalid("idempotency.redis_url", "is required with backend: redis"));
-        }
-        if self.idempotency.redis_timeout_ms == 0 {
-            return Err(invalid("idempotency.redis_timeout_ms", "must be at least 1"));
-        }
         self.admin_addr()?;
         self.listen_addr().map(|_| ())
     }
@@ -510,32 +443,6 @@ mod tests {
         let cfg: CoordinatorConfig = load(Some(Path::new(path))).unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.storage_nodes.len(), 3);
-    }
-
-    #[test]
-    fn backend_sections_default_to_embedded() {
-        let cfg: CoordinatorConfig = serde_yaml::from_str("node_id: c\n").unwrap();
-        assert_eq!(cfg.metadata.backend, MetadataBackend::Embedded);
-        assert_eq!(cfg.idempotency.backend, IdempotencyBackendKind::Embedded);
-        assert_eq!(cfg.idempotency.on_unavailable, OnUnavailable::Proceed);
-        let yaml = "metadata: { backend: postgres, postgres_url: 'postgres://p@h/db' }\n\
-                    idempotency: { backend: redis, redis_url: 'redis://h', on_unavailable: reject }\n";
-        let cfg: CoordinatorConfig = serde_yaml::from_str(yaml).unwrap();
-        assert_eq!(cfg.metadata.backend, MetadataBackend::Postgres);
-        assert_eq!(cfg.idempotency.backend, IdempotencyBackendKind::Redis);
-        assert_eq!(cfg.idempotency.on_unavailable, OnUnavailable::Reject);
-        cfg.validate().unwrap();
-    }
-
-    #[test]
-    fn a_shared_backend_without_its_url_is_refused() {
-        let yaml = "metadata: { backend: postgres }\n";
-        let cfg: CoordinatorConfig = serde_yaml::from_str(yaml).unwrap();
-        assert!(cfg.validate().unwrap_err().to_string().contains("metadata.postgres_url"));
-        let yaml = "idempotency: { backend: redis, on_unavailable: reject }\n";
-        let cfg: CoordinatorConfig = serde_yaml::from_str(yaml).unwrap();
-        assert!(cfg.validate().unwrap_err().to_string().contains("idempotency.redis_url"));
-        assert!(serde_yaml::from_str::<CoordinatorConfig>("metadata: { backend: x }").is_err());
     }
 
     #[test]

@@ -292,3 +292,53 @@ fn storage_node_admin_port() {
     assert_eq!(calls, Some(3.0), "{text}");
     promtool_check(&text);
 }
+
+/// Runs `pairdb <args>` with `env` set and returns (success, stderr).
+fn run_pairdb(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pairdb"));
+    cmd.args(args).env("PAIRDB_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("running pairdb");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Arguments, environment, and the key the error must name (None: valid).
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], Option<&'a str>);
+
+#[test]
+fn environment_overrides_are_validated_by_check_config() {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let coordinator_yaml = format!("{dir}/config/coordinator.yaml");
+    let storage_yaml = format!("{dir}/config/storage.yaml");
+    let coordinator = ["coordinator", "--config", &coordinator_yaml, "--check-config"];
+    let storage = ["storage", "--config", &storage_yaml, "--check-config"];
+    #[rustfmt::skip]
+    let cases: &[Case<'_>] = &[
+        (&coordinator, &[("PAIRDB_ADMIN_PORT", "0"), ("PAIRDB_REPLICA_TIMEOUT_MS", "250")], None),
+        (&coordinator, &[("PAIRDB_REPLICA_TIMEOUT_MS", "0")],  Some("replica_timeout_ms")),
+        (&coordinator, &[("PAIRDB_PORT", "not-a-port")],       Some("port")),
+        (&coordinator, &[("PAIRDB_ADMIN_HOST", "no.such.host.invalid")], Some("admin.host")),
+        (&coordinator, &[("PAIRDB_NODE_ID", "a/b")],          Some("node_id")),
+        (&storage,     &[("PAIRDB_GROUP_COMMIT_MS", "0")],     Some("group_commit_ms")),
+        (&storage,     &[("PAIRDB_DURABILITY", "sometimes")],  Some("durability")),
+        (&storage,     &[("PAIRDB_ADMIN_PORT", "9191")],       None),
+    ];
+    for (args, env, offending) in cases {
+        let (ok, stderr) = run_pairdb(args, env);
+        match offending {
+            None => assert!(ok, "{args:?} {env:?} failed:\n{stderr}"),
+            Some(field) => {
+                assert!(!ok, "{args:?} {env:?} passed");
+                assert!(stderr.contains(field), "{env:?}: {field} not named in:\n{stderr}");
+            }
+        }
+    }
+    // A flag beats the variable: the invalid node id from the environment is replaced.
+    let (ok, stderr) = run_pairdb(
+        &["coordinator", "--config", &coordinator_yaml, "--node-id", "ok", "--check-config"],
+        &[("PAIRDB_NODE_ID", "a/b")],
+    );
+    assert!(ok, "{stderr}");
+}
