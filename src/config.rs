@@ -310,6 +310,91 @@ pub struct CoordinatorConfig {
     pub shutdown_timeout_secs: u64,
     /// The admin HTTP port.
     pub admin: AdminConfig,
+    /// Where tenants, nodes, migrations and hints live.
+    pub metadata: MetadataSection,
+    /// Where idempotency records live.
+    pub idempotency: IdempotencySection,
+}
+
+/// `metadata.backend`: which store keeps tenants, nodes, migrations and hints.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MetadataBackend {
+    /// One redb file in `data_dir`, private to this coordinator (default).
+    #[default]
+    Embedded,
+    /// A PostgreSQL database shared by every coordinator of the cluster.
+    Postgres,
+}
+
+/// The `metadata:` section.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetadataSection {
+    /// `embedded` or `postgres`.
+    pub backend: MetadataBackend,
+    /// Connection URL when `backend: postgres`.
+    pub postgres_url: String,
+    /// How often the tenant and node lists are reloaded from PostgreSQL even without a
+    /// notification, seconds: the backstop for a missed LISTEN/NOTIFY.
+    pub reload_interval_secs: u64,
+}
+
+impl Default for MetadataSection {
+    fn default() -> Self {
+        Self {
+            backend: MetadataBackend::Embedded,
+            postgres_url: String::new(),
+            reload_interval_secs: 30,
+        }
+    }
+}
+
+/// `idempotency.backend`: which store keeps idempotency records.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IdempotencyBackendKind {
+    /// A lock-free map in this process's memory (default).
+    #[default]
+    Embedded,
+    /// A Redis server shared by every coordinator of the cluster.
+    Redis,
+}
+
+/// `idempotency.on_unavailable`: what a write does when the idempotency store cannot answer.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnavailable {
+    /// Run the write without idempotency, with a warning and a counter (default).
+    #[default]
+    Proceed,
+    /// Answer UNAVAILABLE: the client retries later.
+    Reject,
+}
+
+/// The `idempotency:` section.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdempotencySection {
+    /// `embedded` or `redis`.
+    pub backend: IdempotencyBackendKind,
+    /// Connection URL when `backend: redis`.
+    pub redis_url: String,
+    /// `proceed` or `reject`.
+    pub on_unavailable: OnUnavailable,
+    /// Longest wait for one Redis round trip (and for connecting), milliseconds.
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for IdempotencySection {
+    fn default() -> Self {
+        Self {
+            backend: IdempotencyBackendKind::Embedded,
+            redis_url: String::new(),
+            on_unavailable: OnUnavailable::Proceed,
+            redis_timeout_ms: 1000,
+        }
+    }
 }
 
 impl Default for CoordinatorConfig {
@@ -339,6 +424,8 @@ impl Default for CoordinatorConfig {
             storage_nodes: Vec::new(),
             shutdown_timeout_secs: 10,
             admin: AdminConfig::default(),
+            metadata: MetadataSection::default(),
+            idempotency: IdempotencySection::default(),
         }
     }
 }
@@ -392,6 +479,22 @@ impl CoordinatorConfig {
             }
             resolve("storage_nodes.host", &n.host, n.port)?;
         }
+        if self.metadata.backend == MetadataBackend::Postgres
+            && self.metadata.postgres_url.is_empty()
+        {
+            return Err(invalid("metadata.postgres_url", "is required with backend: postgres"));
+        }
+        if self.metadata.reload_interval_secs == 0 {
+            return Err(invalid("metadata.reload_interval_secs", "must be at least 1"));
+        }
+        if self.idempotency.backend == IdempotencyBackendKind::Redis
+            && self.idempotency.redis_url.is_empty()
+        {
+            return Err(invalid("idempotency.redis_url", "is required with backend: redis"));
+        }
+        if self.idempotency.redis_timeout_ms == 0 {
+            return Err(invalid("idempotency.redis_timeout_ms", "must be at least 1"));
+        }
         self.admin_addr()?;
         self.listen_addr().map(|_| ())
     }
@@ -443,6 +546,32 @@ mod tests {
         let cfg: CoordinatorConfig = load(Some(Path::new(path))).unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.storage_nodes.len(), 3);
+    }
+
+    #[test]
+    fn backend_sections_default_to_embedded() {
+        let cfg: CoordinatorConfig = serde_yaml::from_str("node_id: c\n").unwrap();
+        assert_eq!(cfg.metadata.backend, MetadataBackend::Embedded);
+        assert_eq!(cfg.idempotency.backend, IdempotencyBackendKind::Embedded);
+        assert_eq!(cfg.idempotency.on_unavailable, OnUnavailable::Proceed);
+        let yaml = "metadata: { backend: postgres, postgres_url: 'postgres://p@h/db' }\n\
+                    idempotency: { backend: redis, redis_url: 'redis://h', on_unavailable: reject }\n";
+        let cfg: CoordinatorConfig = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(cfg.metadata.backend, MetadataBackend::Postgres);
+        assert_eq!(cfg.idempotency.backend, IdempotencyBackendKind::Redis);
+        assert_eq!(cfg.idempotency.on_unavailable, OnUnavailable::Reject);
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn a_shared_backend_without_its_url_is_refused() {
+        let yaml = "metadata: { backend: postgres }\n";
+        let cfg: CoordinatorConfig = serde_yaml::from_str(yaml).unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("metadata.postgres_url"));
+        let yaml = "idempotency: { backend: redis, on_unavailable: reject }\n";
+        let cfg: CoordinatorConfig = serde_yaml::from_str(yaml).unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("idempotency.redis_url"));
+        assert!(serde_yaml::from_str::<CoordinatorConfig>("metadata: { backend: x }").is_err());
     }
 
     #[test]
