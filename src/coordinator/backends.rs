@@ -19,12 +19,13 @@ use std::{
 };
 
 use crate::{
-    config::{CoordinatorConfig, MetadataBackend},
+    config::{CoordinatorConfig, IdempotencyBackendKind, MetadataBackend},
     coordinator::{Shared, Update},
     meta::{
         embedded::EmbeddedStore,
-        idempotency::{EmbeddedIdempotencyStore, IdempotencyConfig},
+        idempotency::{EmbeddedIdempotencyStore, IdempotencyBackend, IdempotencyConfig},
         postgres::{Change, PostgresStore},
+        redis::{RedisConfig, RedisIdempotencyStore},
         HintStore, MetaError, MetadataStore, NodeRecord, TenantRecord,
     },
 };
@@ -36,7 +37,7 @@ pub struct Stores {
     /// Hinted handoff.
     pub hints: Arc<dyn HintStore>,
     /// Idempotency records.
-    pub idempotency: Arc<EmbeddedIdempotencyStore>,
+    pub idempotency: Arc<IdempotencyBackend>,
     /// The PostgreSQL store when it is the metadata backend, for [`Stores::watch`].
     postgres: Option<Arc<PostgresStore>>,
 }
@@ -44,11 +45,27 @@ pub struct Stores {
 /// Opens the configured stores. Blocking: PostgreSQL is connected to and migrated here, so a
 /// coordinator configured for it does not start without it.
 pub fn open(config: &CoordinatorConfig) -> Result<Stores, MetaError> {
-    let idempotency = Arc::new(EmbeddedIdempotencyStore::new(IdempotencyConfig {
+    let embedded = IdempotencyConfig {
         ttl: Duration::from_secs(config.idempotency_ttl_secs),
         max_records: config.idempotency_max_records,
         ..IdempotencyConfig::default()
-    }));
+    };
+    let idempotency = Arc::new(match config.idempotency.backend {
+        IdempotencyBackendKind::Embedded => {
+            IdempotencyBackend::Embedded(EmbeddedIdempotencyStore::new(embedded))
+        }
+        IdempotencyBackendKind::Redis => {
+            let store = RedisIdempotencyStore::start(RedisConfig {
+                url: config.idempotency.redis_url.clone(),
+                ttl: embedded.ttl,
+                pending_timeout: embedded.pending_timeout,
+                timeout: Duration::from_millis(config.idempotency.redis_timeout_ms),
+            })
+            .map_err(|e| MetaError::Unavailable { backend: "redis", source: Box::new(e) })?;
+            tracing::info!("idempotency records in Redis");
+            IdempotencyBackend::Redis(store)
+        }
+    });
     match config.metadata.backend {
         MetadataBackend::Embedded => {
             std::fs::create_dir_all(&config.data_dir)

@@ -40,9 +40,7 @@ use std::sync::{atomic::AtomicU64, Arc};
 
 use crate::{
     config::CoordinatorConfig,
-    meta::{
-        idempotency::EmbeddedIdempotencyStore, HintStore, MetadataStore, NodeRecord, TenantRecord,
-    },
+    meta::{idempotency::IdempotencyBackend, HintStore, MetadataStore, NodeRecord, TenantRecord},
     rpc::health::HealthState,
 };
 
@@ -76,8 +74,9 @@ pub struct Shared {
     pub meta: Arc<dyn MetadataStore>,
     /// Hinted handoff (blocking: used off the request cores).
     pub hints: Arc<dyn HintStore>,
-    /// Idempotency records (non-blocking, shared by all cores).
-    pub idempotency: Arc<EmbeddedIdempotencyStore>,
+    /// Idempotency records (never blocks a core; shared by all cores, and with Redis by every
+    /// coordinator).
+    pub idempotency: Arc<IdempotencyBackend>,
     /// One inbox per core.
     pub mesh: Vec<flume::Sender<Update>>,
     /// Updates sent to each core's inbox so far. A core compares it (one atomic load) with what

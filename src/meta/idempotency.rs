@@ -33,9 +33,9 @@
 //! Nothing here reads a clock: callers pass `now`, so tests choose their instants.
 //!
 //! Scope: records live in this process's memory. A coordinator restart forgets them, and two
-//! coordinators do not see each other's; a shared backend (Redis) is a later step, which is why
-//! every method takes the key by reference and returns a plain value, the shape an async trait
-//! would have.
+//! coordinators do not see each other's; for that, `idempotency.backend: redis` puts them in
+//! Redis ([`crate::meta::redis`]). [`IdempotencyBackend`] is what the coordinator holds: either
+//! store behind one async `claim`.
 
 use std::time::{Duration, Instant};
 
@@ -334,6 +334,62 @@ impl EmbeddedIdempotencyStore {
             }
             Record::Done { expires_at, .. } => now >= *expires_at,
         }
+    }
+}
+
+/// The idempotency store a coordinator uses, as configured (`idempotency.backend`): this
+/// process's table, or Redis shared with other coordinators. An enum rather than a trait object:
+/// two variants, one of them async, and the request path pays no dynamic dispatch.
+#[derive(Debug)]
+pub enum IdempotencyBackend {
+    /// [`EmbeddedIdempotencyStore`]: lock-free, in this process.
+    Embedded(EmbeddedIdempotencyStore),
+    /// [`RedisIdempotencyStore`](crate::meta::redis::RedisIdempotencyStore): shared.
+    Redis(crate::meta::redis::RedisIdempotencyStore),
+}
+
+impl IdempotencyBackend {
+    /// Claims `key` for a body with `fingerprint`; see [`Claim`]. Never blocks the caller: the
+    /// embedded table answers at once, Redis through its client thread.
+    pub async fn claim(&self, key: &IdempotencyKey, fingerprint: u64, now: Instant) -> Claim {
+        match self {
+            IdempotencyBackend::Embedded(store) => store.claim(key, fingerprint, now),
+            IdempotencyBackend::Redis(store) => store.claim(key, fingerprint).await,
+        }
+    }
+
+    /// Stores the response of a claimed request; with Redis, sent without waiting.
+    pub fn complete(&self, key: &IdempotencyKey, fingerprint: u64, response: Bytes, now: Instant) {
+        match self {
+            IdempotencyBackend::Embedded(store) => {
+                store.complete(key, fingerprint, response, now);
+            }
+            IdempotencyBackend::Redis(store) => store.complete(key, fingerprint, &response),
+        }
+    }
+
+    /// Forgets this body's pending claim after a failed attempt; with Redis, sent without waiting.
+    pub fn release(&self, key: &IdempotencyKey, fingerprint: u64) {
+        match self {
+            IdempotencyBackend::Embedded(store) => {
+                store.release(key, fingerprint);
+            }
+            IdempotencyBackend::Redis(store) => store.release(key, fingerprint),
+        }
+    }
+
+    /// Removes expired records from the embedded table; Redis expires its records itself (0).
+    pub fn sweep(&self, now: Instant) -> usize {
+        match self {
+            IdempotencyBackend::Embedded(store) => store.sweep(now),
+            IdempotencyBackend::Redis(_) => 0,
+        }
+    }
+
+    /// True when [`Claim::Unavailable`] means the store could not be reached (Redis), rather than
+    /// a full table: the case `idempotency.on_unavailable` decides.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, IdempotencyBackend::Redis(_))
     }
 }
 
