@@ -144,6 +144,47 @@ pub const DEFAULT_COORDINATOR_ADMIN_PORT: u16 = 9090;
 /// Default admin port of a storage node.
 pub const DEFAULT_STORAGE_ADMIN_PORT: u16 = 9091;
 
+/// `log.format`: how log lines look on stderr.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One human-readable line per event (default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// `log:` section.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// Level filter, in `tracing` directive syntax (`info`, `warn,pairdb=debug`). The
+    /// `PAIRDB_LOG` environment variable, when set, replaces it.
+    pub level: String,
+    /// Coordinator: key-value requests slower than this are logged (tenant, key hash, level,
+    /// per-replica timings), milliseconds; 0 turns it off. Storage nodes ignore it.
+    pub slow_request_ms: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        // 100 ms: a hundred times a healthy LAN request, far below a client's patience.
+        Self { format: LogFormat::Text, level: "info".into(), slow_request_ms: 100 }
+    }
+}
+
+impl LogConfig {
+    /// Checks that `level` parses as a filter.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        tracing_subscriber::EnvFilter::try_new(&self.level)
+            .map(|_| ())
+            .map_err(|e| invalid("log.level", &e.to_string()))
+    }
+}
+
 /// `pairdb storage` configuration (`config/storage.yaml`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -174,6 +215,8 @@ pub struct StorageConfig {
     pub shutdown_timeout_secs: u64,
     /// The admin HTTP port (default port 9091).
     pub admin: AdminConfig,
+    /// Log format and level.
+    pub log: LogConfig,
 }
 
 impl Default for StorageConfig {
@@ -192,6 +235,7 @@ impl Default for StorageConfig {
             purge_interval_secs: engine::DEFAULT_PURGE_INTERVAL.as_secs(),
             shutdown_timeout_secs: 10,
             admin: AdminConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -212,6 +256,7 @@ impl StorageConfig {
             return Err(invalid("purge_interval_secs", "must be at least 1"));
         }
         self.admin_addr()?;
+        self.log.validate()?;
         self.listen_addr().map(|_| ())
     }
 
@@ -310,6 +355,8 @@ pub struct CoordinatorConfig {
     pub shutdown_timeout_secs: u64,
     /// The admin HTTP port.
     pub admin: AdminConfig,
+    /// Log format, level and the slow-request threshold.
+    pub log: LogConfig,
     /// Where tenants, nodes, migrations and hints live.
     pub metadata: MetadataSection,
     /// Where idempotency records live.
@@ -424,6 +471,7 @@ impl Default for CoordinatorConfig {
             storage_nodes: Vec::new(),
             shutdown_timeout_secs: 10,
             admin: AdminConfig::default(),
+            log: LogConfig::default(),
             metadata: MetadataSection::default(),
             idempotency: IdempotencySection::default(),
         }
@@ -496,6 +544,7 @@ impl CoordinatorConfig {
             return Err(invalid("idempotency.redis_timeout_ms", "must be at least 1"));
         }
         self.admin_addr()?;
+        self.log.validate()?;
         self.listen_addr().map(|_| ())
     }
 

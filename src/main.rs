@@ -11,7 +11,7 @@ use std::{
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use pairdb::{
-    config::{self, CoordinatorConfig, StorageConfig, StorageNodeEntry},
+    config::{self, CoordinatorConfig, LogConfig, LogFormat, StorageConfig, StorageNodeEntry},
     coordinator::server::Coordinator,
     runtime::{
         listen,
@@ -146,19 +146,35 @@ struct StorageArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging();
+    // Servers install the logger once their config (log.format, log.level) is loaded.
     match cli.command {
         Command::Storage(args) => run_storage(args),
         Command::Coordinator(args) => run_coordinator(args),
-        Command::Dev(args) => run_dev(args),
-        Command::Client(command) => std::process::exit(cli::run(command)),
+        Command::Dev(args) => {
+            init_logging(&LogConfig::default())?;
+            run_dev(args)
+        }
+        Command::Client(command) => {
+            init_logging(&LogConfig::default())?;
+            std::process::exit(cli::run(command))
+        }
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PAIRDB_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+/// Logs to stderr in `log.format`, filtered by `PAIRDB_LOG` when set, else by `log.level`.
+fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
+    let filter = match std::env::var("PAIRDB_LOG") {
+        Ok(directive) => tracing_subscriber::EnvFilter::try_new(&directive)
+            .with_context(|| format!("PAIRDB_LOG={directive:?} is not a log filter"))?,
+        Err(_) => tracing_subscriber::EnvFilter::try_new(&log.level)
+            .with_context(|| format!("log.level {:?} is not a log filter", log.level))?,
+    };
+    let logger = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let installed = match log.format {
+        LogFormat::Json => logger.json().try_init(),
+        LogFormat::Text => logger.try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
 }
 
 fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
@@ -182,6 +198,7 @@ fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
         cfg.admin.port = Some(v);
     }
     cfg.validate()?;
+    init_logging(&cfg.log)?;
     if args.check_config {
         println!("configuration is valid");
         return Ok(());
@@ -262,6 +279,7 @@ fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         cfg.admin.port = Some(v);
     }
     cfg.validate()?;
+    init_logging(&cfg.log)?;
     if args.check_config {
         println!("configuration is valid");
         return Ok(());

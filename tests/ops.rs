@@ -342,3 +342,80 @@ fn environment_overrides_are_validated_by_check_config() {
     );
     assert!(ok, "{stderr}");
 }
+
+/// A key-value request slower than `log.slow_request_ms` is logged with tenant, key hash, level
+/// and per-replica timings, in JSON when `log.format: json`, and the log never holds the key or
+/// the value.
+#[test]
+fn slow_requests_are_logged_without_keys_or_values() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let storage: Vec<StorageProcess> = (1..=3)
+        .map(|i| {
+            let id = format!("slow-s{i}");
+            StorageProcess::start(&tmp.path().join(&id), &id)
+        })
+        .collect();
+    let nodes = storage.iter().map(|s| (s.node_id.clone(), s.addr)).collect();
+    let coordinator = CoordinatorProcess::start(
+        &tmp.path().join("coordinator"),
+        &CoordinatorOptions {
+            node_id: "slow-coord",
+            cores: 1,
+            storage_nodes: nodes,
+            config_yaml: "replica_timeout_ms: 300\nlog: {format: json, slow_request_ms: 100}\n",
+        },
+    );
+    // A stopped node answers nothing: a write at ALL waits for it until the replica timeout.
+    let stopped = storage[2].pid();
+    // SAFETY: kill(2) on our own child's PID; it is SIGKILLed (stopped or not) on drop.
+    assert_eq!(unsafe { libc::kill(stopped, libc::SIGSTOP) }, 0);
+    let addr = coordinator.addr;
+    let err = run_local(move || async move {
+        let ch = channel(addr).await;
+        let _: api::CreateTenantResponse = ch
+            .unary(
+                &coordinator_path("CreateTenant"),
+                &api::CreateTenantRequest { tenant_id: "slowt".into(), replication_factor: 3 },
+                Some(CALL_TIMEOUT),
+            )
+            .await
+            .expect("CreateTenant");
+        ch.unary::<_, api::WriteKeyValueResponse>(
+            &coordinator_path("WriteKeyValue"),
+            &api::WriteKeyValueRequest {
+                tenant_id: "slowt".into(),
+                key: "secret-key-name".into(),
+                value: Bytes::from_static(b"secret-value-bytes"),
+                consistency: api::Consistency::All as i32,
+                ..Default::default()
+            },
+            Some(CALL_TIMEOUT),
+        )
+        .await
+        .expect_err("ALL with a stopped replica")
+    });
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(stopped, libc::SIGCONT) }, 0);
+    assert_eq!(err.code, pairdb::rpc::Code::UNAVAILABLE, "{err}");
+    let log = coordinator.log_tail();
+    let slow = log
+        .lines()
+        .find(|l| l.contains("slow request"))
+        .unwrap_or_else(|| panic!("no slow-request line in:\n{log}"));
+    let key_hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"secret-key-name"));
+    for field in [
+        "\"tenant\":\"slowt\"",
+        &format!("\"key_hash\":\"{key_hash}\""),
+        "\"level\":\"All\"",
+        "\"op\":\"write\"",
+        "slow-s3=no reply",
+        "slow-s1=",
+        "\"outcome\":\"quorum not reached\"",
+    ] {
+        assert!(slow.contains(field), "{field} missing in {slow}");
+    }
+    for line in log.lines() {
+        assert!(line.starts_with('{') && line.ends_with('}'), "not a JSON line: {line}");
+        assert!(!line.contains("secret"), "key or value bytes in the log: {line}");
+    }
+}

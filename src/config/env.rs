@@ -74,11 +74,13 @@ pub fn apply<T: DeserializeOwned>(
     // specific variable wins whatever order the environment lists them in.
     vars.sort_by_key(|(name, _)| name.len());
     for (name, raw) in vars {
+        if NOT_CONFIG.contains(&name.as_str()) || name.starts_with("PAIRDB_TEST_") {
+            // Read elsewhere; `PAIRDB_LOG` would otherwise name the whole `log` section.
+            continue;
+        }
         let wanted = name[PREFIX.len()..].to_ascii_lowercase();
         let Some((path, kind)) = paths.iter().find(|(p, _)| p.join("_") == wanted) else {
-            if !NOT_CONFIG.contains(&name.as_str()) && !name.starts_with("PAIRDB_TEST_") {
-                applied.unknown.push(name);
-            }
+            applied.unknown.push(name);
             continue;
         };
         let value = match kind {

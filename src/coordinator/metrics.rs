@@ -7,7 +7,8 @@
 
 use std::{
     cell::{Cell, RefCell},
-    time::Duration,
+    fmt::Write as _,
+    time::{Duration, Instant},
 };
 
 use ahash::AHashMap;
@@ -198,4 +199,59 @@ pub fn samples(core: &Core, rpc: &RpcMetrics) -> Vec<Sample> {
         }
     }
     out
+}
+
+/// When each replica of one request answered, for the slow-request log. One small allocation
+/// per request; node ids are moved in, not cloned.
+pub struct ReplicaTimings {
+    started: Instant,
+    replies: Vec<(NodeId, Duration, bool)>,
+}
+
+impl ReplicaTimings {
+    /// Starts the clock for a request to `replicas` nodes.
+    pub fn new(replicas: usize) -> Self {
+        Self { started: Instant::now(), replies: Vec::with_capacity(replicas) }
+    }
+
+    /// `node` answered now, successfully or not.
+    pub fn reply(&mut self, node: NodeId, ok: bool) {
+        self.replies.push((node, self.started.elapsed(), ok));
+    }
+
+    /// Time since the request started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The number of replicas asked.
+    pub fn capacity(&self) -> usize {
+        self.replies.capacity()
+    }
+
+    /// `node=1.234ms ok, node=3.000ms failed, node=no reply` for every node of `preference`.
+    pub fn describe(&self, preference: &[NodeId]) -> String {
+        let mut out = String::new();
+        for (i, node) in preference.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            match self.replies.iter().find(|(n, _, _)| n == node) {
+                Some((_, t, ok)) => {
+                    let state = if *ok { "ok" } else { "failed" };
+                    let _ = write!(out, "{node}={:.3}ms {state}", t.as_secs_f64() * 1e3);
+                }
+                None => {
+                    let _ = write!(out, "{node}=no reply");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A key's hash for logs: identifies a hot or slow key across log lines without writing the
+/// key, which may be personal data.
+pub fn key_hash(key: &str) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()))
 }
