@@ -21,133 +21,24 @@
 
 mod common;
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use bytes::Bytes;
-use common::{
-    channel, coordinator_path, eventually, run_local, CoordinatorOptions, CoordinatorProcess,
-    StorageProcess, CALL_TIMEOUT,
-};
+use common::{channel, eventually, run_local, StorageProcess};
 use pairdb::{
     meta::{
         idempotency::{Claim, IdempotencyKey},
         redis::{RedisConfig, RedisIdempotencyStore},
     },
     proto::coordinator as api,
-    rpc::{Channel, Status},
 };
-use prost::Message;
-use tempfile::TempDir;
 
 #[path = "support/backends.rs"]
 mod backends;
 
-use backends::{postgres_url, redis_url, unique, PgSchema};
-
-/// Deadline for what the coordinators do in the background (notifications, health checks).
-const CONVERGE: Duration = Duration::from_secs(15);
+use backends::{call, list_nodes, postgres_url, redis_url, unique, Pair, PgSchema, CONVERGE};
 
 const ALL: i32 = api::Consistency::All as i32;
-
-/// Three storage nodes and two coordinators sharing one PostgreSQL schema (and Redis, when
-/// given). On a failing test, the coordinators' log tails are printed.
-struct Pair {
-    _tmp: TempDir,
-    _storage: Vec<StorageProcess>,
-    a: CoordinatorProcess,
-    b: CoordinatorProcess,
-    _schema: PgSchema,
-}
-
-impl Pair {
-    fn start(name: &str, schema: PgSchema, redis: Option<&str>) -> Pair {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("pairdb-backends-{name}-"))
-            .tempdir()
-            .expect("tempdir");
-        let storage: Vec<StorageProcess> = (1..=3)
-            .map(|i| {
-                let id = format!("{name}-s{i}");
-                StorageProcess::start(&tmp.path().join(&id), &id)
-            })
-            .collect();
-        let nodes: Vec<(String, SocketAddr)> =
-            storage.iter().map(|s| (s.node_id.clone(), s.addr)).collect();
-        let mut yaml = format!(
-            "metadata: {{ backend: postgres, postgres_url: \"{}\", reload_interval_secs: 5 }}\n",
-            schema.url
-        );
-        if let Some(url) = redis {
-            yaml.push_str(&format!("idempotency: {{ backend: redis, redis_url: \"{url}\" }}\n"));
-        }
-        let a = CoordinatorProcess::start(
-            &tmp.path().join("a"),
-            &CoordinatorOptions {
-                node_id: &format!("{name}-a"),
-                cores: 1,
-                storage_nodes: nodes,
-                config_yaml: &yaml,
-            },
-        );
-        let b = CoordinatorProcess::start(
-            &tmp.path().join("b"),
-            &CoordinatorOptions {
-                node_id: &format!("{name}-b"),
-                cores: 1,
-                storage_nodes: Vec::new(),
-                config_yaml: &yaml,
-            },
-        );
-        let pair = Pair { _tmp: tmp, _storage: storage, a, b, _schema: schema };
-        for addr in [pair.a.addr, pair.b.addr] {
-            wait_active(addr, 3);
-        }
-        pair
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("--- coordinator a log:\n{}", self.a.log_tail());
-            eprintln!("--- coordinator b log:\n{}", self.b.log_tail());
-        }
-    }
-}
-
-/// Waits until the coordinator at `addr` lists `count` nodes, all ACTIVE.
-fn wait_active(addr: SocketAddr, count: usize) {
-    run_local(move || async move {
-        let ch = channel(addr).await;
-        let ch = &ch;
-        eventually("every node listed ACTIVE", CONVERGE, move || async move {
-            let nodes = list_nodes(ch).await;
-            let active = nodes.iter().filter(|n| n.status == "ACTIVE").count();
-            if nodes.len() == count && active == count {
-                Ok(())
-            } else {
-                Err(format!("{nodes:?}"))
-            }
-        })
-        .await;
-    });
-}
-
-async fn call<Req: Message, Resp: Message + Default>(
-    ch: &Channel,
-    method: &str,
-    req: &Req,
-) -> Result<Resp, Status> {
-    ch.unary(&coordinator_path(method), req, Some(CALL_TIMEOUT)).await
-}
-
-async fn list_nodes(ch: &Channel) -> Vec<api::StorageNodeInfo> {
-    let reply: api::ListStorageNodesResponse =
-        call(ch, "ListStorageNodes", &api::ListStorageNodesRequest {})
-            .await
-            .unwrap_or_else(|e| panic!("ListStorageNodes: {e}"));
-    reply.nodes
-}
 
 fn write(
     tenant: &str,
@@ -171,9 +62,9 @@ fn tenants_and_nodes_made_through_one_coordinator_reach_the_other() {
     else {
         return;
     };
-    let pair = Pair::start("follow", PgSchema::create(&url), None);
+    let pair = Pair::start("follow", PgSchema::create(&url), None, "");
     let (a, b) = (pair.a.addr, pair.b.addr);
-    let extra_dir = pair._tmp.path().join("follow-s4");
+    let extra_dir = pair.tmp.path().join("follow-s4");
     let extra = StorageProcess::start(&extra_dir, "follow-s4");
     let extra_addr = extra.addr;
     run_local(move || async move {
@@ -260,7 +151,7 @@ fn tenants_and_nodes_made_through_one_coordinator_reach_the_other() {
 fn one_idempotent_write_sent_to_both_coordinators_applies_once() {
     let name = "one_idempotent_write_sent_to_both_coordinators_applies_once";
     let (Some(pg), Some(redis)) = (postgres_url(name), redis_url(name)) else { return };
-    let pair = Pair::start("idem2", PgSchema::create(&pg), Some(&redis));
+    let pair = Pair::start("idem2", PgSchema::create(&pg), Some(&redis), "");
     let (a, b) = (pair.a.addr, pair.b.addr);
     let run = unique("run");
     run_local(move || async move {

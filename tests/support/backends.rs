@@ -8,7 +8,26 @@
 
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+
+use pairdb::{
+    proto::coordinator as api,
+    rpc::{Channel, Status},
+};
+use prost::Message;
+use tempfile::TempDir;
+
+use crate::common::{
+    channel, coordinator_path, eventually, run_local, CoordinatorOptions, CoordinatorProcess,
+    StorageProcess, CALL_TIMEOUT,
+};
+
+/// Deadline for what the coordinators do in the background (notifications, health checks).
+pub const CONVERGE: Duration = Duration::from_secs(15);
 
 /// PostgreSQL as CI runs it.
 pub const CI_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -88,4 +107,118 @@ impl Drop for PgSchema {
             let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema));
         }
     }
+}
+
+/// Three storage nodes and two coordinators sharing one PostgreSQL schema (and Redis, when
+/// given). On a failing test, the coordinators' log tails are printed.
+pub struct Pair {
+    /// The directory of every process.
+    pub tmp: TempDir,
+    /// The storage nodes.
+    pub storage: Vec<StorageProcess>,
+    /// Coordinator A: started with the storage nodes on its command line.
+    pub a: CoordinatorProcess,
+    /// Coordinator B: no storage nodes of its own, its ring comes from the shared store.
+    pub b: CoordinatorProcess,
+    /// The PostgreSQL schema they share.
+    pub schema: PgSchema,
+}
+
+impl Pair {
+    /// Starts three storage nodes, then A and B on `schema` (and Redis at `redis`), and waits
+    /// until both list every node ACTIVE. `b_extra` is appended to B's `idempotency:` section
+    /// (e.g. `on_unavailable: reject`).
+    pub fn start(name: &str, schema: PgSchema, redis: Option<&str>, b_extra: &str) -> Pair {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("pairdb-backends-{name}-"))
+            .tempdir()
+            .expect("tempdir");
+        let storage: Vec<StorageProcess> = (1..=3)
+            .map(|i| {
+                let id = format!("{name}-s{i}");
+                StorageProcess::start(&tmp.path().join(&id), &id)
+            })
+            .collect();
+        let nodes: Vec<(String, SocketAddr)> =
+            storage.iter().map(|s| (s.node_id.clone(), s.addr)).collect();
+        let mut yaml = format!(
+            "metadata: {{ backend: postgres, postgres_url: \"{}\", reload_interval_secs: 5 }}\n",
+            schema.url
+        );
+        let mut yaml_b = yaml.clone();
+        if let Some(url) = redis {
+            yaml.push_str(&format!("idempotency: {{ backend: redis, redis_url: \"{url}\" }}\n"));
+            yaml_b.push_str(&format!(
+                "idempotency: {{ backend: redis, redis_url: \"{url}\", {b_extra} }}\n"
+            ));
+        }
+        let a = CoordinatorProcess::start(
+            &tmp.path().join("a"),
+            &CoordinatorOptions {
+                node_id: &format!("{name}-a"),
+                cores: 1,
+                storage_nodes: nodes,
+                config_yaml: &yaml,
+            },
+        );
+        let b = CoordinatorProcess::start(
+            &tmp.path().join("b"),
+            &CoordinatorOptions {
+                node_id: &format!("{name}-b"),
+                cores: 1,
+                storage_nodes: Vec::new(),
+                config_yaml: &yaml_b,
+            },
+        );
+        let pair = Pair { tmp, storage, a, b, schema };
+        for addr in [pair.a.addr, pair.b.addr] {
+            wait_active(addr, 3);
+        }
+        pair
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- coordinator a log:\n{}", self.a.log_tail());
+            eprintln!("--- coordinator b log:\n{}", self.b.log_tail());
+        }
+    }
+}
+
+/// Waits until the coordinator at `addr` lists `count` nodes, all ACTIVE.
+pub fn wait_active(addr: SocketAddr, count: usize) {
+    run_local(move || async move {
+        let ch = channel(addr).await;
+        let ch = &ch;
+        eventually("every node listed ACTIVE", CONVERGE, move || async move {
+            let nodes = list_nodes(ch).await;
+            let active = nodes.iter().filter(|n| n.status == "ACTIVE").count();
+            if nodes.len() == count && active == count {
+                Ok(())
+            } else {
+                Err(format!("{nodes:?}"))
+            }
+        })
+        .await;
+    });
+}
+
+/// A coordinator call with the tests' deadline.
+pub async fn call<Req: Message, Resp: Message + Default>(
+    ch: &Channel,
+    method: &str,
+    req: &Req,
+) -> Result<Resp, Status> {
+    ch.unary(&coordinator_path(method), req, Some(CALL_TIMEOUT)).await
+}
+
+/// The coordinator's node list.
+pub async fn list_nodes(ch: &Channel) -> Vec<api::StorageNodeInfo> {
+    let reply: api::ListStorageNodesResponse =
+        call(ch, "ListStorageNodes", &api::ListStorageNodesRequest {})
+            .await
+            .unwrap_or_else(|e| panic!("ListStorageNodes: {e}"));
+    reply.nodes
 }
