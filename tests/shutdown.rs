@@ -55,3 +55,133 @@ fn sigterm_lets_an_in_flight_call_finish() {
     let status = node.terminate(Duration::from_secs(15));
     assert!(status.success(), "pairdb storage exited with {status} after SIGTERM");
 }
+
+/// SIGTERM to a coordinator under load: clients on several connections keep writing through
+/// the shutdown, and every call either succeeds or fails with UNAVAILABLE (a stream refused after
+/// GOAWAY, a connection closed or refused); the process exits 0 within its shutdown timeout.
+#[test]
+fn sigterm_under_load_fails_calls_only_with_unavailable() {
+    use std::sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    };
+
+    use common::{coordinator_path, CoordinatorOptions, CoordinatorProcess};
+    use pairdb::{
+        proto::coordinator as api,
+        rpc::{Channel, ClientConfig, Code},
+    };
+
+    const CLIENTS: usize = 8;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let storage: Vec<StorageProcess> = (1..=3)
+        .map(|i| {
+            let id = format!("term-s{i}");
+            StorageProcess::start(&tmp.path().join(&id), &id)
+        })
+        .collect();
+    let nodes = storage.iter().map(|s| (s.node_id.clone(), s.addr)).collect();
+    let mut coordinator = CoordinatorProcess::start(
+        &tmp.path().join("coordinator"),
+        &CoordinatorOptions {
+            node_id: "term-coord",
+            cores: 2,
+            storage_nodes: nodes,
+            config_yaml: "shutdown_timeout_secs: 5\n",
+        },
+    );
+    let addr = coordinator.addr;
+    run_local(move || async move {
+        let ch = Channel::connect(addr, &ClientConfig::default()).await.expect("connect");
+        let _: api::CreateTenantResponse = ch
+            .unary(
+                &coordinator_path("CreateTenant"),
+                &api::CreateTenantRequest { tenant_id: "term".into(), replication_factor: 3 },
+                Some(Duration::from_secs(10)),
+            )
+            .await
+            .expect("CreateTenant");
+    });
+    let ok = Arc::new(AtomicU64::new(0));
+    let unavailable = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let wrong: Arc<Mutex<Vec<String>>> = Arc::default();
+    let load = {
+        let (ok, unavailable, stop, wrong) =
+            (ok.clone(), unavailable.clone(), stop.clone(), wrong.clone());
+        std::thread::spawn(move || {
+            run_local(move || async move {
+                let clients = (0..CLIENTS).map(|c| {
+                    let (ok, unavailable, stop, wrong) =
+                        (ok.clone(), unavailable.clone(), stop.clone(), wrong.clone());
+                    async move {
+                        let mut channel: Option<Channel> = None;
+                        let mut i = 0u64;
+                        while !stop.load(Ordering::SeqCst) {
+                            if channel.as_ref().is_none_or(Channel::is_closed) {
+                                match Channel::connect(addr, &ClientConfig::default()).await {
+                                    Ok(ch) => channel = Some(ch),
+                                    Err(e) if e.code == Code::UNAVAILABLE => {
+                                        unavailable.fetch_add(1, Ordering::SeqCst);
+                                        glommio::timer::sleep(Duration::from_millis(5)).await;
+                                        continue;
+                                    }
+                                    Err(e) => {
+                                        wrong.lock().unwrap().push(format!("connect: {e}"));
+                                        return;
+                                    }
+                                }
+                            }
+                            let Some(ch) = channel.as_ref() else { continue };
+                            i += 1;
+                            let reply = ch
+                                .unary::<_, api::WriteKeyValueResponse>(
+                                    &coordinator_path("WriteKeyValue"),
+                                    &api::WriteKeyValueRequest {
+                                        tenant_id: "term".into(),
+                                        key: format!("c{c}-k{}", i % 100),
+                                        value: Bytes::from_static(b"v"),
+                                        ..Default::default()
+                                    },
+                                    Some(Duration::from_secs(10)),
+                                )
+                                .await;
+                            match reply {
+                                Ok(_) => {
+                                    ok.fetch_add(1, Ordering::SeqCst);
+                                }
+                                Err(e) if e.code == Code::UNAVAILABLE => {
+                                    unavailable.fetch_add(1, Ordering::SeqCst);
+                                }
+                                Err(e) => wrong.lock().unwrap().push(e.to_string()),
+                            }
+                        }
+                    }
+                });
+                futures_util::future::join_all(clients).await;
+            })
+        })
+    };
+    // Under load: a few hundred writes acknowledged before the signal.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ok.load(Ordering::SeqCst) < 300 {
+        assert!(Instant::now() < deadline, "the load never got going");
+        assert!(wrong.lock().unwrap().is_empty(), "{:?}", wrong.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before = ok.load(Ordering::SeqCst);
+    coordinator.sigterm();
+    let status = coordinator.wait_exit(Duration::from_secs(15));
+    // Some more calls see the coordinator gone (connection refused) before the clients stop.
+    let after_exit = unavailable.load(Ordering::SeqCst);
+    while unavailable.load(Ordering::SeqCst) < after_exit + CLIENTS as u64 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::SeqCst);
+    load.join().expect("load thread");
+    let wrong = wrong.lock().unwrap();
+    assert!(wrong.is_empty(), "calls failed with other than UNAVAILABLE: {wrong:?}");
+    assert!(status.success(), "coordinator exited with {status}. Log:\n{}", coordinator.log_tail());
+    assert!(ok.load(Ordering::SeqCst) >= before);
+    drop(storage);
+}

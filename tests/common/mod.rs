@@ -323,6 +323,29 @@ impl CoordinatorProcess {
             panic!("pairdb coordinator exited unexpectedly ({status}). Log:\n{}", self.log_tail());
         }
     }
+
+    /// Sends SIGTERM (graceful shutdown) without waiting.
+    pub fn sigterm(&self) {
+        signal_child(&self.child, libc::SIGTERM);
+    }
+
+    /// Waits up to `timeout` for the process to exit and returns its status; panics (with the
+    /// log) if it does not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "pairdb coordinator still running after {timeout:?}. Log:\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for CoordinatorProcess {
