@@ -45,6 +45,8 @@ enum Command {
     Coordinator(CoordinatorArgs),
     /// Run a local cluster: a coordinator and three storage nodes on loopback, tenant `default`.
     Dev(DevArgs),
+    /// Exit 0 when an admin URL answers 200 (for container health checks; no curl needed).
+    Probe(ProbeArgs),
     /// Client commands: `kv`, `tenant`, `node`, `migration` (call a running coordinator).
     #[command(flatten)]
     Client(cli::ClientCommand),
@@ -82,6 +84,16 @@ struct CoordinatorArgs {
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    /// The URL to GET: http://HOST:PORT/PATH (the admin port's /health/ready or /health/live).
+    #[arg(long, env = "PAIRDB_PROBE_URL", default_value = "http://127.0.0.1:9090/health/ready")]
+    url: String,
+    /// How long to wait for the answer, milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
 }
 
 #[derive(Args)]
@@ -154,9 +166,39 @@ fn main() -> anyhow::Result<()> {
             init_logging(&LogConfig::default())?;
             run_dev(args)
         }
+        Command::Probe(args) => std::process::exit(run_probe(&args)),
         Command::Client(command) => {
             init_logging(&LogConfig::default())?;
             std::process::exit(cli::run(command))
+        }
+    }
+}
+
+/// `pairdb probe`: 0 when the URL answers 200, 1 otherwise (with the reason on stderr).
+fn run_probe(args: &ProbeArgs) -> i32 {
+    let parsed = args.url.strip_prefix("http://").and_then(|rest| {
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        use std::net::ToSocketAddrs as _;
+        let addr = authority.to_socket_addrs().ok()?.next()?;
+        Some((addr, if path.is_empty() { "/" } else { path }))
+    });
+    let Some((addr, path)) = parsed else {
+        eprintln!("cannot use {:?}: expected http://HOST:PORT/PATH", args.url);
+        return 2;
+    };
+    let timeout = std::time::Duration::from_millis(args.timeout_ms);
+    match pairdb::admin::get(addr, path, timeout) {
+        Ok((200, body)) => {
+            print!("{body}");
+            0
+        }
+        Ok((status, body)) => {
+            eprintln!("{} answered {status}: {}", args.url, body.trim_end());
+            1
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", args.url);
+            1
         }
     }
 }

@@ -291,6 +291,12 @@ fn storage_node_admin_port() {
     );
     assert_eq!(calls, Some(3.0), "{text}");
     promtool_check(&text);
+    // The container health check: `pairdb probe` exits 0 on 200 only.
+    let ready = format!("http://{admin}/health/ready");
+    assert!(run_pairdb(&["probe", "--url", &ready], &[]).0);
+    let (ok, stderr) =
+        run_pairdb(&["probe"], &[("PAIRDB_PROBE_URL", &format!("http://{admin}/x"))]);
+    assert!(!ok && stderr.contains("404"), "{stderr}");
 }
 
 /// Runs `pairdb <args>` with `env` set and returns (success, stderr).
