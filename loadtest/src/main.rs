@@ -102,6 +102,11 @@ struct Args {
     /// Write every key once before the warmup, so reads find data.
     #[arg(long)]
     prefill: bool,
+    /// Coordinator target: send every write and delete with its own, never repeated, idempotency
+    /// key, so that each one claims and completes an idempotency record (the cost of
+    /// idempotency, not of answering duplicates).
+    #[arg(long)]
+    idempotency_keys: bool,
     /// Busy-poll this long before an idle executor parks. Parking and waking cost tens of µs of
     /// CPU per call on a VM, which limits open-loop precision at high rates; spinning makes sends
     /// punctual at the price of the executor's whole CPU. Default 0: park at once.
@@ -230,6 +235,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
         consistency: args.consistency,
         timeout: args.timeout,
         prefill: args.prefill,
+        idempotency_keys: args.idempotency_keys,
         spin_before_park: args.spin_before_park,
         seed,
         quiet: args.quiet,
@@ -260,6 +266,7 @@ fn settings(args: &Args, cfg: &Config) -> serde_json::Value {
         "mix": cfg.mix,
         "consistency": cfg.consistency,
         "prefill": cfg.prefill,
+        "idempotency_keys": cfg.idempotency_keys,
         "spin_before_park_us": cfg.spin_before_park.as_micros() as u64,
         "seed": cfg.seed,
     })

@@ -86,6 +86,8 @@ pub struct Config {
     pub consistency: crate::workload::Consistency,
     pub timeout: Duration,
     pub prefill: bool,
+    /// Send a fresh idempotency key with every coordinator write and delete.
+    pub idempotency_keys: bool,
     pub spin_before_park: Duration,
     pub seed: u64,
     pub quiet: bool,
@@ -356,7 +358,12 @@ async fn executor_main(
             cfg.consistency,
             cfg.timeout,
             thread,
-        ),
+        )
+        .with_idempotency_keys(cfg.idempotency_keys.then(|| {
+            // Unique across runs and executors: a key reused from an earlier run would be
+            // answered as a duplicate without writing.
+            format!("lt-{:x}-{thread}-", cfg.seed)
+        })),
         rng: RefCell::new(SmallRng::seed_from_u64(
             cfg.seed ^ (thread as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         )),

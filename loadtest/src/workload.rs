@@ -129,6 +129,11 @@ pub struct Workload {
     pub actor: String,
     /// The next logical timestamp of `actor` (storage target).
     pub counter: Cell<i64>,
+    /// With `--idempotency-keys`: the prefix of this executor's idempotency keys, numbered by
+    /// `idempotency_next`.
+    pub idempotency_prefix: Option<String>,
+    /// The number of the next idempotency key.
+    pub idempotency_next: Cell<u64>,
 }
 
 impl Workload {
@@ -151,6 +156,26 @@ impl Workload {
             timeout,
             actor: format!("loadtest/{thread}"),
             counter: Cell::new(unix_micros()),
+            idempotency_prefix: None,
+            idempotency_next: Cell::new(0),
+        }
+    }
+
+    /// Sends every coordinator write and delete with a fresh idempotency key `{prefix}{n}`.
+    pub fn with_idempotency_keys(mut self, prefix: Option<String>) -> Workload {
+        self.idempotency_prefix = prefix;
+        self
+    }
+
+    /// The next idempotency key, or empty (none) without `--idempotency-keys`.
+    fn idempotency_key(&self) -> String {
+        match &self.idempotency_prefix {
+            Some(prefix) => {
+                let n = self.idempotency_next.get();
+                self.idempotency_next.set(n + 1);
+                format!("{prefix}{n}")
+            }
+            None => String::new(),
         }
     }
 
@@ -186,6 +211,7 @@ impl Workload {
                     key,
                     value: self.value.clone(),
                     consistency: self.consistency.proto(),
+                    idempotency_key: self.idempotency_key(),
                     ..Default::default()
                 };
                 let reply = channel
@@ -198,6 +224,7 @@ impl Workload {
                     tenant_id,
                     key,
                     consistency: self.consistency.proto(),
+                    idempotency_key: self.idempotency_key(),
                     ..Default::default()
                 };
                 let reply = channel
