@@ -425,3 +425,26 @@ fn slow_requests_are_logged_without_keys_or_values() {
         assert!(!line.contains("secret"), "key or value bytes in the log: {line}");
     }
 }
+
+/// `tuning/host.sh` without `--apply` only reports: it runs unprivileged, names every setting
+/// with the command that checks it, and changes nothing.
+#[test]
+fn tuning_script_reports_without_changing() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tuning/host.sh");
+    let out = Command::new("bash").arg(script).output().expect("bash");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for setting in [
+        "ulimit -l",
+        "sysctl net.core.somaxconn",
+        "sysctl net.core.rmem_max",
+        "sysctl net.core.busy_poll",
+        "scaling_governor",
+        "smp_affinity_list",
+        "isolcpus",
+        "--cores",
+        "check mode: nothing changed",
+    ] {
+        assert!(text.contains(setting), "{setting} missing:\n{text}");
+    }
+}
