@@ -14,7 +14,11 @@ BIN=${BIN:-target/release}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 DIR=$(mktemp -d /tmp/pairdb-idem.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
+# The run's records in Redis (24 h ttl) are deleted at the end: the server is shared.
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"
+  redis-cli -u "$REDIS_URL" --scan --pattern 'idempotency:bench:*' | xargs -r -n 500 redis-cli -u "$REDIS_URL" del > /dev/null || true
+}
 trap cleanup EXIT INT TERM
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {print s}'; }
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/"$1"/status; }
