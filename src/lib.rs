@@ -8,7 +8,8 @@
 //!   reflection). Knows nothing of PairDB's data model.
 //! - [`runtime`]: one pinned glommio executor per core, the shutdown signal, SO_REUSEPORT binding.
 //! - [`storage`]: the storage node: fjall engine, `StorageService`, per-core serving.
-//! - [`meta`]: metadata (tenants, nodes, migrations, hints) on redb, and the idempotency table.
+//! - [`meta`]: metadata (tenants, nodes, migrations, hints) on redb or PostgreSQL, and the
+//!   idempotency table (in process or in Redis).
 //! - [`metrics`]: per-core counters and histograms, merged at scrape time (Prometheus text).
 //! - [`admin`]: the admin HTTP port (`/metrics`, `/health/live`, `/health/ready`).
 //! - [`config`]: typed YAML configuration with defaults and validation.

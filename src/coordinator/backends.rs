@@ -11,6 +11,11 @@
 //! what differs from what it last saw to every core, exactly as a local admin call does. The
 //! reload runs on that thread, so a slow or absent database delays only the reload, never a
 //! request: cores keep serving from their caches.
+//!
+//! Hints are shared too: every coordinator's core 0 replays the hints of every node that is up,
+//! whoever stored them. Two coordinators may replay the same hint at once; that is harmless, since
+//! a replay is a storage `Repair` (a version merge, idempotent) and removing an id that the other
+//! already removed is ignored.
 
 use std::{
     collections::HashMap,

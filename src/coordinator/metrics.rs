@@ -93,7 +93,7 @@ pub fn samples(core: &Core, rpc: &RpcMetrics) -> Vec<Sample> {
         ("pairdb_hints_replayed_total", "Hints delivered by replay.", m.hints_replayed.get()),
         (
             "pairdb_idempotency_skipped_total",
-            "Writes that went on without idempotency because the store was full.",
+            "Writes that went on without idempotency because the store was full or unreachable.",
             s.idempotency_skipped.get(),
         ),
         (
