@@ -28,7 +28,7 @@ use crate::{
     config::OnUnavailable,
     coordinator::{
         link::{HintSink, LinkConfig, LinkStats, NodeLink, OpReply},
-        metrics::CoreMetrics,
+        metrics::{key_hash, CoreMetrics, ReplicaTimings},
         Shared, Update,
     },
     core::{
@@ -434,6 +434,7 @@ impl Core {
             });
             replies.push(self.send(node, op));
         }
+        let mut timings = ReplicaTimings::new(rf);
         let outcome = drive(&mut replies, deadline, |event| match event {
             Event::Reply(node, Ok(BatchOutcome::Read(r))) => {
                 match r.version.as_ref().filter(|_| r.found).map(Version::try_from) {
@@ -441,10 +442,12 @@ impl Core {
                     Some(Ok(v)) => quorum.handle_reply(&node, Some(v)),
                     Some(Err(_)) => quorum.handle_failure(&node),
                 }
+                timings.reply(node, true);
                 quorum.poll_outcome()
             }
             Event::Reply(node, _) => {
                 quorum.handle_failure(&node);
+                timings.reply(node, false);
                 quorum.poll_outcome()
             }
             Event::Timeout(now) => {
@@ -453,6 +456,7 @@ impl Core {
             }
         })
         .await;
+        self.log_if_slow("read", &req.tenant_id, &req.key, level, &timings, outcome.is_ok());
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(e) => return Err(self.quorum_failed(e)),
@@ -520,15 +524,24 @@ impl Core {
             };
             replies.push(self.send(node, op));
         }
+        let mut timings = ReplicaTimings::new(rf);
         let outcome = drive(&mut replies, deadline, |event| {
             match event {
-                Event::Reply(node, Ok(_)) => quorum.handle_ack(&node),
-                Event::Reply(node, Err(_)) => quorum.handle_failure(&node),
+                Event::Reply(node, Ok(_)) => {
+                    quorum.handle_ack(&node);
+                    timings.reply(node, true);
+                }
+                Event::Reply(node, Err(_)) => {
+                    quorum.handle_failure(&node);
+                    timings.reply(node, false);
+                }
                 Event::Timeout(now) => quorum.handle_timeout(now),
             }
             quorum.poll_outcome()
         })
         .await;
+        let op = if tombstone { "delete" } else { "write" };
+        self.log_if_slow(op, tenant_id, key, level, &timings, outcome.is_ok());
         // Replicas still pending keep going on their own: a failure there becomes a hint in the
         // link, so nothing waits for them here.
         match outcome {
@@ -556,6 +569,37 @@ impl Core {
     fn replicas(&self, tenant_id: &str, key: &str, rf: usize) -> Vec<NodeId> {
         let ring = self.ring.borrow();
         ring.preference_list(key_token(tenant_id, key), rf.min(MAX_PREFERENCE_LIST)).to_vec()
+    }
+
+    /// Logs a request slower than `log.slow_request_ms`: tenant, a hash of the key (never the
+    /// key or value bytes), level, and each replica's time to answer (or that it had not).
+    fn log_if_slow(
+        &self,
+        op: &'static str,
+        tenant_id: &str,
+        key: &str,
+        level: Level,
+        timings: &ReplicaTimings,
+        ok: bool,
+    ) {
+        let threshold_ms = self.shared.config.log.slow_request_ms;
+        let elapsed = timings.elapsed();
+        if threshold_ms == 0 || elapsed < Duration::from_millis(threshold_ms) {
+            return;
+        }
+        self.metrics.slow_requests.set(self.metrics.slow_requests.get() + 1);
+        let rf = timings.capacity();
+        let preference = self.replicas(tenant_id, key, rf);
+        tracing::warn!(
+            op,
+            tenant = tenant_id,
+            key_hash = %key_hash(key),
+            level = ?level,
+            elapsed_ms = elapsed.as_secs_f64() * 1e3,
+            replicas = %timings.describe(&preference),
+            outcome = if ok { "ok" } else { "quorum not reached" },
+            "slow request"
+        );
     }
 
     fn quorum_failed(&self, e: QuorumError) -> Status {
