@@ -552,16 +552,13 @@ impl Core {
 
     fn send(&self, node: NodeId, op: Op) -> impl Future<Output = (NodeId, OpReply)> + 'static {
         let link = self.link(&node);
-        let metrics = self.metrics.clone();
         async move {
-            let started = Instant::now();
             let reply = match link {
                 Some(link) => link.submit(op).await.unwrap_or_else(|_| {
                     Err(Status::internal("storage operation dropped without a reply"))
                 }),
                 None => Err(Status::unavailable(format!("storage node {node} left the ring"))),
             };
-            metrics.replica_reply(&node, started.elapsed(), reply.is_ok());
             (node, reply)
         }
     }

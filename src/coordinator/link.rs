@@ -21,9 +21,10 @@ use std::{
     cell::{Cell, RefCell},
     net::SocketAddr,
     rc::Rc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
+use ahash::AHashMap;
 use futures_channel::oneshot;
 
 use crate::{
@@ -70,6 +71,8 @@ pub type HintSink = Rc<dyn Fn(&NodeId, &Op)>;
 struct Pending {
     op: Op,
     reply: oneshot::Sender<OpReply>,
+    /// When the operation was submitted: its fan-out latency includes the wait in the queue.
+    started: Instant,
 }
 
 /// One core's link to one storage node.
@@ -100,6 +103,35 @@ pub struct LinkStats {
     pub failed_ops: Cell<u64>,
     /// Operations per Batch call.
     pub batch_sizes: RefCell<Hist>,
+    /// Per storage node: latency from submit to reply, and failures. Kept here, not in the
+    /// request, so that replies arriving after the request was answered still count.
+    pub fanout: RefCell<AHashMap<NodeId, NodeFanout>>,
+}
+
+/// One storage node's operations as seen from one core.
+#[derive(Default)]
+pub struct NodeFanout {
+    /// Operations that failed, timed out or were refused (node down, queue full).
+    pub errors: u64,
+    /// Submit-to-reply latency of operations that were sent.
+    pub latency: Hist,
+}
+
+impl LinkStats {
+    /// Records one operation's end; `started` is None when it was never sent.
+    fn observe(&self, node: &NodeId, started: Option<Instant>, ok: bool) {
+        let mut fanout = self.fanout.borrow_mut();
+        let entry = match fanout.get_mut(node) {
+            Some(e) => e,
+            None => fanout.entry(node.clone()).or_default(),
+        };
+        if let Some(started) = started {
+            entry.latency.record_duration(started.elapsed());
+        }
+        if !ok {
+            entry.errors += 1;
+        }
+    }
 }
 
 impl NodeLink {
@@ -151,14 +183,16 @@ impl NodeLink {
     pub fn submit(self: &Rc<Self>, op: Op) -> oneshot::Receiver<OpReply> {
         let (tx, rx) = oneshot::channel();
         if self.down.get() {
-            self.fail(op, tx, Status::unavailable(format!("storage node {} is down", self.id)));
+            let status = Status::unavailable(format!("storage node {} is down", self.id));
+            self.fail(op, tx, status, None);
             return rx;
         }
         if !self.config.batching {
             let link = self.clone();
             glommio::spawn_local(async move {
+                let started = Instant::now();
                 let result = link.send_single(&op).await;
-                link.finish(op, tx, result);
+                link.finish(op, tx, result, started);
             })
             .detach();
             return rx;
@@ -168,10 +202,11 @@ impl NodeLink {
                 op,
                 tx,
                 Status::resource_exhausted(format!("queue to storage node {} is full", self.id)),
+                None,
             );
             return rx;
         }
-        self.queue.borrow_mut().push(Pending { op, reply: tx });
+        self.queue.borrow_mut().push(Pending { op, reply: tx, started: Instant::now() });
         self.schedule_flush();
         rx
     }
@@ -217,8 +252,8 @@ impl NodeLink {
         self.stats.batches.set(self.stats.batches.get() + 1);
         self.stats.batched_ops.set(self.stats.batched_ops.get() + batch.len() as u64);
         self.stats.batch_sizes.borrow_mut().record(batch.len() as u64);
-        let (ops, replies): (Vec<Op>, Vec<oneshot::Sender<OpReply>>) =
-            batch.into_iter().map(|p| (p.op, p.reply)).unzip();
+        let (ops, replies): (Vec<Op>, Vec<(oneshot::Sender<OpReply>, Instant)>) =
+            batch.into_iter().map(|p| (p.op, (p.reply, p.started))).unzip();
         let request = BatchRequest {
             operations: ops.into_iter().map(|op| BatchOperation { op: Some(op) }).collect(),
         };
@@ -226,17 +261,22 @@ impl NodeLink {
         let ops = request.operations.into_iter().filter_map(|o| o.op);
         match result {
             Ok(response) if response.results.len() == replies.len() => {
-                for ((op, reply), BatchResult { result }) in ops.zip(replies).zip(response.results)
+                for ((op, (reply, started)), BatchResult { result }) in
+                    ops.zip(replies).zip(response.results)
                 {
                     match result {
                         Some(BatchOutcome::Error(e)) => {
                             let status = Status::new(crate::rpc::Code(e.code), e.message);
-                            self.fail(op, reply, status)
+                            self.fail(op, reply, status, Some(started))
                         }
                         Some(outcome) => {
+                            self.stats.observe(&self.id, Some(started), true);
                             let _ = reply.send(Ok(outcome));
                         }
-                        None => self.fail(op, reply, Status::internal("empty batch result")),
+                        None => {
+                            let status = Status::internal("empty batch result");
+                            self.fail(op, reply, status, Some(started))
+                        }
                     }
                 }
             }
@@ -247,13 +287,13 @@ impl NodeLink {
                     response.results.len(),
                     replies.len()
                 ));
-                for (op, reply) in ops.zip(replies) {
-                    self.fail(op, reply, status.clone());
+                for (op, (reply, started)) in ops.zip(replies) {
+                    self.fail(op, reply, status.clone(), Some(started));
                 }
             }
             Err(status) => {
-                for (op, reply) in ops.zip(replies) {
-                    self.fail(op, reply, status.clone());
+                for (op, (reply, started)) in ops.zip(replies) {
+                    self.fail(op, reply, status.clone(), Some(started));
                 }
             }
         }
@@ -279,17 +319,26 @@ impl NodeLink {
         })
     }
 
-    fn finish(&self, op: Op, reply: oneshot::Sender<OpReply>, result: OpReply) {
+    fn finish(&self, op: Op, reply: oneshot::Sender<OpReply>, result: OpReply, started: Instant) {
         match result {
             Ok(outcome) => {
+                self.stats.observe(&self.id, Some(started), true);
                 let _ = reply.send(Ok(outcome));
             }
-            Err(status) => self.fail(op, reply, status),
+            Err(status) => self.fail(op, reply, status, Some(started)),
         }
     }
 
-    fn fail(&self, op: Op, reply: oneshot::Sender<OpReply>, status: Status) {
+    /// Fails `op`; `started` is when it was submitted, None when it was never sent.
+    fn fail(
+        &self,
+        op: Op,
+        reply: oneshot::Sender<OpReply>,
+        status: Status,
+        started: Option<Instant>,
+    ) {
         self.stats.failed_ops.set(self.stats.failed_ops.get() + 1);
+        self.stats.observe(&self.id, started, false);
         // Invalid input is the caller's error, not a missed write: no hint for it.
         if !matches!(op, Op::Read(_)) && status.code != crate::rpc::Code::INVALID_ARGUMENT {
             (self.on_missed)(&self.id, &op);

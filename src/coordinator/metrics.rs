@@ -1,30 +1,22 @@
 //! The coordinator's own metrics, kept per core next to [`CoreStats`] and collected into
 //! [`Sample`]s when a scrape asks (see [`crate::metrics`] for how cores are merged).
 //!
-//! Everything here is written by its core only (`Cell`, `RefCell`); the fan-out latencies are per
-//! storage node, measured from handing the operation to the node's link to its reply, so they
-//! include batching and queueing on this core, which is what a request actually waits for.
+//! Everything here is written by its core only (`Cell`, `RefCell`). The fan-out latencies are
+//! kept by the links (`LinkStats::fanout`), per storage node, from handing the operation to the
+//! node's link to its reply: they include batching and queueing on this core, which is what a
+//! request actually waits for, and they count replies that arrive after the request answered.
 
 use std::{
-    cell::{Cell, RefCell},
+    cell::Cell,
     fmt::Write as _,
     time::{Duration, Instant},
 };
 
-use ahash::AHashMap;
-
 use crate::{
     coordinator::core::{Core, CoreStats},
     core::ids::NodeId,
-    metrics::{Hist, RpcMetrics, Sample},
+    metrics::{RpcMetrics, Sample},
 };
-
-/// One storage node as seen from one core.
-#[derive(Default)]
-struct Fanout {
-    errors: u64,
-    latency: Hist,
-}
 
 /// Per-core coordinator metrics that [`CoreStats`] does not hold.
 #[derive(Default)]
@@ -41,23 +33,9 @@ pub struct CoreMetrics {
     pub hints_replayed: Cell<u64>,
     /// Requests logged as slow.
     pub slow_requests: Cell<u64>,
-    fanout: RefCell<AHashMap<NodeId, Fanout>>,
 }
 
 impl CoreMetrics {
-    /// Records one storage operation's reply from `node`.
-    pub fn replica_reply(&self, node: &NodeId, elapsed: Duration, ok: bool) {
-        let mut fanout = self.fanout.borrow_mut();
-        let entry = match fanout.get_mut(node) {
-            Some(e) => e,
-            None => fanout.entry(node.clone()).or_default(),
-        };
-        entry.latency.record_duration(elapsed);
-        if !ok {
-            entry.errors += 1;
-        }
-    }
-
     /// Counts an idempotency lookup (only requests that carried a client key).
     pub fn idempotency(&self, hit: bool) {
         let cell = if hit { &self.idempotency_hits } else { &self.idempotency_misses };
@@ -158,7 +136,7 @@ pub fn samples(core: &Core, rpc: &RpcMetrics) -> Vec<Sample> {
         )
         .max_across_cores(),
     );
-    let fanout = m.fanout.borrow();
+    let fanout = links.fanout.borrow();
     let mut nodes: Vec<&NodeId> = fanout.keys().collect();
     nodes.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     for node in nodes {
