@@ -10,6 +10,17 @@ use std::{future::Future, time::Duration};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
+thread_local! {
+    /// The core index of the executor running on this thread (set by [`run_per_core`]).
+    static CURRENT_CORE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The core index of the calling executor, when it was started by [`run_per_core`]: for code
+/// that needs it (metric labels) but is not handed it.
+pub fn current_core() -> Option<usize> {
+    CURRENT_CORE.get()
+}
+
 /// The CPUs this process may run on (its affinity mask), in ascending order.
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: `set` is a plain bitmask sized for the kernel API; `sched_getaffinity(0, ..)` only
@@ -76,7 +87,10 @@ where
             builder = builder.spin_before_park(config.spin_before_park);
         }
         let handle = builder
-            .spawn(move || entry(core))
+            .spawn(move || {
+                CURRENT_CORE.set(Some(core));
+                entry(core)
+            })
             .map_err(|e| anyhow::anyhow!("starting executor for core {core} on cpu {cpu}: {e}"))?;
         handles.push(handle);
     }

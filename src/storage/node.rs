@@ -85,7 +85,8 @@ impl StorageNode {
                 .with_max_message_bytes(self.server.max_message_bytes),
         );
         let rpc = Rc::new(RpcMetrics::default());
-        let core = glommio::executor().id();
+        // The core index labels per-core metrics (0 outside the pool: benches, tests).
+        let core = crate::runtime::pool::current_core().unwrap_or(0);
         let scraped = rpc.clone();
         glommio::spawn_local(metrics::answer_scrapes(self.metrics.register(), move || {
             let mut out = Vec::new();
