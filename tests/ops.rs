@@ -291,6 +291,9 @@ fn storage_node_admin_port() {
     );
     assert_eq!(calls, Some(3.0), "{text}");
     assert_eq!(value(&lines, "pairdb_rpc_in_flight", &[("core", "0")]), Some(0.0), "{text}");
+    for engine in ["pairdb_storage_records", "pairdb_storage_disk_bytes"] {
+        assert!(value(&lines, engine, &[]).is_some(), "{engine} missing:\n{text}");
+    }
     promtool_check(&text);
     // The container health check: `pairdb probe` exits 0 on 200 only.
     let ready = format!("http://{admin}/health/ready");

@@ -8,7 +8,7 @@ use glommio::net::TcpListener;
 use crate::{
     admin::AdminSource,
     config::StorageConfig,
-    metrics::{self, MetricsHub, RpcMetrics},
+    metrics::{self, MetricsHub, RpcMetrics, Sample},
     rpc::{health, health::HealthState, reflection, server, Router, ServerConfig},
     runtime::shutdown::Shutdown,
     storage::{
@@ -57,13 +57,39 @@ impl StorageNode {
         self.addr
     }
 
-    /// What the admin port reports: every core's gRPC metrics; ready while serving (an open
-    /// engine is all a storage node needs).
+    /// What the admin port reports: every core's gRPC metrics and the engine's record counts and
+    /// disk use (read at scrape time, on the admin thread); ready while serving (an open engine
+    /// is all a storage node needs).
     pub fn admin_source(&self) -> AdminSource {
+        let engine = self.engine.clone();
         AdminSource {
             hub: self.metrics.clone(),
             health: self.health.clone(),
-            extra: Box::new(|_| {}),
+            extra: Box::new(move |out| match engine.stats() {
+                Ok(s) => {
+                    out.push(Sample::gauge(
+                        "pairdb_storage_records",
+                        "Stored records: live keys plus tombstones not yet purged.",
+                        s.key_count as f64,
+                    ));
+                    out.push(Sample::gauge(
+                        "pairdb_storage_tombstones",
+                        "Tombstones among the stored records.",
+                        s.tombstone_count as f64,
+                    ));
+                    out.push(Sample::gauge(
+                        "pairdb_storage_disk_bytes",
+                        "Bytes the engine uses on disk (journals and tables).",
+                        s.disk_bytes as f64,
+                    ));
+                    out.push(Sample::gauge(
+                        "pairdb_storage_filesystem_used_ratio",
+                        "How full the data directory's filesystem is, 0 to 1.",
+                        s.disk_usage_percent / 100.0,
+                    ));
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read engine stats for /metrics"),
+            }),
         }
     }
 
