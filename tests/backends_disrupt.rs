@@ -52,24 +52,29 @@ struct RestartServers;
 
 impl Drop for RestartServers {
     fn drop(&mut self) {
-        if !postgres_running() {
-            postgres("start");
+        // No assertions here: a panic while the test is already unwinding would abort the
+        // process before the other server is restarted.
+        if !postgres_running() && !shell(&format!("{PG_CTL} start")) {
+            eprintln!("could not restart postgres: run `{PG_CTL} start`");
         }
-        if !redis_running() {
-            redis_start();
+        if !redis_running() && !shell(REDIS_START) {
+            eprintln!("could not restart redis: run `{REDIS_START}`");
         }
     }
 }
+
+const PG_CTL: &str =
+    "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -n1) main";
+const REDIS_START: &str =
+    "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' \
+                           --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log";
 
 fn shell(script: &str) -> bool {
     Command::new("sh").arg("-c").arg(script).status().is_ok_and(|s| s.success())
 }
 
 fn postgres(action: &str) {
-    let ok = shell(&format!(
-        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -n1) main {action}"
-    ));
-    assert!(ok, "pg_ctlcluster {action} failed");
+    assert!(shell(&format!("{PG_CTL} {action}")), "{PG_CTL} {action} failed");
 }
 
 fn postgres_running() -> bool {
@@ -83,11 +88,7 @@ fn redis_stop() {
 }
 
 fn redis_start() {
-    let ok = shell(
-        "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' \
-         --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log",
-    );
-    assert!(ok, "redis-server did not start");
+    assert!(shell(REDIS_START), "redis-server did not start");
     let deadline = Instant::now() + CONVERGE;
     while !redis_running() {
         assert!(Instant::now() < deadline, "redis did not come up");
