@@ -7,6 +7,9 @@
 //! - `one_idempotent_write_sent_to_both_coordinators_applies_once` (needs Redis too): the same
 //!   request with the same idempotency key, sent to both coordinators at the same moment, is
 //!   written once; the other answer is the duplicate with the same version.
+//! - `a_change_without_notification_arrives_with_the_periodic_reload`: a tenant changed in
+//!   PostgreSQL behind the coordinators' backs (no NOTIFY) reaches both through the periodic
+//!   reload, the backstop for a missed notification.
 //! - `redis_store_claims_once_across_stores` (Redis only): the store's claim, complete and
 //!   release across two store instances, and its fast answer when Redis is unreachable.
 //!
@@ -239,5 +242,58 @@ fn redis_store_claims_once_across_stores() {
             assert_eq!(down.claim(&key, 1).await, Claim::Unavailable);
         }
         assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    });
+}
+
+/// A change that reaches PostgreSQL without a notification (written by hand here; in production,
+/// one sent while a coordinator's listener was reconnecting) still reaches every coordinator
+/// within `metadata.reload_interval_secs` (5 s in these tests).
+#[test]
+fn a_change_without_notification_arrives_with_the_periodic_reload() {
+    let name = "a_change_without_notification_arrives_with_the_periodic_reload";
+    let Some(url) = postgres_url(name) else { return };
+    let pair = Pair::start("reload", PgSchema::create(&url), None, "");
+    let (a, b) = (pair.a.addr, pair.b.addr);
+    let tenant = "reloaded";
+    run_local(move || async move {
+        let (ca, cb) = (channel(a).await, channel(b).await);
+        let _: api::CreateTenantResponse = call(
+            &ca,
+            "CreateTenant",
+            &api::CreateTenantRequest { tenant_id: tenant.into(), replication_factor: 3 },
+        )
+        .await
+        .expect("CreateTenant");
+        // Both cache it.
+        for ch in [&ca, &cb] {
+            let t: api::GetTenantResponse =
+                call(ch, "GetTenant", &api::GetTenantRequest { tenant_id: tenant.into() })
+                    .await
+                    .expect("GetTenant");
+            assert_eq!(t.replication_factor, 3);
+        }
+    });
+    let mut db = postgres::Client::connect(&pair.schema.url, postgres::NoTls).expect("connect");
+    let changed = db
+        .execute("UPDATE tenants SET replication_factor = 2 WHERE tenant_id = $1", &[&tenant])
+        .expect("update without notify");
+    assert_eq!(changed, 1);
+    run_local(move || async move {
+        for addr in [a, b] {
+            let ch = channel(addr).await;
+            let ch = &ch;
+            eventually("the periodic reload brings RF 2", CONVERGE, move || async move {
+                let t: api::GetTenantResponse =
+                    call(ch, "GetTenant", &api::GetTenantRequest { tenant_id: tenant.into() })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                if t.replication_factor == 2 {
+                    Ok(())
+                } else {
+                    Err(format!("{t:?}"))
+                }
+            })
+            .await;
+        }
     });
 }

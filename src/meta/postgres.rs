@@ -15,9 +15,11 @@
 //! find it recorded. A database with a migration this build does not know is refused as
 //! [`MetaError::Corrupt`] rather than used with a schema it may misread.
 //!
-//! Every write to tenants or nodes also runs `pg_notify('pairdb_meta', …)` in its transaction, so
-//! coordinators that [`watch`](PostgresStore::watch) the channel hear about it when it commits
-//! (and not at all if it rolls back). Notifications are best effort (a listener that was
+//! Every write to tenants or nodes also runs `pg_notify('pairdb_meta', '{schema}:{what}')` in its
+//! transaction, so coordinators that [`watch`](PostgresStore::watch) the channel hear about it
+//! when it commits (and not at all if it rolls back). The channel is database-wide; the schema in
+//! the payload lets several clusters (or tests) share one database without reloading on each
+//! other's writes. Notifications are best effort (a listener that was
 //! disconnected misses them), which is why the watcher also reports a periodic tick: the caller
 //! reloads on either, and the tick bounds how stale a coordinator can be.
 
@@ -26,7 +28,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use postgres::{error::SqlState, fallible_iterator::FallibleIterator, Client, NoTls, Transaction};
@@ -224,7 +226,7 @@ impl PostgresStore {
     }
 
     /// Starts a thread that listens on [`CHANNEL`] and calls `on_change` for every notification
-    /// and, when nothing arrived for `every`, with [`Change::Everything`]. It reconnects by itself
+    /// about this store's schema and, every `every`, with [`Change::Everything`]. It reconnects by itself
     /// (once a second while the server is down) and reports [`Change::Everything`] after each
     /// reconnection, since notifications sent meanwhile were lost. The thread stops within
     /// `every` once `on_change` returns false or the returned [`Watch`] is dropped.
@@ -247,21 +249,31 @@ impl PostgresStore {
                         continue;
                     }
                 };
-                if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")) {
-                    tracing::warn!(error = %e, "metadata watch cannot LISTEN; retrying");
-                    std::thread::sleep(Duration::from_secs(1));
-                    continue;
-                }
+                let listen = client
+                    .batch_execute(&format!("LISTEN {CHANNEL}"))
+                    .and_then(|()| client.query_one("SELECT current_schema()", &[]));
+                let schema: String = match listen {
+                    Ok(row) => row.get(0),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metadata watch cannot LISTEN; retrying");
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                };
                 if !first && !on_change(Change::Everything) {
                     return;
                 }
                 first = false;
+                // The periodic reload is a deadline, not "nothing heard for `every`": the channel
+                // is shared by every schema of the database, so it may never be quiet.
+                let mut next_reload = Instant::now() + every;
                 while !stopped.load(Ordering::Relaxed) {
                     let mut notifications = client.notifications();
                     let mut changes = Vec::new();
-                    match notifications.timeout_iter(every).next() {
-                        Ok(Some(n)) => changes.push(parse_change(n.payload())),
-                        Ok(None) => changes.push(Change::Everything),
+                    let wait = next_reload.saturating_duration_since(Instant::now());
+                    match notifications.timeout_iter(wait).next() {
+                        Ok(Some(n)) => changes.extend(parse_change(n.payload(), &schema)),
+                        Ok(None) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "metadata watch lost its connection");
                             break;
@@ -270,7 +282,11 @@ impl PostgresStore {
                     // A burst of writes becomes one reload of each kind.
                     let mut pending = notifications.iter();
                     while let Ok(Some(n)) = pending.next() {
-                        changes.push(parse_change(n.payload()));
+                        changes.extend(parse_change(n.payload(), &schema));
+                    }
+                    if Instant::now() >= next_reload {
+                        changes.push(Change::Everything);
+                        next_reload = Instant::now() + every;
                     }
                     if changes.contains(&Change::Everything) {
                         changes = vec![Change::Everything];
@@ -307,16 +323,23 @@ impl Drop for Watch {
     }
 }
 
-fn parse_change(payload: &str) -> Change {
-    match payload {
+/// What a notification's payload, `{schema}:{what}`, says changed; `None` when it is about
+/// another schema of the same database (another cluster, or another test).
+fn parse_change(payload: &str, schema: &str) -> Option<Change> {
+    let (from, what) = payload.rsplit_once(':')?;
+    if from != schema {
+        return None;
+    }
+    Some(match what {
         "tenants" => Change::Tenants,
         "nodes" => Change::Nodes,
         _ => Change::Everything,
-    }
+    })
 }
 
+/// Notifies watchers, when the transaction commits, that `what` changed in this schema.
 fn notify(tx: &mut Transaction<'_>, what: &str) -> Result<(), Fail> {
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &what])?;
+    tx.execute("SELECT pg_notify($1, current_schema() || ':' || $2)", &[&CHANNEL, &what])?;
     Ok(())
 }
 
@@ -758,10 +781,12 @@ mod tests {
     }
 
     #[test]
-    fn payloads_parse_and_unknown_means_everything() {
-        assert_eq!(parse_change("tenants"), Change::Tenants);
-        assert_eq!(parse_change("nodes"), Change::Nodes);
-        assert_eq!(parse_change("?"), Change::Everything);
+    fn payloads_parse_and_other_schemas_are_ignored() {
+        assert_eq!(parse_change("public:tenants", "public"), Some(Change::Tenants));
+        assert_eq!(parse_change("public:nodes", "public"), Some(Change::Nodes));
+        assert_eq!(parse_change("public:?", "public"), Some(Change::Everything));
+        assert_eq!(parse_change("other:tenants", "public"), None);
+        assert_eq!(parse_change("tenants", "public"), None);
     }
 
     #[test]
