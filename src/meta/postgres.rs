@@ -521,17 +521,21 @@ impl HintStore for PostgresStore {
         }
         let encoded: Vec<Vec<u8>> =
             hints.iter().map(|h| storage::Version::from(&h.version).encode_to_vec()).collect();
+        let nodes: Vec<&str> = hints.iter().map(|h| h.target_node.as_str()).collect();
+        let tenants: Vec<&str> = hints.iter().map(|h| h.tenant_id.as_str()).collect();
+        let keys: Vec<&str> = hints.iter().map(|h| h.key.as_str()).collect();
+        let times: Vec<i64> = hints.iter().map(|h| h.created_at_us).collect();
+        // One statement for the whole batch (a core flushes up to thousands at once), rows in
+        // array order so that their ids increase in the order given.
         self.write(|tx| {
-            let insert = tx.prepare(
+            tx.execute(
                 "INSERT INTO hints (target_node, tenant_id, key, version, created_at_us)
-                 VALUES ($1, $2, $3, $4, $5)",
+                 SELECT n, t, k, v, c
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[])
+                      WITH ORDINALITY AS u(n, t, k, v, c, ord)
+                 ORDER BY ord",
+                &[&nodes, &tenants, &keys, &encoded, &times],
             )?;
-            for (h, version) in hints.iter().zip(&encoded) {
-                tx.execute(
-                    &insert,
-                    &[&h.target_node, &h.tenant_id, &h.key, version, &h.created_at_us],
-                )?;
-            }
             Ok(())
         })
     }
