@@ -10,6 +10,8 @@
 //! - `a_change_without_notification_arrives_with_the_periodic_reload`: a tenant changed in
 //!   PostgreSQL behind the coordinators' backs (no NOTIFY) reaches both through the periodic
 //!   reload, the backstop for a missed notification.
+//! - `hints_for_a_down_node_are_kept_in_postgres_and_replayed`: writes made while a storage
+//!   node is down leave hints in PostgreSQL, replayed to the node when it is back.
 //! - `redis_store_claims_once_across_stores` (Redis only): the store's claim, complete and
 //!   release across two store instances, and its fast answer when Redis is unreachable.
 //!
@@ -33,7 +35,7 @@ use pairdb::{
         idempotency::{Claim, IdempotencyKey},
         redis::{RedisConfig, RedisIdempotencyStore},
     },
-    proto::coordinator as api,
+    proto::{coordinator as api, storage as pb},
 };
 
 #[path = "support/backends.rs"]
@@ -296,4 +298,80 @@ fn a_change_without_notification_arrives_with_the_periodic_reload() {
             .await;
         }
     });
+}
+
+/// Hinted handoff with the hint store in PostgreSQL: writes made while a storage node is down
+/// leave hints in the shared `hints` table, and once the node is back (same port, same data)
+/// they are replayed to it and removed.
+#[test]
+fn hints_for_a_down_node_are_kept_in_postgres_and_replayed() {
+    let name = "hints_for_a_down_node_are_kept_in_postgres_and_replayed";
+    let Some(url) = postgres_url(name) else { return };
+    let mut pair = Pair::start("hints", PgSchema::create(&url), None, "");
+    let a = pair.a.addr;
+    let tenant = "hinted";
+    run_local(move || async move {
+        let ch = channel(a).await;
+        let _: api::CreateTenantResponse = call(
+            &ch,
+            "CreateTenant",
+            &api::CreateTenantRequest { tenant_id: tenant.into(), replication_factor: 3 },
+        )
+        .await
+        .expect("CreateTenant");
+    });
+    let down = pair.storage.remove(2);
+    let (id, addr) = (down.node_id.clone(), down.addr);
+    assert!(common::killed_by_sigkill(&down.kill9()));
+    const KEYS: usize = 20;
+    run_local(move || async move {
+        let ch = channel(a).await;
+        for i in 0..KEYS {
+            let mut request = write(tenant, &format!("key-{i}"), b"while down", "");
+            request.consistency = api::Consistency::Quorum as i32;
+            let _: api::WriteKeyValueResponse =
+                call(&ch, "WriteKeyValue", &request).await.expect("QUORUM write, one node down");
+        }
+    });
+    let mut db = postgres::Client::connect(&pair.schema.url, postgres::NoTls).expect("connect");
+    let pending = |db: &mut postgres::Client| -> i64 {
+        db.query_one("SELECT count(*) FROM hints WHERE target_node = $1", &[&id])
+            .expect("count hints")
+            .get(0)
+    };
+    let deadline = std::time::Instant::now() + CONVERGE;
+    while pending(&mut db) < KEYS as i64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hints not in postgres: {}",
+            pending(&mut db)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let back = StorageProcess::start_on_port(&pair.tmp.path().join(&id), &id, 1, addr.port());
+    run_local(move || async move {
+        let node = channel(addr).await;
+        let node = &node;
+        eventually("the restarted node holds every hinted write", CONVERGE, move || async move {
+            for i in 0..KEYS {
+                let req = pb::ReadRequest { tenant_id: tenant.into(), key: format!("key-{i}") };
+                let reply: pb::ReadResponse = node
+                    .unary(&common::storage_path("Read"), &req, Some(common::CALL_TIMEOUT))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !reply.found {
+                    return Err(format!("key-{i} not there yet"));
+                }
+            }
+            Ok(())
+        })
+        .await;
+    });
+    let deadline = std::time::Instant::now() + CONVERGE;
+    while pending(&mut db) > 0 {
+        assert!(std::time::Instant::now() < deadline, "hints left: {}", pending(&mut db));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pair.storage.push(back);
 }
