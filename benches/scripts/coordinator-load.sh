@@ -20,7 +20,7 @@ trap cleanup EXIT INT TERM
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {print s}'; }
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' /proc/"$1"/status; }
 for i in 1 2 3; do
-  $BIN/pairdb storage --node-id "storage-$i" --port $((56160 + i)) --admin-port $((56170 + i)) --data-dir "$DIR/s$i" > /dev/null 2> "$DIR/s$i.err" &
+  $BIN/pairdb storage --node-id "storage-$i" --port $((56160 + i)) --admin-port $((56170 + i)) --cores 1 --data-dir "$DIR/s$i" > /dev/null 2> "$DIR/s$i.err" &
   PIDS+=($!)
 done
 sleep 1

@@ -13,6 +13,14 @@ use glommio::{LocalExecutorBuilder, Placement};
 thread_local! {
     /// The core index of the executor running on this thread (set by [`run_per_core`]).
     static CURRENT_CORE: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    /// The CPU of every core of the pool this thread belongs to, by core index.
+    static POOL_CPUS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The CPU each core of the calling executor's pool is pinned to, by core index; empty outside
+/// [`run_per_core`].
+pub fn pool_cpus() -> Vec<usize> {
+    POOL_CPUS.with(|c| c.borrow().clone())
 }
 
 /// The core index of the calling executor, when it was started by [`run_per_core`]: for code
@@ -74,9 +82,11 @@ where
     let cpus = allowed_cpus();
     let cores = config.effective_cores();
     let mut handles = Vec::with_capacity(cores);
-    for core in 0..cores {
-        let cpu = cpus.get(core % cpus.len().max(1)).copied().unwrap_or(0);
+    let core_cpus: Vec<usize> =
+        (0..cores).map(|core| cpus.get(core % cpus.len().max(1)).copied().unwrap_or(0)).collect();
+    for (core, &cpu) in core_cpus.iter().enumerate() {
         let entry = entry.clone();
+        let pool_cpus_for_thread = core_cpus.clone();
         let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("{}-{core}", config.name))
             // Each executor's io_uring registered buffers are locked memory; 1 MiB per core
@@ -89,6 +99,7 @@ where
         let handle = builder
             .spawn(move || {
                 CURRENT_CORE.set(Some(core));
+                POOL_CPUS.with(|c| *c.borrow_mut() = pool_cpus_for_thread.clone());
                 entry(core)
             })
             .map_err(|e| anyhow::anyhow!("starting executor for core {core} on cpu {cpu}: {e}"))?;

@@ -26,6 +26,9 @@ pub struct StorageNode {
     health: HealthState,
     drain_timeout: Duration,
     metrics: MetricsHub,
+    /// The per-core listeners, bound together by the first core to call [`StorageNode::bind`]
+    /// so that they join the SO_REUSEPORT group in core order (see `listen::bind_steered`).
+    listeners: std::sync::Mutex<Option<Vec<Option<socket2::Socket>>>>,
 }
 
 impl StorageNode {
@@ -39,6 +42,7 @@ impl StorageNode {
             Duration::from_secs(config.tombstone_grace_secs),
         )?;
         Ok(Arc::new(StorageNode {
+            listeners: std::sync::Mutex::new(None),
             engine,
             node_id: config.node_id.clone(),
             addr,
@@ -101,7 +105,24 @@ impl StorageNode {
     /// Binds this core's listener. Separate from [`StorageNode::serve_core`] so the caller can
     /// announce readiness once every core has bound.
     pub fn bind(&self) -> std::io::Result<TcpListener> {
-        TcpListener::bind(self.addr).map_err(Into::into)
+        let cpus = crate::runtime::pool::pool_cpus();
+        if cpus.len() <= 1 {
+            return TcpListener::bind(self.addr).map_err(Into::into);
+        }
+        let core = crate::runtime::pool::current_core().unwrap_or(0);
+        let mut listeners = self.listeners.lock().map_err(|_| std::io::Error::other("poisoned"))?;
+        if listeners.is_none() {
+            let (_, sockets) = crate::runtime::listen::bind_steered(self.addr, &cpus)?;
+            *listeners = Some(sockets.into_iter().map(Some).collect());
+        }
+        let socket = listeners
+            .as_mut()
+            .and_then(|all| all.get_mut(core))
+            .and_then(Option::take)
+            .ok_or_else(|| std::io::Error::other(format!("core {core} has no listener left")))?;
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: the descriptor is a bound, listening TCP socket that we own and hand over.
+        Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
     }
 
     /// Serves on this core until `shutdown` fires and in-flight calls drained.
