@@ -911,19 +911,7 @@ impl Core {
         }
         let rf = check_rf(req.new_replication_factor)?;
         let now = unix_now_secs();
-        let migration = MigrationRecord {
-            migration_id: self.new_id("mig"),
-            migration_type: MigrationRecord::REPLICATION_CHANGE.into(),
-            node_id: req.tenant_id.clone(),
-            // Nothing is copied in the background yet: new replicas fill through writes, read
-            // repair and hints. The record says so instead of pretending to move data.
-            status: MigrationRecord::COMPLETED.into(),
-            keys_migrated: 0,
-            total_keys: 0,
-            started_at: now,
-            completed_at: now,
-            error_message: String::new(),
-        };
+        let migration = self.ring_change(MigrationRecord::REPLICATION_CHANGE, &req.tenant_id, now);
         let meta = self.shared.meta.clone();
         let (id, m) = (req.tenant_id.clone(), migration.clone());
         let old = blocking(move || meta.update_replication_factor(&id, rf, now, &m))
@@ -975,17 +963,7 @@ impl Core {
             state: NodeState::Active,
             added_at: now,
         };
-        let migration = MigrationRecord {
-            migration_id: self.new_id("mig"),
-            migration_type: MigrationRecord::NODE_ADDITION.into(),
-            node_id: req.node_id.clone(),
-            status: MigrationRecord::COMPLETED.into(),
-            keys_migrated: 0,
-            total_keys: 0,
-            started_at: now,
-            completed_at: now,
-            error_message: String::new(),
-        };
+        let migration = self.ring_change(MigrationRecord::NODE_ADDITION, &req.node_id, now);
         let meta = self.shared.meta.clone();
         let (r, m) = (record.clone(), migration.clone());
         let nodes = blocking(move || {
@@ -1050,17 +1028,7 @@ impl Core {
             }
         }
         let now = unix_now_secs();
-        let migration = MigrationRecord {
-            migration_id: self.new_id("mig"),
-            migration_type: MigrationRecord::NODE_REMOVAL.into(),
-            node_id: record.node_id.clone(),
-            status: MigrationRecord::COMPLETED.into(),
-            keys_migrated: 0,
-            total_keys: 0,
-            started_at: now,
-            completed_at: now,
-            error_message: String::new(),
-        };
+        let migration = self.ring_change(MigrationRecord::NODE_REMOVAL, &record.node_id, now);
         let meta = self.shared.meta.clone();
         let (id, m) = (record.node_id.clone(), migration.clone());
         let nodes = blocking(move || {
@@ -1159,6 +1127,24 @@ impl Core {
     fn broadcast_nodes(&self, nodes: Vec<NodeRecord>) {
         let epoch = self.shared.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         self.shared.broadcast(Update::Nodes { epoch, nodes });
+    }
+
+    /// The migration record of a membership or replication change. Nothing is copied in the
+    /// background yet (data movement is a later piece of work): new replicas fill through writes,
+    /// read repair and hints, so the record is complete at once, with no keys moved, and says so
+    /// instead of pretending to move data.
+    fn ring_change(&self, migration_type: &str, subject: &str, now: i64) -> MigrationRecord {
+        MigrationRecord {
+            migration_id: self.new_id("mig"),
+            migration_type: migration_type.into(),
+            node_id: subject.into(),
+            status: MigrationRecord::COMPLETED.into(),
+            keys_migrated: 0,
+            total_keys: 0,
+            started_at: now,
+            completed_at: now,
+            error_message: String::new(),
+        }
     }
 
     fn new_id(&self, prefix: &str) -> String {
