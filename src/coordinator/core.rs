@@ -435,25 +435,12 @@ impl Core {
             replies.push(self.send(node, op));
         }
         let mut timings = ReplicaTimings::new(rf);
-        let outcome = drive(&mut replies, deadline, |event| match event {
-            Event::Reply(node, Ok(BatchOutcome::Read(r))) => {
-                match r.version.as_ref().filter(|_| r.found).map(Version::try_from) {
-                    None => quorum.handle_reply(&node, None),
-                    Some(Ok(v)) => quorum.handle_reply(&node, Some(v)),
-                    Some(Err(_)) => quorum.handle_failure(&node),
-                }
-                timings.reply(node, true);
-                quorum.poll_outcome()
+        let outcome = drive(&mut replies, deadline, |event| {
+            feed_read(&mut quorum, &event);
+            if let Event::Reply(node, reply) = event {
+                timings.reply(node, matches!(reply, Ok(BatchOutcome::Read(_))));
             }
-            Event::Reply(node, _) => {
-                quorum.handle_failure(&node);
-                timings.reply(node, false);
-                quorum.poll_outcome()
-            }
-            Event::Timeout(now) => {
-                quorum.handle_timeout(now);
-                quorum.poll_outcome()
-            }
+            quorum.poll_outcome()
         })
         .await;
         self.log_if_slow("read", &req.tenant_id, &req.key, level, &timings, outcome.is_ok());
@@ -638,17 +625,7 @@ impl Core {
         }
         glommio::spawn_local(async move {
             let _ = drive(&mut replies, deadline, |event| {
-                match event {
-                    Event::Reply(node, Ok(BatchOutcome::Read(r))) => {
-                        match r.version.as_ref().filter(|_| r.found).map(Version::try_from) {
-                            None => quorum.handle_reply(&node, None),
-                            Some(Ok(v)) => quorum.handle_reply(&node, Some(v)),
-                            Some(Err(_)) => quorum.handle_failure(&node),
-                        }
-                    }
-                    Event::Reply(node, _) => quorum.handle_failure(&node),
-                    Event::Timeout(now) => quorum.handle_timeout(now),
-                }
+                feed_read(&mut quorum, &event);
                 quorum.is_settled().then_some(Ok::<(), QuorumError>(()))
             })
             .await;
@@ -1190,6 +1167,22 @@ impl HasDuplicate for api::WriteKeyValueResponse {
 impl HasDuplicate for api::DeleteKeyValueResponse {
     fn is_duplicate(&self) -> bool {
         self.is_duplicate
+    }
+}
+
+/// Feeds one read reply (or the deadline) to a read's quorum: a replica's version, its "none",
+/// or, for a failed call or a version that does not decode, a failure.
+fn feed_read(quorum: &mut QuorumRead<Version>, event: &Event) {
+    match event {
+        Event::Reply(node, Ok(BatchOutcome::Read(r))) => {
+            match r.version.as_ref().filter(|_| r.found).map(Version::try_from) {
+                None => quorum.handle_reply(node, None),
+                Some(Ok(v)) => quorum.handle_reply(node, Some(v)),
+                Some(Err(_)) => quorum.handle_failure(node),
+            }
+        }
+        Event::Reply(node, _) => quorum.handle_failure(node),
+        Event::Timeout(now) => quorum.handle_timeout(*now),
     }
 }
 
