@@ -190,5 +190,19 @@ impl Coordinator {
         // In-flight calls are done: persist the hints they produced.
         flusher.await;
         background::persist_hints(&core).await;
+        let (batches, ops) = (core.link_stats.batches.get(), core.link_stats.batched_ops.get());
+        tracing::info!(
+            core = index,
+            batches,
+            batched_ops = ops,
+            ops_per_batch = if batches > 0 { ops as f64 / batches as f64 } else { 0.0 },
+            failed_ops = core.link_stats.failed_ops.get(),
+            repairs_queued = core.stats.repairs_queued.get(),
+            repairs_done = core.stats.repairs_done.get(),
+            repairs_dropped = core.stats.repairs_dropped.get(),
+            hints_stored = core.stats.hints_buffered.get(),
+            quorum_failures = core.stats.quorum_failures.get(),
+            "core stopped"
+        );
     }
 }
