@@ -277,7 +277,7 @@ fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
                 }
             };
             if bound.fetch_add(1, Ordering::SeqCst) + 1 == cores {
-                // Every core listens: release the placeholder and announce the address.
+                // Every core listens: release the port reservation and announce the address.
                 reservation.lock().map(|mut r| r.take()).ok();
                 println!(
                     "pairdb storage {node_id} listening on {} ({cores} cores){admin}",
