@@ -129,6 +129,10 @@ pub const DEFAULT_GROUP_COMMIT_INTERVAL: Duration = Duration::from_millis(5);
 /// a week of repair cycle; the cost is disk for deleted keys.
 pub const DEFAULT_TOMBSTONE_GRACE: Duration = Duration::from_secs(10 * 24 * 3600);
 
+/// Sealed memtables at which fjall 3.1 stalls writers (`keyspace/mod.rs`
+/// `Keyspace::local_backpressure`); see [`Engine::write_stalled`].
+pub const FJALL_STALL_SEALED_MEMTABLES: usize = 4;
+
 /// Suggested interval for [`Engine::spawn_purger`]: hourly. Purge scans the whole keyspace, and
 /// an hour is negligible against the 10-day grace.
 pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
@@ -387,6 +391,14 @@ impl Engine {
     /// The durability mode this engine was opened with.
     pub fn durability(&self) -> Durability {
         self.durability
+    }
+
+    /// True while a write would stall inside fjall: with [`FJALL_STALL_SEALED_MEMTABLES`] or more
+    /// sealed memtables waiting for flush, fjall's commit sleeps its thread in 100 ms steps
+    /// (`Keyspace::local_backpressure`). A caller on a request core waits for this to clear
+    /// asynchronously first, so the core keeps serving everything else meanwhile.
+    pub fn write_stalled(&self) -> bool {
+        self.data.sealed_memtable_count() >= FJALL_STALL_SEALED_MEMTABLES
     }
 
     /// Applies `incoming` to what is stored for `(tenant_id, key)` by the winner rule and stores
@@ -1398,5 +1410,12 @@ mod tests {
         drop(engine);
         let empty = tempfile::tempdir().expect("tempdir");
         assert!(sync_active_journal(empty.path(), &mut None).is_err(), "no journal is an error");
+    }
+
+    #[test]
+    fn a_fresh_engine_does_not_stall_writers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::open(dir.path(), EngineConfig::default()).expect("open");
+        assert!(!engine.write_stalled());
     }
 }

@@ -21,6 +21,10 @@ use crate::{
     storage::engine::{Applied, ApplyOp, Durability, Engine, EngineError},
 };
 
+/// Longest a write waits on a request core for the engine's flush to catch up before it is
+/// committed anyway. Far above a healthy flush, short of a client's usual deadline.
+const MAX_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Most operations one `Batch` may carry: bounds the work and memory of one call.
 pub const MAX_BATCH_OPERATIONS: usize = 10_000;
 /// Default and largest `ScanRange` page.
@@ -143,7 +147,19 @@ impl StorageService {
                 .await
                 .map_err(|e| engine_status(&e));
         }
+        self.wait_for_flush().await;
         self.engine.apply(&tenant_id, &key, &version).map_err(|e| engine_status(&e))
+    }
+
+    /// Yields this core while the engine would stall writers (see [`Engine::write_stalled`]),
+    /// instead of letting fjall sleep the whole executor thread, for at most
+    /// [`MAX_FLUSH_WAIT`]; after that the write goes ahead and fjall applies its own
+    /// backpressure.
+    async fn wait_for_flush(&self) {
+        let give_up = std::time::Instant::now() + MAX_FLUSH_WAIT;
+        while self.engine.write_stalled() && std::time::Instant::now() < give_up {
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     fn read(&self, req: &ReadRequest) -> Result<ReadResponse, Status> {
@@ -223,6 +239,9 @@ impl StorageService {
             }
         }
         if !writes.is_empty() {
+            if self.engine.durability() != Durability::Sync {
+                self.wait_for_flush().await;
+            }
             let applied = if self.engine.durability() == Durability::Sync {
                 let engine = self.engine.clone();
                 let (applied, returned) = glommio::executor()
