@@ -54,10 +54,23 @@ enum Command {
 
 #[derive(Args)]
 struct CoordinatorArgs {
-    /// YAML config file (see config/coordinator.yaml); flags override it.
+    #[command(flatten)]
+    server: ServerArgs,
+    /// A storage node to register, as ID=HOST:PORT (repeatable; replaces the config file's list).
+    #[arg(long = "storage-node", value_parser = parse_node)]
+    storage_nodes: Vec<StorageNodeEntry>,
+    /// Send storage operations one RPC each instead of as Batch calls (for comparison).
+    #[arg(long)]
+    no_batching: bool,
+}
+
+/// Flags every server role takes; each overrides the config key of the same name.
+#[derive(Args)]
+struct ServerArgs {
+    /// YAML config file (config/storage.yaml or config/coordinator.yaml); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// This coordinator's id (its cores are the vector-clock actors `{id}/{core}`).
+    /// This server's id (a coordinator's cores are the vector-clock actors `{id}/{core}`).
     #[arg(long)]
     node_id: Option<String>,
     /// Address to listen on.
@@ -66,7 +79,7 @@ struct CoordinatorArgs {
     /// gRPC port (0 picks a free one).
     #[arg(long)]
     port: Option<u16>,
-    /// Directory of the embedded metadata database.
+    /// Data directory (a storage node's engine, a coordinator's embedded metadata database).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Executors, one per core (0 = one per allowed CPU).
@@ -75,15 +88,41 @@ struct CoordinatorArgs {
     /// Admin HTTP port for /metrics and /health/{live,ready} (0 picks a free one).
     #[arg(long)]
     admin_port: Option<u16>,
-    /// A storage node to register, as ID=HOST:PORT (repeatable; replaces the config file's list).
-    #[arg(long = "storage-node", value_parser = parse_node)]
-    storage_nodes: Vec<StorageNodeEntry>,
-    /// Send storage operations one RPC each instead of as Batch calls (for comparison).
-    #[arg(long)]
-    no_batching: bool,
     /// Validate the configuration and exit.
     #[arg(long)]
     check_config: bool,
+}
+
+impl ServerArgs {
+    /// Writes the flags that were given over the loaded config's values.
+    fn apply(
+        &self,
+        node_id: &mut String,
+        host: &mut String,
+        port: &mut u16,
+        data_dir: &mut PathBuf,
+        cores: &mut usize,
+        admin_port: &mut Option<u16>,
+    ) {
+        if let Some(v) = &self.node_id {
+            node_id.clone_from(v);
+        }
+        if let Some(v) = &self.host {
+            host.clone_from(v);
+        }
+        if let Some(v) = self.port {
+            *port = v;
+        }
+        if let Some(v) = &self.data_dir {
+            data_dir.clone_from(v);
+        }
+        if let Some(v) = self.cores {
+            *cores = v;
+        }
+        if let Some(v) = self.admin_port {
+            *admin_port = Some(v);
+        }
+    }
 }
 
 #[derive(Args)]
@@ -130,30 +169,8 @@ fn parse_node(s: &str) -> Result<StorageNodeEntry, String> {
 
 #[derive(Args)]
 struct StorageArgs {
-    /// YAML config file (see config/storage.yaml); flags override it.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// This node's id.
-    #[arg(long)]
-    node_id: Option<String>,
-    /// Address to listen on.
-    #[arg(long)]
-    host: Option<String>,
-    /// gRPC port (0 picks a free one).
-    #[arg(long)]
-    port: Option<u16>,
-    /// Data directory.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Executors, one per core (0 = one per allowed CPU).
-    #[arg(long)]
-    cores: Option<usize>,
-    /// Admin HTTP port for /metrics and /health/{live,ready} (0 picks a free one).
-    #[arg(long)]
-    admin_port: Option<u16>,
-    /// Validate the configuration and exit.
-    #[arg(long)]
-    check_config: bool,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -220,28 +237,19 @@ fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
 }
 
 fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
-    let mut cfg: StorageConfig = config::load(args.config.as_deref())?;
-    if let Some(v) = args.node_id {
-        cfg.node_id = v;
-    }
-    if let Some(v) = args.host {
-        cfg.host = v;
-    }
-    if let Some(v) = args.port {
-        cfg.port = v;
-    }
-    if let Some(v) = args.data_dir {
-        cfg.data_dir = v;
-    }
-    if let Some(v) = args.cores {
-        cfg.cores = v;
-    }
-    if let Some(v) = args.admin_port {
-        cfg.admin.port = Some(v);
-    }
+    let mut cfg: StorageConfig = config::load(args.server.config.as_deref())?;
+    let c = &mut cfg;
+    args.server.apply(
+        &mut c.node_id,
+        &mut c.host,
+        &mut c.port,
+        &mut c.data_dir,
+        &mut c.cores,
+        &mut c.admin.port,
+    );
     cfg.validate()?;
     init_logging(&cfg.log)?;
-    if args.check_config {
+    if args.server.check_config {
         println!("configuration is valid");
         return Ok(());
     }
@@ -295,34 +303,25 @@ fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
 }
 
 fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
-    let mut cfg: CoordinatorConfig = config::load(args.config.as_deref())?;
-    if let Some(v) = args.node_id {
-        cfg.node_id = v;
-    }
-    if let Some(v) = args.host {
-        cfg.host = v;
-    }
-    if let Some(v) = args.port {
-        cfg.port = v;
-    }
-    if let Some(v) = args.data_dir {
-        cfg.data_dir = v;
-    }
-    if let Some(v) = args.cores {
-        cfg.cores = v;
-    }
+    let mut cfg: CoordinatorConfig = config::load(args.server.config.as_deref())?;
+    let c = &mut cfg;
+    args.server.apply(
+        &mut c.node_id,
+        &mut c.host,
+        &mut c.port,
+        &mut c.data_dir,
+        &mut c.cores,
+        &mut c.admin.port,
+    );
     if !args.storage_nodes.is_empty() {
         cfg.storage_nodes = args.storage_nodes;
     }
     if args.no_batching {
         cfg.batching = false;
     }
-    if let Some(v) = args.admin_port {
-        cfg.admin.port = Some(v);
-    }
     cfg.validate()?;
     init_logging(&cfg.log)?;
-    if args.check_config {
+    if args.server.check_config {
         println!("configuration is valid");
         return Ok(());
     }
