@@ -431,6 +431,9 @@ pub struct IdempotencySection {
     pub on_unavailable: OnUnavailable,
     /// Longest wait for one Redis round trip (and for connecting), milliseconds.
     pub redis_timeout_ms: u64,
+    /// Also store the response of a write sent without an idempotency key, under the key the
+    /// coordinator generated and returned, so that a client that learned it can retry with it.
+    pub store_generated_keys: bool,
 }
 
 impl Default for IdempotencySection {
@@ -440,6 +443,7 @@ impl Default for IdempotencySection {
             redis_url: String::new(),
             on_unavailable: OnUnavailable::Proceed,
             redis_timeout_ms: 1000,
+            store_generated_keys: true,
         }
     }
 }

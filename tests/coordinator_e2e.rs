@@ -14,8 +14,9 @@
 //!   directory), with no read through the coordinator; replicas made stale by hand are repaired
 //!   by reads at QUORUM and ALL.
 //! - `idempotency_keys_apply_a_request_once`: a retry is a duplicate with the same version and
-//!   writes nothing; a different body under the same idempotency key conflicts; of two identical
-//!   requests racing on two connections exactly one is fresh.
+//!   writes nothing (also with the key the coordinator generated for an unkeyed write); a
+//!   different body under the same idempotency key conflicts; of two identical requests racing
+//!   on two connections exactly one is fresh.
 //! - `writes_are_seen_through_other_cores`: with two coordinator cores, connections are sorted
 //!   by the core that serves them (the actor in a blind write's clock), and every write, overwrite,
 //!   delete and tenant creation made through one core is seen through the other.
@@ -853,6 +854,27 @@ fn idempotency_keys_apply_a_request_once() {
                 a.tombstone && same_version(a, b),
                 "node {i} changed on a retry: {b:?} -> {a:?}"
             );
+        }
+
+        // A write without a key gets a generated one, and its answer is stored under it: a
+        // client that read the key (but, say, timed out before acting on it) can retry with it.
+        let unkeyed = write_request(TENANT, "generated", b"g1", ALL);
+        let fresh: api::WriteKeyValueResponse =
+            call(&ch, "WriteKeyValue", &unkeyed).await.expect("unkeyed write");
+        assert!(!fresh.is_duplicate && !fresh.idempotency_key.is_empty(), "{fresh:?}");
+        let stored = replicas(&nodes, TENANT, "generated").await;
+        let retry = api::WriteKeyValueRequest {
+            idempotency_key: fresh.idempotency_key.clone(),
+            ..unkeyed.clone()
+        };
+        let again: api::WriteKeyValueResponse =
+            call(&retry_ch, "WriteKeyValue", &retry).await.expect("retry with the generated key");
+        assert!(again.is_duplicate, "{again:?}");
+        assert_eq!(api_clock(again.vector_clock.as_ref()), api_clock(fresh.vector_clock.as_ref()));
+        let after = replicas(&nodes, TENANT, "generated").await;
+        for (i, (a, b)) in after.iter().zip(&stored).enumerate() {
+            let (a, b) = (a.as_ref().expect("stored"), b.as_ref().expect("stored"));
+            assert!(same_version(a, b), "node {i} changed on a retry: {b:?} -> {a:?}");
         }
 
         // Two identical requests at the same moment on two connections: one does the write, the

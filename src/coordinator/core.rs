@@ -702,8 +702,8 @@ impl Core {
         Fut: Future<Output = Result<(VClock, usize), Status>>,
     {
         if idempotency_key.is_empty() {
-            // Generated keys are returned but not stored: a client that lost the response never
-            // learned the key, so it cannot retry with it; storing it would only cost memory.
+            // A generated key is unique, so nobody can hold a claim on it: the request runs, and
+            // `remember` stores its response under the key (`idempotency.store_generated_keys`).
             let generated = format!("{:032x}", self.rng.borrow_mut().random::<u128>());
             let (clock, acks) = work().await?;
             return Ok(Idempotent::Fresh { clock, acks, idempotency_key: generated });
@@ -766,7 +766,8 @@ impl Core {
         }
     }
 
-    /// Stores a fresh response under its client-supplied idempotency key.
+    /// Stores a fresh response under its idempotency key: the client's (completing its claim),
+    /// or the generated one when `idempotency.store_generated_keys` is on.
     fn remember<M: Message + HasDuplicate>(
         &self,
         tenant_id: &str,
@@ -778,9 +779,16 @@ impl Core {
         if !idempotency_key.is_empty() {
             self.metrics.idempotency(resp.is_duplicate());
         }
-        if !idempotency_key.is_empty() && !resp.is_duplicate() {
+        if resp.is_duplicate() {
+            return Ok(resp);
+        }
+        let store = &self.shared.idempotency;
+        if !idempotency_key.is_empty() {
             let id = IdempotencyKey::new(tenant_id, key, idempotency_key);
-            self.shared.idempotency.complete(
+            store.complete(&id, fingerprint, Bytes::from(resp.encode_to_vec()), Instant::now());
+        } else if self.shared.config.idempotency.store_generated_keys {
+            let id = IdempotencyKey::new(tenant_id, key, resp.idempotency_key());
+            store.store_generated(
                 &id,
                 fingerprint,
                 Bytes::from(resp.encode_to_vec()),
@@ -1156,17 +1164,24 @@ enum Idempotent {
 /// Responses that carry `is_duplicate`.
 trait HasDuplicate {
     fn is_duplicate(&self) -> bool;
+    fn idempotency_key(&self) -> &str;
 }
 
 impl HasDuplicate for api::WriteKeyValueResponse {
     fn is_duplicate(&self) -> bool {
         self.is_duplicate
     }
+    fn idempotency_key(&self) -> &str {
+        &self.idempotency_key
+    }
 }
 
 impl HasDuplicate for api::DeleteKeyValueResponse {
     fn is_duplicate(&self) -> bool {
         self.is_duplicate
+    }
+    fn idempotency_key(&self) -> &str {
+        &self.idempotency_key
     }
 }
 

@@ -282,6 +282,29 @@ impl EmbeddedIdempotencyStore {
         }
     }
 
+    /// Stores the response of a request that came without an idempotency key under the key the
+    /// coordinator generated for it (no claim came first: nobody else knows that key yet). Such
+    /// records fill the table only up to three quarters of `max_records`, so that unkeyed writes
+    /// never crowd out the requests that brought their own key.
+    pub fn store_generated(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: u64,
+        response: Bytes,
+        now: Instant,
+    ) -> Completion {
+        let records = self.records.pin();
+        if records.len() >= self.config.max_records / 4 * 3 {
+            return Completion::NotStored;
+        }
+        let expires_at = now.checked_add(self.config.ttl).unwrap_or(now);
+        let done = Record::Done { fingerprint, response, expires_at };
+        match records.try_insert(key.clone(), done) {
+            Ok(_) => Completion::Stored,
+            Err(_) => Completion::NotStored,
+        }
+    }
+
     /// Forgets a failed attempt so that a retry can claim again. Only this body's pending claim
     /// is removed, never a completed record or another body's claim; returns whether it was.
     pub fn release(&self, key: &IdempotencyKey, fingerprint: u64) -> bool {
@@ -363,6 +386,23 @@ impl IdempotencyBackend {
         match self {
             IdempotencyBackend::Embedded(store) => {
                 store.complete(key, fingerprint, response, now);
+            }
+            IdempotencyBackend::Redis(store) => store.complete(key, fingerprint, &response),
+        }
+    }
+
+    /// Stores the response of an unkeyed request under its generated key; with Redis, sent
+    /// without waiting. See [`EmbeddedIdempotencyStore::store_generated`].
+    pub fn store_generated(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: u64,
+        response: Bytes,
+        now: Instant,
+    ) {
+        match self {
+            IdempotencyBackend::Embedded(store) => {
+                store.store_generated(key, fingerprint, response, now);
             }
             IdempotencyBackend::Redis(store) => store.complete(key, fingerprint, &response),
         }
@@ -544,6 +584,24 @@ mod tests {
         assert_eq!(s.claim(&key("b"), 2, t0 + DEFAULT_PENDING_TIMEOUT), Claim::Claimed);
         assert_eq!(s.sweep(t0 + DEFAULT_TTL), 2);
         assert_eq!(s.claim(&key("c"), 1, t0 + DEFAULT_TTL), Claim::Claimed);
+    }
+
+    #[test]
+    fn generated_keys_are_answered_as_duplicates_and_leave_room_for_claims() {
+        let config = IdempotencyConfig { max_records: 4, ..IdempotencyConfig::default() };
+        let s = EmbeddedIdempotencyStore::new(config);
+        let t0 = Instant::now();
+        assert_eq!(s.store_generated(&key("g1"), 1, resp("one"), t0), Completion::Stored);
+        // A retry with the generated key gets the stored answer; another body conflicts.
+        assert_eq!(s.claim(&key("g1"), 1, t0), Claim::Duplicate(resp("one")));
+        assert_eq!(s.claim(&key("g1"), 2, t0), Claim::Conflict);
+        // Never overwrites an existing record.
+        assert_eq!(s.store_generated(&key("g1"), 1, resp("two"), t0), Completion::NotStored);
+        assert_eq!(s.store_generated(&key("g2"), 1, resp("ok"), t0), Completion::Stored);
+        assert_eq!(s.store_generated(&key("g3"), 1, resp("ok"), t0), Completion::Stored);
+        // Three quarters of 4 reached: generated records stop, client keys still get a claim.
+        assert_eq!(s.store_generated(&key("g4"), 1, resp("ok"), t0), Completion::NotStored);
+        assert_eq!(s.claim(&key("c"), 1, t0), Claim::Claimed);
     }
 
     #[test]
