@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The front-end benchmark of docs/PERFORMANCE.md: GetTenant served from a coordinator core's
 # cache, against nghttpd serving a 16-byte file and a minimal tonic server answering GetTenant
-# from a HashMap. h2load is pinned to CPU 0 and every server to CPU 1 (one core each), with the
+# from a HashMap, plus the floor of h2 + glommio (examples/h2_floor.rs: a fixed reply to every
+# request, nothing else). h2load is pinned to CPU 0 and every server to CPU 1 (one core each), with the
 # same h2load settings (-c 8 -m 32 -t 1). Rounds are interleaved; each line gives the rate and
 # the server's CPU time per request (from /proc/PID/task/*/schedstat). Only replies with
 # grpc-status 0 count: a real client call checks the reply before the load.
-# Needs: release builds of pairdb and benches/reference/tonic-kv, nghttp2-client, nghttp2-server.
+# Needs: release builds of pairdb, examples/h2_floor and benches/reference/tonic-kv,
+# nghttp2-client, nghttp2-server.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
@@ -19,6 +21,7 @@ TONIC=${TONIC:-target/reference/release/tonic-kv-reference}
 printf '0123456789abcdef' > "$DIR/file16"
 taskset -c 1 nghttpd --no-tls -d "$DIR" 58080 > /dev/null 2>&1 & NGHTTPD=$!; PIDS+=($!)
 taskset -c 1 "$TONIC" 127.0.0.1:58151 > /dev/null 2>&1 & TONICPID=$!; PIDS+=($!)
+taskset -c 1 target/release/examples/h2_floor 127.0.0.1:58251 > /dev/null 2>&1 & FLOOR=$!; PIDS+=($!)
 taskset -c 1 target/release/pairdb coordinator --cores 1 --port 57051 --data-dir "$DIR/coord" \
   > /dev/null 2> "$DIR/coord.err" & PAIRDB=$!; PIDS+=($!)
 sleep 2
@@ -47,5 +50,6 @@ for round in $(seq "$ROUNDS"); do
   echo "round $round"
   run nghttpd "$NGHTTPD" http://127.0.0.1:58080/file16
   run tonic "$TONICPID" "http://127.0.0.1:58151$PATHS" "${GRPC[@]}"
+  run h2floor "$FLOOR" "http://127.0.0.1:58251$PATHS" "${GRPC[@]}"
   run pairdb "$PAIRDB" "http://127.0.0.1:57051$PATHS" "${GRPC[@]}"
 done
