@@ -2,10 +2,12 @@
 # The front-end benchmark of docs/PERFORMANCE.md: GetTenant served from a coordinator core's
 # cache, against nghttpd serving a 16-byte file and a minimal tonic server answering GetTenant
 # from a HashMap, plus the floor of h2 + glommio (examples/h2_floor.rs: a fixed reply to every
-# request, nothing else). h2load is pinned to CPU 0 and every server to CPU 1 (one core each), with the
-# same h2load settings (-c 8 -m 32 -t 1). Rounds are interleaved; each line gives the rate and
-# the server's CPU time per request (from /proc/PID/task/*/schedstat). Only replies with
-# grpc-status 0 count: a real client call checks the reply before the load.
+# request, nothing else) and nghttpd answering the same gRPC-shaped POST the gRPC servers get
+# (line "ngh-post": whether that load costs h2load more than a GET). h2load is pinned to CPU 0
+# and every server to CPU 1 (one core each), with the same h2load settings (-c 8 -m 32 -t 1).
+# Rounds are interleaved; each line gives the rate and the server's CPU time per request (from
+# /proc/PID/task/*/schedstat). Only replies with grpc-status 0 count: a real client call checks
+# the reply before the load.
 # Needs: release builds of pairdb, examples/h2_floor and benches/reference/tonic-kv,
 # nghttp2-client, nghttp2-server.
 set -euo pipefail
@@ -49,6 +51,7 @@ run() { # name pid url args...
 for round in $(seq "$ROUNDS"); do
   echo "round $round"
   run nghttpd "$NGHTTPD" http://127.0.0.1:58080/file16
+  run ngh-post "$NGHTTPD" http://127.0.0.1:58080/file16 "${GRPC[@]}"
   run tonic "$TONICPID" "http://127.0.0.1:58151$PATHS" "${GRPC[@]}"
   run h2floor "$FLOOR" "http://127.0.0.1:58251$PATHS" "${GRPC[@]}"
   run pairdb "$PAIRDB" "http://127.0.0.1:57051$PATHS" "${GRPC[@]}"
