@@ -385,6 +385,9 @@ pub struct MetadataSection {
     /// How often the tenant and node lists are reloaded from PostgreSQL even without a
     /// notification, seconds: the backstop for a missed LISTEN/NOTIFY.
     pub reload_interval_secs: u64,
+    /// How long a starting coordinator keeps trying to reach PostgreSQL before it gives up,
+    /// seconds (0: one attempt).
+    pub startup_wait_secs: u64,
 }
 
 impl Default for MetadataSection {
@@ -393,6 +396,7 @@ impl Default for MetadataSection {
             backend: MetadataBackend::Embedded,
             postgres_url: String::new(),
             reload_interval_secs: 30,
+            startup_wait_secs: 60,
         }
     }
 }

@@ -11,8 +11,9 @@
 //! Checked: neither coordinator exits; with Redis down A's idempotent writes succeed and B's
 //! answer UNAVAILABLE (IDEMPOTENCY_UNAVAILABLE); with PostgreSQL down writes to the cached tenant
 //! go on through both, and an admin call answers UNAVAILABLE (METADATA_UNAVAILABLE); after each
-//! restart everything works again without restarting the coordinators; and every write that was
-//! acknowledged is read back afterwards with its value.
+//! restart everything works again without restarting the coordinators; a coordinator started
+//! while PostgreSQL is down waits for it and then serves; and every write that was acknowledged is
+//! read back afterwards with its value.
 
 mod common;
 
@@ -26,7 +27,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{channel, eventually, run_local};
+use common::{channel, eventually, run_local, CoordinatorOptions, CoordinatorProcess};
 use pairdb::{
     proto::coordinator as api,
     rpc::{Code, Status},
@@ -235,8 +236,42 @@ fn postgres_and_redis_restart_under_load() {
     wait_for("both write while postgres is down", &|| {
         count(POSTGRES_DOWN, 0, true) >= 20 && count(POSTGRES_DOWN, 1, true) >= 20
     });
-    postgres("start");
+    // A coordinator started now waits for PostgreSQL (metadata.startup_wait_secs) instead of
+    // exiting, and serves once it is back. PostgreSQL comes back 2 s after it was started.
+    let starter = std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(2));
+        postgres("start");
+    });
+    let started = Instant::now();
+    let mut c = CoordinatorProcess::start(
+        &pair.tmp.path().join("c"),
+        &CoordinatorOptions {
+            node_id: "disrupt-c",
+            cores: 1,
+            storage_nodes: Vec::new(),
+            config_yaml: &format!(
+                "metadata: {{ backend: postgres, postgres_url: \"{}\", startup_wait_secs: 60 }}\n",
+                pair.schema.url
+            ),
+        },
+    );
+    starter.join().expect("postgres start");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "coordinator C was ready before PostgreSQL was started"
+    );
+    assert!(c.log_tail().contains("PostgreSQL cannot be reached yet"), "{}", c.log_tail());
     wait_postgres();
+    let c_addr = c.addr;
+    run_local(move || async move {
+        let ch = channel(c_addr).await;
+        let tenant: api::GetTenantResponse =
+            call(&ch, "GetTenant", &api::GetTenantRequest { tenant_id: TENANT.into() })
+                .await
+                .expect("GetTenant through C, which started while PostgreSQL was down");
+        assert_eq!(tenant.replication_factor, 3);
+    });
+    c.assert_running();
     phase.store(RECOVERED, Ordering::SeqCst);
     // Admin calls work again on their own (the pool reconnects).
     run_local(move || async move {

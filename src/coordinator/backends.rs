@@ -79,7 +79,10 @@ pub fn open(config: &CoordinatorConfig) -> Result<Stores, MetaError> {
             Ok(Stores { meta: store.clone(), hints: store, idempotency, postgres: None })
         }
         MetadataBackend::Postgres => {
-            let store = Arc::new(PostgresStore::open(&config.metadata.postgres_url)?);
+            let store = Arc::new(PostgresStore::open_waiting(
+                &config.metadata.postgres_url,
+                Duration::from_secs(config.metadata.startup_wait_secs),
+            )?);
             tracing::info!("metadata in PostgreSQL");
             Ok(Stores {
                 meta: store.clone(),

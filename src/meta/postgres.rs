@@ -97,6 +97,13 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`, any libpq-style parameter such as
     /// `options=-csearch_path%3Dmyschema`) and applies pending migrations.
     pub fn open(url: &str) -> Result<Self, MetaError> {
+        Self::open_waiting(url, Duration::ZERO)
+    }
+
+    /// [`PostgresStore::open`], but while the server cannot be reached (not started yet, a
+    /// failover in progress) keeps trying once a second, with a warning each time, for up to
+    /// `wait`. A malformed URL fails at once.
+    pub fn open_waiting(url: &str, wait: Duration) -> Result<Self, MetaError> {
         let mut config: postgres::Config = url.parse().map_err(|e| MetaError::Unavailable {
             backend: BACKEND,
             source: Box::new(InvalidUrl(format!("{e}"))),
@@ -109,6 +116,24 @@ impl PostgresStore {
             config.application_name("pairdb-coordinator");
         }
         let store = Self { config, idle: Mutex::new(Vec::new()) };
+        let give_up = Instant::now() + wait;
+        loop {
+            match store.connect() {
+                Ok(client) => {
+                    store.give_back(client);
+                    break;
+                }
+                Err(e) if Instant::now() < give_up => {
+                    tracing::warn!(
+                        error = %e,
+                        left_secs = give_up.saturating_duration_since(Instant::now()).as_secs(),
+                        "PostgreSQL cannot be reached yet; retrying in 1 s (metadata.startup_wait_secs)"
+                    );
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         store.migrate()?;
         Ok(store)
     }
