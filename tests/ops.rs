@@ -3,7 +3,8 @@
 //! - `metrics_and_readiness`: a coordinator in front of three storage nodes serves `/metrics`
 //!   in the Prometheus text format (every line parsed; `promtool check metrics` run on it where
 //!   `promtool` is installed) with the calls it answered counted by method and status, fan-out
-//!   latencies per storage node and the ring epoch; `/health/ready` is 200 and turns 503 (and
+//!   latencies per storage node, the ring epoch and the unkeyed writes whose answers found no
+//!   room in a small idempotency table; `/health/ready` is 200 and turns 503 (and
 //!   `grpc.health.v1` NOT_SERVING) once two of three nodes are gone, since a quorum of the
 //!   default replication factor 3 is then out of reach; `/health/live` stays 200.
 //! - `storage_node_admin_port`: a storage node's `/metrics` counts its gRPC calls.
@@ -131,7 +132,9 @@ fn metrics_and_readiness() {
             node_id: "ops-coord",
             cores: 2,
             storage_nodes: nodes,
-            config_yaml: "health_check_interval_ms: 200\n",
+            // 20 records: the keyed write's claim, then room for 14 generated ones (3/4 of
+            // the table), so 5 of the 19 unkeyed writes find no room for their answer.
+            config_yaml: "health_check_interval_ms: 200\nidempotency_max_records: 20\n",
         },
     );
     let (addr, admin) = (coordinator.addr, coordinator.admin);
@@ -212,6 +215,8 @@ fn metrics_and_readiness() {
     assert!(replica_ops >= 40.0, "{text}");
     assert!(value(&lines, "pairdb_ring_epoch", &[]).is_some_and(|e| e >= 1.0), "{text}");
     assert_eq!(value(&lines, "pairdb_idempotency_misses_total", &[]), Some(1.0), "{text}");
+    let unstored = value(&lines, "pairdb_idempotency_generated_unstored_total", &[]);
+    assert_eq!(unstored, Some(5.0), "{text}");
     assert!(value(&lines, "pairdb_tenant_cache_hits_total", &[]).is_some_and(|v| v >= 19.0));
     assert_eq!(value(&lines, "pairdb_scrape_cores_missing", &[]), Some(0.0), "{text}");
     assert_eq!(value(&lines, "pairdb_ready", &[]), Some(1.0), "{text}");

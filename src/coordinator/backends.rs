@@ -47,8 +47,8 @@ pub struct Stores {
     postgres: Option<Arc<PostgresStore>>,
 }
 
-/// Opens the configured stores. Blocking: PostgreSQL is connected to and migrated here, so a
-/// coordinator configured for it does not start without it.
+/// Opens the configured stores. Blocking: PostgreSQL is connected to (waiting for it up to
+/// `metadata.startup_wait_secs`) and migrated here.
 pub fn open(config: &CoordinatorConfig) -> Result<Stores, MetaError> {
     let embedded = IdempotencyConfig {
         ttl: Duration::from_secs(config.idempotency_ttl_secs),

@@ -788,12 +788,11 @@ impl Core {
             store.complete(&id, fingerprint, Bytes::from(resp.encode_to_vec()), Instant::now());
         } else if self.shared.config.idempotency.store_generated_keys {
             let id = IdempotencyKey::new(tenant_id, key, resp.idempotency_key());
-            store.store_generated(
-                &id,
-                fingerprint,
-                Bytes::from(resp.encode_to_vec()),
-                Instant::now(),
-            );
+            let answer = Bytes::from(resp.encode_to_vec());
+            if !store.store_generated(&id, fingerprint, answer, Instant::now()) {
+                let unstored = &self.metrics.idempotency_generated_unstored;
+                unstored.set(unstored.get() + 1);
+            }
         }
         Ok(resp)
     }

@@ -29,6 +29,9 @@ pub struct CoreMetrics {
     pub idempotency_hits: Cell<u64>,
     /// Writes and deletes with a client idempotency key that ran.
     pub idempotency_misses: Cell<u64>,
+    /// Answers of unkeyed writes and deletes not stored under their generated key because the
+    /// embedded table had no room left for such records.
+    pub idempotency_generated_unstored: Cell<u64>,
     /// Hints delivered by replay (core 0 replays).
     pub hints_replayed: Cell<u64>,
     /// Requests logged as slow.
@@ -49,7 +52,7 @@ pub fn samples(core: &Core, rpc: &RpcMetrics) -> Vec<Sample> {
     rpc.samples(core.index, &mut out);
     let m = &core.metrics;
     let s: &CoreStats = &core.stats;
-    let counters: [(&'static str, &'static str, u64); 13] = [
+    let counters: [(&'static str, &'static str, u64); 14] = [
         (
             "pairdb_quorum_failures_total",
             "Requests answered UNAVAILABLE because too few replicas answered.",
@@ -93,6 +96,11 @@ pub fn samples(core: &Core, rpc: &RpcMetrics) -> Vec<Sample> {
             "pairdb_idempotency_misses_total",
             "Requests with an idempotency key that ran.",
             m.idempotency_misses.get(),
+        ),
+        (
+            "pairdb_idempotency_generated_unstored_total",
+            "Answers of unkeyed writes not stored under their generated idempotency key (table full).",
+            m.idempotency_generated_unstored.get(),
         ),
         (
             "pairdb_slow_requests_total",

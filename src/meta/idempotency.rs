@@ -392,19 +392,23 @@ impl IdempotencyBackend {
     }
 
     /// Stores the response of an unkeyed request under its generated key; with Redis, sent
-    /// without waiting. See [`EmbeddedIdempotencyStore::store_generated`].
+    /// without waiting. See [`EmbeddedIdempotencyStore::store_generated`]. Returns false when the
+    /// embedded table had no room for it (with Redis, true: the outcome is not awaited).
     pub fn store_generated(
         &self,
         key: &IdempotencyKey,
         fingerprint: u64,
         response: Bytes,
         now: Instant,
-    ) {
+    ) -> bool {
         match self {
             IdempotencyBackend::Embedded(store) => {
-                store.store_generated(key, fingerprint, response, now);
+                store.store_generated(key, fingerprint, response, now) == Completion::Stored
             }
-            IdempotencyBackend::Redis(store) => store.complete(key, fingerprint, &response),
+            IdempotencyBackend::Redis(store) => {
+                store.complete(key, fingerprint, &response);
+                true
+            }
         }
     }
 
