@@ -266,8 +266,7 @@ impl EmbeddedIdempotencyStore {
         now: Instant,
     ) -> Completion {
         let records = self.records.pin();
-        let expires_at = now.checked_add(self.config.ttl).unwrap_or(now);
-        let done = Record::Done { fingerprint, response, expires_at };
+        let done = self.done(fingerprint, response, now);
         let outcome = records.compute(key.clone(), |entry| match entry {
             Some((_, Record::Pending { fingerprint: f, .. })) if *f == fingerprint => {
                 Operation::Insert(done.clone())
@@ -297,12 +296,16 @@ impl EmbeddedIdempotencyStore {
         if records.len() >= self.config.max_records / 4 * 3 {
             return Completion::NotStored;
         }
-        let expires_at = now.checked_add(self.config.ttl).unwrap_or(now);
-        let done = Record::Done { fingerprint, response, expires_at };
-        match records.try_insert(key.clone(), done) {
+        match records.try_insert(key.clone(), self.done(fingerprint, response, now)) {
             Ok(_) => Completion::Stored,
             Err(_) => Completion::NotStored,
         }
+    }
+
+    /// A completed record, answered to retries until `now + ttl`.
+    fn done(&self, fingerprint: u64, response: Bytes, now: Instant) -> Record {
+        let expires_at = now.checked_add(self.config.ttl).unwrap_or(now);
+        Record::Done { fingerprint, response, expires_at }
     }
 
     /// Forgets a failed attempt so that a retry can claim again. Only this body's pending claim
