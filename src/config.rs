@@ -255,6 +255,11 @@ impl StorageConfig {
         if self.purge_interval_secs == 0 {
             return Err(invalid("purge_interval_secs", "must be at least 1"));
         }
+        check_durations(&[
+            ("tombstone_grace_secs", self.tombstone_grace_secs),
+            ("purge_interval_secs", self.purge_interval_secs),
+            ("shutdown_timeout_secs", self.shutdown_timeout_secs),
+        ])?;
         self.admin_addr()?;
         self.log.validate()?;
         self.listen_addr().map(|_| ())
@@ -551,6 +556,13 @@ impl CoordinatorConfig {
         if self.idempotency.redis_timeout_ms == 0 {
             return Err(invalid("idempotency.redis_timeout_ms", "must be at least 1"));
         }
+        check_durations(&[
+            ("hint_retention_secs", self.hint_retention_secs),
+            ("idempotency_ttl_secs", self.idempotency_ttl_secs),
+            ("shutdown_timeout_secs", self.shutdown_timeout_secs),
+            ("metadata.reload_interval_secs", self.metadata.reload_interval_secs),
+            ("metadata.startup_wait_secs", self.metadata.startup_wait_secs),
+        ])?;
         self.admin_addr()?;
         self.log.validate()?;
         self.listen_addr().map(|_| ())
@@ -574,6 +586,20 @@ pub fn resolve(field: &'static str, host: &str, port: u16) -> Result<SocketAddr,
         .map_err(|e| invalid(field, &format!("cannot resolve {host:?}: {e}")))?
         .next()
         .ok_or_else(|| invalid(field, &format!("{host:?} resolves to no address")))
+}
+
+/// Longest duration any `_secs` key takes: 10 years. Far beyond any sensible setting, and far
+/// below what the monotonic clock can add without overflowing.
+pub const MAX_DURATION_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// Rejects a `_secs` setting above [`MAX_DURATION_SECS`].
+fn check_durations(fields: &[(&'static str, u64)]) -> Result<(), ConfigError> {
+    for &(field, secs) in fields {
+        if secs > MAX_DURATION_SECS {
+            return Err(invalid(field, "must be at most 315360000 (10 years)"));
+        }
+    }
+    Ok(())
 }
 
 fn invalid(field: &'static str, reason: &str) -> ConfigError {
@@ -629,6 +655,23 @@ mod tests {
         let cfg: CoordinatorConfig = serde_yaml::from_str(yaml).unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("idempotency.redis_url"));
         assert!(serde_yaml::from_str::<CoordinatorConfig>("metadata: { backend: x }").is_err());
+    }
+
+    #[test]
+    fn durations_beyond_ten_years_are_refused() {
+        let cfg: CoordinatorConfig =
+            serde_yaml::from_str("metadata: { startup_wait_secs: 18446744073709551615 }\n")
+                .unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("metadata.startup_wait_secs"));
+        let cfg: CoordinatorConfig =
+            serde_yaml::from_str("hint_retention_secs: 315360001\n").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("hint_retention_secs"));
+        let cfg: StorageConfig =
+            serde_yaml::from_str("shutdown_timeout_secs: 315360001\n").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("shutdown_timeout_secs"));
+        let cfg: CoordinatorConfig =
+            serde_yaml::from_str(&format!("idempotency_ttl_secs: {MAX_DURATION_SECS}\n")).unwrap();
+        cfg.validate().unwrap();
     }
 
     #[test]

@@ -116,17 +116,19 @@ impl PostgresStore {
             config.application_name("pairdb-coordinator");
         }
         let store = Self { config, idle: Mutex::new(Vec::new()) };
-        let give_up = Instant::now() + wait;
+        // No deadline when `wait` is too large to add to the clock: wait as long as it takes.
+        let give_up = Instant::now().checked_add(wait);
         loop {
             match store.connect() {
                 Ok(client) => {
                     store.give_back(client);
                     break;
                 }
-                Err(e) if Instant::now() < give_up => {
+                Err(e) if give_up.is_none_or(|t| Instant::now() < t) => {
                     tracing::warn!(
                         error = %e,
-                        left_secs = give_up.saturating_duration_since(Instant::now()).as_secs(),
+                        left_secs = give_up
+                            .map_or(u64::MAX, |t| t.saturating_duration_since(Instant::now()).as_secs()),
                         "PostgreSQL cannot be reached yet; retrying in 1 s (metadata.startup_wait_secs)"
                     );
                     std::thread::sleep(Duration::from_secs(1));
