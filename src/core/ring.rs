@@ -449,6 +449,18 @@ impl<'a> Iterator for PreferenceIter<'a> {
 
 impl ExactSizeIterator for PreferenceIter<'_> {}
 
+/// `(tenant, key, token)` cases whose tokens are fixed forever: storage nodes lay out keys by
+/// them, so a change is a breaking on-disk change. The values come from the reference C xxh3
+/// (through Python's `xxhash`).
+#[cfg(test)]
+#[rustfmt::skip]
+pub(crate) const PINNED_TOKENS: &[(&str, &str, u64)] = &[
+    ("t",        "key-0",           0x13e3ee1045e65832),
+    ("tenant-1", "",                0x302a8412954dafd9),
+    ("",         "",                0x48b2c92616fc193d),
+    ("acme",     "user/42/profile", 0x587d9b49c791866b),
+];
+
 #[cfg(test)]
 mod tests {
     use std::sync::OnceLock;
@@ -492,16 +504,7 @@ mod tests {
 
     #[test]
     fn key_token_is_pinned() {
-        // Storage nodes lay out keys by these values: a change here is a breaking on-disk change.
-        // The expected values come from the reference C xxh3 (through Python's `xxhash`).
-        #[rustfmt::skip]
-        let cases: &[(&str, &str, u64)] = &[
-            ("t",        "key-0",           0x13e3ee1045e65832),
-            ("tenant-1", "",                0x302a8412954dafd9),
-            ("",         "",                0x48b2c92616fc193d),
-            ("acme",     "user/42/profile", 0x587d9b49c791866b),
-        ];
-        for (tenant, key, want) in cases {
+        for (tenant, key, want) in PINNED_TOKENS {
             assert_eq!(key_token(tenant, key), Token(*want), "{tenant:?}/{key:?}");
         }
         // Node tokens decide ownership: a change here moves most keys between nodes.

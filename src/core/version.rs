@@ -101,19 +101,23 @@ pub fn newest(a: &Version, b: &Version) -> Version {
     }
 }
 
+/// A live version with the clock `pairs`, for tests here and in the storage engine.
+#[cfg(test)]
+pub(crate) fn test_version(pairs: &[(&str, u64)], ts: i64, writer: &str, value: &str) -> Version {
+    Version {
+        value: Bytes::copy_from_slice(value.as_bytes()),
+        clock: VClock::from_entries(pairs.iter().map(|(a, c)| (a.to_string(), *c))),
+        timestamp_us: ts,
+        writer: writer.into(),
+        tombstone: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn v(pairs: &[(&str, u64)], ts: i64, writer: &str, value: &str) -> Version {
-        Version {
-            value: Bytes::copy_from_slice(value.as_bytes()),
-            clock: VClock::from_entries(pairs.iter().map(|(a, c)| (a.to_string(), *c))),
-            timestamp_us: ts,
-            writer: writer.into(),
-            tombstone: false,
-        }
-    }
+    use test_version as v;
 
     #[test]
     fn dominating_version_replaces() {

@@ -1042,15 +1042,7 @@ mod tests {
             .expect("open engine")
     }
 
-    fn ver(pairs: &[(&str, u64)], ts: i64, writer: &str, value: &str) -> Version {
-        Version {
-            value: Bytes::copy_from_slice(value.as_bytes()),
-            clock: VClock::from_entries(pairs.iter().map(|(a, c)| (a.to_string(), *c))),
-            timestamp_us: ts,
-            writer: writer.into(),
-            tombstone: false,
-        }
-    }
+    use crate::core::version::test_version as ver;
 
     fn tomb(pairs: &[(&str, u64)], ts: i64, writer: &str) -> Version {
         Version { tombstone: true, ..ver(pairs, ts, writer, "") }
@@ -1066,14 +1058,7 @@ mod tests {
     fn storage_keys_carry_ring_tokens() {
         // Same pins as core::ring's `key_token_is_pinned`: the engine's layout and the ring's
         // ownership must agree on every key's token.
-        #[rustfmt::skip]
-        let cases: &[(&str, &str, u64)] = &[
-            ("t",        "key-0",           0x13e3ee1045e65832),
-            ("tenant-1", "",                0x302a8412954dafd9),
-            ("",         "",                0x48b2c92616fc193d),
-            ("acme",     "user/42/profile", 0x587d9b49c791866b),
-        ];
-        for (tenant, key, want) in cases {
+        for (tenant, key, want) in crate::core::ring::PINNED_TOKENS {
             let (token, skey) = storage_key(tenant, key).unwrap();
             assert_eq!(token, *want, "{tenant:?}/{key:?}");
             assert_eq!(parse_storage_key(&skey).unwrap(), (*want, *tenant, *key));
