@@ -374,7 +374,9 @@ impl Core {
                 resp
             }
         })
-        .and_then(|resp| self.remember(tenant_id, key, &req.idempotency_key, fingerprint, resp))
+        .and_then(|resp| {
+            self.remember(tenant_id, key, !req.idempotency_key.is_empty(), fingerprint, resp)
+        })
     }
 
     async fn delete_key_value(
@@ -407,7 +409,9 @@ impl Core {
                 resp
             }
         })
-        .and_then(|resp| self.remember(tenant_id, key, &req.idempotency_key, fingerprint, resp))
+        .and_then(|resp| {
+            self.remember(tenant_id, key, !req.idempotency_key.is_empty(), fingerprint, resp)
+        })
     }
 
     async fn read_key_value(
@@ -766,33 +770,33 @@ impl Core {
         }
     }
 
-    /// Stores a fresh response under its idempotency key: the client's (completing its claim),
-    /// or the generated one when `idempotency.store_generated_keys` is on.
+    /// Stores a fresh response under the idempotency key it carries: the client's
+    /// (`client_key`, completing its claim), or the generated one when
+    /// `idempotency.store_generated_keys` is on.
     fn remember<M: Message + HasDuplicate>(
         &self,
         tenant_id: &str,
         key: &str,
-        idempotency_key: &str,
+        client_key: bool,
         fingerprint: u64,
         resp: M,
     ) -> Result<M, Status> {
-        if !idempotency_key.is_empty() {
+        if client_key {
             self.metrics.idempotency(resp.is_duplicate());
         }
-        if resp.is_duplicate() {
+        if resp.is_duplicate()
+            || !(client_key || self.shared.config.idempotency.store_generated_keys)
+        {
             return Ok(resp);
         }
         let store = &self.shared.idempotency;
-        if !idempotency_key.is_empty() {
-            let id = IdempotencyKey::new(tenant_id, key, idempotency_key);
-            store.complete(&id, fingerprint, Bytes::from(resp.encode_to_vec()), Instant::now());
-        } else if self.shared.config.idempotency.store_generated_keys {
-            let id = IdempotencyKey::new(tenant_id, key, resp.idempotency_key());
-            let answer = Bytes::from(resp.encode_to_vec());
-            if !store.store_generated(&id, fingerprint, answer, Instant::now()) {
-                let unstored = &self.metrics.idempotency_generated_unstored;
-                unstored.set(unstored.get() + 1);
-            }
+        let id = IdempotencyKey::new(tenant_id, key, resp.idempotency_key());
+        let answer = Bytes::from(resp.encode_to_vec());
+        if client_key {
+            store.complete(&id, fingerprint, answer, Instant::now());
+        } else if !store.store_generated(&id, fingerprint, answer, Instant::now()) {
+            let unstored = &self.metrics.idempotency_generated_unstored;
+            unstored.set(unstored.get() + 1);
         }
         Ok(resp)
     }
