@@ -13,11 +13,13 @@
 //! - [`metrics`]: per-core counters and histograms, merged at scrape time (Prometheus text).
 //! - [`admin`]: the admin HTTP port (`/metrics`, `/health/live`, `/health/ready`).
 //! - [`config`]: typed YAML configuration with defaults and validation.
+//! - [`error`]: [`error::PairError`], every error a client sees (mapped to gRPC in `rpc::status`).
 
 pub mod admin;
 pub mod config;
 pub mod convert;
 pub mod coordinator;
+pub mod error;
 pub mod core;
 pub mod meta;
 pub mod metrics;

@@ -175,6 +175,11 @@ impl QuorumWrite {
         self.round.pending() == 0
     }
 
+    /// Every replica, in the order given to `new`, with where it stands.
+    pub fn states(&self) -> impl Iterator<Item = (&NodeId, ReplicaState)> {
+        self.round.states()
+    }
+
     fn decide(&mut self) {
         if let Outcome::Waiting = self.outcome {
             if let Some(verdict) = self.round.verdict() {
@@ -298,6 +303,11 @@ impl<V: Reconcile> QuorumRead<V> {
         self.round.pending() == 0
     }
 
+    /// Every replica, in the order given to `new`, with where it stands.
+    pub fn states(&self) -> impl Iterator<Item = (&NodeId, ReplicaState)> {
+        self.round.states()
+    }
+
     fn decide(&mut self) {
         if let Outcome::Waiting = self.outcome {
             if let Some(verdict) = self.round.verdict() {
@@ -308,6 +318,19 @@ impl<V: Reconcile> QuorumRead<V> {
             }
         }
     }
+}
+
+/// Where a replica stands in one request, as reported to callers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplicaState {
+    /// Neither answered nor failed, and the deadline has not passed.
+    Pending,
+    /// It answered (possibly after the deadline).
+    Answered,
+    /// Its call failed.
+    Failed,
+    /// The deadline passed without an answer.
+    TimedOut,
 }
 
 /// Where a replica stands in one request.
@@ -405,6 +428,18 @@ impl<A> Round<A> {
 
     fn pending(&self) -> usize {
         self.replicas.len() - self.answered - self.missed
+    }
+
+    fn states(&self) -> impl Iterator<Item = (&NodeId, ReplicaState)> {
+        self.replicas.iter().map(|(id, answer)| {
+            let state = match answer {
+                Answer::Pending => ReplicaState::Pending,
+                Answer::Answered(_) => ReplicaState::Answered,
+                Answer::Failed => ReplicaState::Failed,
+                Answer::TimedOut => ReplicaState::TimedOut,
+            };
+            (id, state)
+        })
     }
 
     /// `Ok(answered)` once enough answered, `Err` once that became impossible, else `None`.

@@ -10,6 +10,8 @@ use std::{borrow::Cow, fmt};
 use http::{HeaderMap, HeaderValue};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 
+use crate::error::PairError;
+
 /// Trailer that carries the PairDB error name next to the gRPC status.
 pub const ERROR_CODE_HEADER: &str = "pairdb-error-code";
 
@@ -216,6 +218,56 @@ impl fmt::Display for Status {
 }
 
 impl std::error::Error for Status {}
+
+impl From<&PairError> for Status {
+    /// THE place a PairDB error becomes a gRPC status and its `pairdb-error-code`: one arm per
+    /// error, so a new error cannot be added without choosing its status here.
+    fn from(e: &PairError) -> Status {
+        use PairError as E;
+        let (code, error_code) = match e {
+            E::InvalidRequest(_) => (Code::INVALID_ARGUMENT, "INVALID_REQUEST"),
+            E::KeyTooLarge { .. } => (Code::INVALID_ARGUMENT, "KEY_TOO_LARGE"),
+            E::ValueTooLarge { .. } => (Code::INVALID_ARGUMENT, "VALUE_TOO_LARGE"),
+            E::InvalidReplicationFactor { registered: None, .. } => {
+                (Code::INVALID_ARGUMENT, "INVALID_REPLICATION_FACTOR")
+            }
+            E::InvalidReplicationFactor { registered: Some(_), .. } => {
+                (Code::FAILED_PRECONDITION, "INVALID_REPLICATION_FACTOR")
+            }
+            E::TenantNotFound { .. } => (Code::NOT_FOUND, "TENANT_NOT_FOUND"),
+            E::KeyNotFound { .. } => (Code::NOT_FOUND, "KEY_NOT_FOUND"),
+            E::NodeNotFound { .. } => (Code::NOT_FOUND, "NODE_NOT_FOUND"),
+            E::MigrationNotFound { .. } => (Code::NOT_FOUND, "MIGRATION_NOT_FOUND"),
+            E::TenantExists(_) => (Code::ALREADY_EXISTS, "TENANT_EXISTS"),
+            E::NodeExists(_) => (Code::ALREADY_EXISTS, "NODE_EXISTS"),
+            E::NodeInUse(_) => (Code::FAILED_PRECONDITION, "NODE_IN_USE"),
+            E::QuorumNotReached { .. } => (Code::UNAVAILABLE, "QUORUM_NOT_REACHED"),
+            E::IdempotencyKeyConflict { .. } => {
+                (Code::FAILED_PRECONDITION, "IDEMPOTENCY_KEY_CONFLICT")
+            }
+            E::IdempotencyInProgress => (Code::ABORTED, "IDEMPOTENCY_IN_PROGRESS"),
+            E::IdempotencyUnavailable => (Code::UNAVAILABLE, "IDEMPOTENCY_UNAVAILABLE"),
+            E::MetadataUnavailable(_) => (Code::UNAVAILABLE, "METADATA_UNAVAILABLE"),
+            E::MetadataCorrupt(_) => (Code::INTERNAL, "METADATA_CORRUPT"),
+            E::StorageUnavailable(_) => (Code::UNAVAILABLE, "STORAGE_UNAVAILABLE"),
+            E::StorageCorrupt(_) => (Code::INTERNAL, "STORAGE_CORRUPT"),
+            E::BatchTooLarge(_) => (Code::INVALID_ARGUMENT, "BATCH_TOO_LARGE"),
+            E::MessageTooLarge(_) => (Code::RESOURCE_EXHAUSTED, "MESSAGE_TOO_LARGE"),
+            E::UnknownMethod(_) => (Code::UNIMPLEMENTED, "UNKNOWN_METHOD"),
+            E::UnsupportedEncoding(_) => (Code::UNIMPLEMENTED, "UNSUPPORTED_ENCODING"),
+            E::ServiceNotFound(_) => (Code::NOT_FOUND, "SERVICE_NOT_FOUND"),
+            E::DeadlineExceeded(_) => (Code::DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
+            E::Internal(_) => (Code::INTERNAL, "INTERNAL"),
+        };
+        Status::new(code, e.to_string()).with_error_code(error_code)
+    }
+}
+
+impl From<PairError> for Status {
+    fn from(e: PairError) -> Status {
+        Status::from(&e)
+    }
+}
 
 /// The gRPC spec's percent-encoding for `grpc-message`: everything outside printable ASCII
 /// (0x20-0x7E), and `%` itself.

@@ -1,0 +1,291 @@
+//! One write or delete as the coordinator runs it: stamp a new version, send it to every
+//! replica, count acks into an outcome that says what was tried when it fails.
+//!
+//! [`Stamper`] turns a client's causal context into a new version: it increments this core's
+//! actor in the clock with a counter that never goes backwards (the wall clock in microseconds,
+//! floored by the last counter issued, so two writes on one core in the same microsecond still
+//! order). [`WriteRequest`] wraps [`QuorumWrite`] with the sends it owes and the per-replica
+//! reasons a failure message reports.
+//!
+//! Hints are not decided here. A write's slow replicas may settle long after the client was
+//! answered, or after the client went away and the request was dropped; the link to each storage
+//! node owns every operation until it settles, so the link turns a missed write into a hint, by
+//! the policy of [`crate::core::hints`].
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::{
+    core::{
+        ids::NodeId,
+        quorum::{Level, QuorumWrite, ReplicaState, WriteOutcome},
+        vclock::VClock,
+        version::Version,
+    },
+    error::{PairError, ReplicaReport},
+};
+
+/// Issues versions for one actor (one coordinator core).
+#[derive(Clone, Debug)]
+pub struct Stamper {
+    actor: String,
+    last_counter: u64,
+}
+
+impl Stamper {
+    /// A stamper for `actor` (`{node_id}/{core}`), unique per coordinator core.
+    pub fn new(actor: impl Into<String>) -> Self {
+        Self { actor: actor.into(), last_counter: 0 }
+    }
+
+    /// The actor this stamper writes as.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// A new version of a key whose client last saw `context` (empty for a blind write):
+    /// `context` with this actor's entry moved past both the last counter issued and `now_us`.
+    pub fn stamp(
+        &mut self,
+        context: Option<VClock>,
+        value: Bytes,
+        tombstone: bool,
+        now_us: i64,
+    ) -> Version {
+        let mut clock = context.unwrap_or_default();
+        let floor = self.last_counter.max(u64::try_from(now_us).unwrap_or(0));
+        self.last_counter = clock.increment(&self.actor, floor);
+        Version { value, clock, timestamp_us: now_us, writer: self.actor.clone(), tombstone }
+    }
+}
+
+/// One write (or delete) of one version to its replicas.
+///
+/// ```text
+///   new ──poll_send()* (one per replica)──▶ Waiting ──handle_ack / handle_failure /
+///                                              │       handle_timeout──▶ decided
+///                                              ▼
+///                              poll_outcome(): Some exactly once
+/// ```
+///
+/// Drain order after `new` and after every `handle_*`: [`poll_send`](Self::poll_send) until
+/// `None`, then [`poll_outcome`](Self::poll_outcome), then [`poll_timeout`](Self::poll_timeout)
+/// to re-arm the one timer.
+#[derive(Clone, Debug)]
+pub struct WriteRequest {
+    version: Version,
+    quorum: QuorumWrite,
+    /// Replicas not sent to yet, in reverse preference order (popped from the back).
+    unsent: Vec<NodeId>,
+    /// Why each failed replica failed, for the error message.
+    reasons: Vec<(NodeId, String)>,
+    rf: usize,
+}
+
+impl WriteRequest {
+    /// A write of `version` to `replicas` (the key's preference list) at `level` for a tenant
+    /// of replication factor `rf`. Replicas that have not acked by `deadline` have missed it.
+    ///
+    /// With fewer replicas than `level` needs (fewer nodes on the ring than `rf`), the outcome
+    /// is a failure at once and nothing is sent.
+    pub fn new(
+        replicas: Vec<NodeId>,
+        level: Level,
+        rf: usize,
+        version: Version,
+        deadline: Instant,
+    ) -> Self {
+        let required = level.required(rf).max(1);
+        let quorum = QuorumWrite::new(replicas.clone(), required, deadline);
+        let unsent = if required > replicas.len() {
+            Vec::new()
+        } else {
+            replicas.into_iter().rev().collect()
+        };
+        Self { version, quorum, unsent, reasons: Vec::new(), rf }
+    }
+
+    /// The version being written.
+    pub fn version(&self) -> &Version {
+        &self.version
+    }
+
+    /// The next replica to send the version to.
+    #[must_use]
+    pub fn poll_send(&mut self) -> Option<NodeId> {
+        self.unsent.pop()
+    }
+
+    /// `from` stored the version.
+    pub fn handle_ack(&mut self, from: &NodeId) {
+        self.quorum.handle_ack(from);
+    }
+
+    /// `from` failed, for `reason` (a short text for the error message).
+    pub fn handle_failure(&mut self, from: &NodeId, reason: impl Into<String>) {
+        if !self.reasons.iter().any(|(n, _)| n == from) {
+            self.reasons.push((from.clone(), reason.into()));
+        }
+        self.quorum.handle_failure(from);
+    }
+
+    /// The timer fired at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.quorum.handle_timeout(now);
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout); `None` once every replica settled.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.quorum.poll_timeout()
+    }
+
+    /// The outcome, exactly once.
+    #[must_use]
+    pub fn poll_outcome(&mut self) -> Option<Result<WriteOutcome, PairError>> {
+        let outcome = self.quorum.poll_outcome()?;
+        Some(outcome.map_err(|e| PairError::QuorumNotReached {
+            acks: e.acks,
+            required: e.required,
+            tried: tried(self.quorum.states(), &self.reasons, self.rf),
+        }))
+    }
+
+    /// True once every replica has acked, failed or timed out.
+    pub fn is_settled(&self) -> bool {
+        self.quorum.is_settled()
+    }
+}
+
+/// What a request tried, replica by replica: `"asked 3 of rf 3: s1 ok, s2 failed: ..., s3 timed
+/// out"`, or why it asked nobody.
+pub(crate) fn tried<'a>(
+    states: impl Iterator<Item = (&'a NodeId, ReplicaState)>,
+    reasons: &[(NodeId, String)],
+    rf: usize,
+) -> String {
+    let parts: Vec<String> = states
+        .map(|(node, state)| {
+            let report = match state {
+                ReplicaState::Answered => ReplicaReport::Answered,
+                ReplicaState::Pending => ReplicaReport::Pending,
+                ReplicaState::TimedOut => ReplicaReport::TimedOut,
+                ReplicaState::Failed => ReplicaReport::Failed(
+                    reasons
+                        .iter()
+                        .find(|(n, _)| n == node)
+                        .map(|(_, r)| r.clone())
+                        .unwrap_or_else(|| "unknown".into()),
+                ),
+            };
+            format!("{node} {report}")
+        })
+        .collect();
+    if parts.len() < rf {
+        let have = parts.len();
+        let mut s = format!(
+            "the ring holds only {have} storage node{} for replication factor {rf}; nothing was sent",
+            if have == 1 { "" } else { "s" }
+        );
+        if have > 0 && parts.iter().any(|p| !p.ends_with("pending")) {
+            s = format!("asked {have} of rf {rf}: {}", parts.join(", "));
+        }
+        return s;
+    }
+    format!("asked {} of rf {rf}: {}", parts.len(), parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn nodes(names: &[&str]) -> Vec<NodeId> {
+        names.iter().map(|n| NodeId::new(*n)).collect()
+    }
+
+    #[test]
+    fn stamper_counters_never_go_backwards() {
+        let mut s = Stamper::new("c/0");
+        let a = s.stamp(None, Bytes::from_static(b"a"), false, 1_000);
+        let b = s.stamp(None, Bytes::from_static(b"b"), false, 1_000);
+        let c = s.stamp(None, Bytes::from_static(b"c"), false, 500); // wall clock stepped back
+        let counter = |v: &Version| v.clock.entries().iter().find(|(a, _)| a == "c/0").unwrap().1;
+        assert!(counter(&a) < counter(&b) && counter(&b) < counter(&c));
+        assert_eq!(c.timestamp_us, 500);
+        assert_eq!(c.writer, "c/0");
+    }
+
+    #[test]
+    fn stamp_extends_the_client_context() {
+        let mut s = Stamper::new("c/1");
+        let mut ctx = VClock::default();
+        ctx.increment("other/0", 7);
+        let v = s.stamp(Some(ctx.clone()), Bytes::new(), true, 10);
+        assert!(v.tombstone);
+        assert!(v.clock.entries().iter().any(|(a, n)| a == "other/0" && *n == 8));
+        assert!(v.clock.entries().iter().any(|(a, _)| a == "c/1"));
+    }
+
+    #[test]
+    fn sends_to_every_replica_then_succeeds_at_quorum() {
+        let t0 = Instant::now();
+        let mut w = WriteRequest::new(
+            nodes(&["a", "b", "c"]),
+            Level::Quorum,
+            3,
+            Version::default(),
+            t0 + Duration::from_secs(1),
+        );
+        let sent: Vec<_> = std::iter::from_fn(|| w.poll_send()).collect();
+        assert_eq!(sent, nodes(&["a", "b", "c"]));
+        w.handle_ack(&sent[0]);
+        assert!(w.poll_outcome().is_none());
+        w.handle_ack(&sent[2]);
+        assert_eq!(w.poll_outcome(), Some(Ok(WriteOutcome { acks: 2 })));
+        assert!(w.poll_outcome().is_none());
+        assert!(!w.is_settled());
+        w.handle_timeout(t0 + Duration::from_secs(1));
+        assert!(w.is_settled());
+    }
+
+    #[test]
+    fn failure_says_what_was_tried() {
+        let t0 = Instant::now();
+        let mut w = WriteRequest::new(
+            nodes(&["a", "b", "c"]),
+            Level::All,
+            3,
+            Version::default(),
+            t0 + Duration::from_secs(1),
+        );
+        while w.poll_send().is_some() {}
+        w.handle_ack(&NodeId::new("a"));
+        w.handle_failure(&NodeId::new("b"), "UNAVAILABLE: storage node b is down");
+        let Some(Err(PairError::QuorumNotReached { acks, required, tried })) = w.poll_outcome()
+        else {
+            panic!("expected a quorum failure");
+        };
+        assert_eq!((acks, required), (1, 3));
+        assert_eq!(
+            tried,
+            "asked 3 of rf 3: a ok, b failed: UNAVAILABLE: storage node b is down, c pending"
+        );
+    }
+
+    #[test]
+    fn too_few_nodes_on_the_ring_fails_at_once_and_sends_nothing() {
+        let t0 = Instant::now();
+        let mut w =
+            WriteRequest::new(nodes(&["a", "b"]), Level::All, 3, Version::default(), t0);
+        assert_eq!(w.poll_send(), None);
+        let Some(Err(e)) = w.poll_outcome() else { panic!("expected a failure") };
+        assert_eq!(
+            e.to_string(),
+            "quorum not reached: 0 of 3 required replicas answered (the ring holds only 2 \
+             storage nodes for replication factor 3; nothing was sent)"
+        );
+    }
+}
