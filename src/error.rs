@@ -87,9 +87,7 @@ pub enum PairError {
         tried: String,
     },
     /// The idempotency key was used for a different request on this key.
-    #[error(
-        "idempotency key {idempotency_key:?} was used for a different request on this key"
-    )]
+    #[error("idempotency key {idempotency_key:?} was used for a different request on this key")]
     IdempotencyKeyConflict {
         /// The client's idempotency key.
         idempotency_key: String,

@@ -153,6 +153,8 @@ impl Follower {
                     let epoch = shared.epoch.fetch_add(1, Ordering::SeqCst) + 1;
                     tracing::info!(epoch, nodes = nodes.len(), "storage nodes changed elsewhere");
                     self.nodes = nodes.clone();
+                    // Resolved here, on the listener thread, never on a request core.
+                    let nodes = crate::coordinator::resolve_nodes(nodes);
                     shared.broadcast(Update::Nodes { epoch, nodes });
                 }
                 Ok(_) => {}

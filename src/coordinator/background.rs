@@ -12,15 +12,18 @@
 //! ```
 
 use std::{
-    collections::HashMap,
     rc::Rc,
     time::{Duration, Instant},
 };
 
 use crate::{
     coordinator::{
-        core::{blocking, unix_now_us, Core},
+        shard::{blocking, unix_now_us, Shard as Core},
         Update,
+    },
+    core::{
+        health::{HealthPolicy, NodeHealth},
+        ids::NodeId,
     },
     proto::storage::{self as pb, batch_operation::Op, batch_result::Result as BatchOutcome},
     runtime::shutdown::Shutdown,
@@ -68,12 +71,13 @@ pub async fn persist_hints(core: &Core) {
     if hints.is_empty() {
         return;
     }
-    let count = hints.len();
+    let count = hints.len() as u64;
     let store = core.shared.hints.clone();
     if let Err(e) = blocking(move || store.add_hints(&hints)).await {
+        core.stats.hints_dropped.set(core.stats.hints_dropped.get() + count);
         tracing::error!(error = %e, count, "cannot store hints; those writes rely on read repair now");
     } else {
-        core.stats.hints_buffered.set(core.stats.hints_buffered.get() + count as u64);
+        core.stats.hints_stored.set(core.stats.hints_stored.get() + count);
     }
 }
 
@@ -82,12 +86,12 @@ pub async fn supervise(core: Rc<Core>, shutdown: Shutdown) {
     let cfg = &core.shared.config;
     let health_every = Duration::from_millis(cfg.health_check_interval_ms);
     let replay_every = Duration::from_millis(cfg.hint_replay_interval_ms);
-    let mut misses: HashMap<String, (u32, bool)> = HashMap::new();
+    let mut health = NodeHealth::new(HealthPolicy::default());
     let mut next_replay = Instant::now();
     let mut next_sweep = Instant::now() + SWEEP_INTERVAL;
     while !shutdown.is_triggered() {
-        let came_back = check_health(&core, &mut misses).await;
-        update_readiness(&core, &misses).await;
+        let came_back = check_health(&core, &mut health).await;
+        update_readiness(&core, &health).await;
         let now = Instant::now();
         if came_back || now >= next_replay {
             replay_hints(&core).await;
@@ -112,14 +116,11 @@ pub async fn supervise(core: Rc<Core>, shutdown: Shutdown) {
 /// Sets the process's readiness (`/health/ready`, `grpc.health.v1`): the metadata store answers
 /// and at least a quorum of the default replication factor's storage nodes is up. Fewer nodes
 /// up than that, and a write at QUORUM to a tenant with the default factor cannot succeed.
-async fn update_readiness(core: &Rc<Core>, misses: &HashMap<String, (u32, bool)>) {
+async fn update_readiness(core: &Rc<Core>, health: &NodeHealth) {
     let meta = core.shared.meta.clone();
     let meta_error = blocking(move || meta.nodes().err()).await;
     let members = core.links();
-    let up = members
-        .iter()
-        .filter(|l| misses.get(l.id().as_str()).is_none_or(|(_, was_up)| *was_up))
-        .count();
+    let up = members.iter().filter(|l| health.is_up(l.id())).count();
     let rf = core.shared.config.default_replication_factor as usize;
     let quorum = rf / 2 + 1;
     let health = &core.shared.health;
@@ -144,16 +145,13 @@ async fn update_readiness(core: &Rc<Core>, misses: &HashMap<String, (u32, bool)>
     health.set_ready(ready, &reason);
 }
 
-/// Consecutive failed health checks before a node is declared down. One miss is not enough: a
-/// busy node (or a busy coordinator core) can miss one check and would then flap, failing every
-/// operation to it until the next check. Operations to a node that really died fail on their own
-/// in the meantime (connection refused or reset), so waiting for a second miss costs little.
-const DOWN_AFTER_MISSES: u32 = 2;
-
-/// Health-checks every storage node once; broadcasts changes. True when a node came back.
-async fn check_health(core: &Rc<Core>, misses: &mut HashMap<String, (u32, bool)>) -> bool {
+/// Health-checks every storage node once and feeds the results to `health` (whose policy
+/// damps flapping, see `core::health`); broadcasts its changes. True when a node came back.
+async fn check_health(core: &Rc<Core>, health: &mut NodeHealth) -> bool {
     let timeout = Duration::from_millis(core.shared.config.replica_timeout_ms);
     let links = core.links();
+    // Nodes that left the membership are forgotten.
+    health.retain(|id| links.iter().any(|l| l.id() == id));
     let checks = links.iter().map(|link| async move {
         let call = link.call::<_, pb::HealthCheckResponse>(
             "/pairdb.storage.v1.StorageService/HealthCheck",
@@ -164,20 +162,18 @@ async fn check_health(core: &Rc<Core>, misses: &mut HashMap<String, (u32, bool)>
             false
         })
         .await;
-        (link.id().as_str().to_owned(), ok)
+        (link.id().clone(), ok)
     });
     let results = futures_util::future::join_all(checks).await;
+    let now = Instant::now();
+    for (node, ok) in &results {
+        health.handle_probe(now, node, *ok);
+    }
     let mut came_back = false;
-    for (node_id, ok) in results {
-        let (count, was_up) = misses.entry(node_id.clone()).or_insert((0, true));
-        *count = if ok { 0 } else { *count + 1 };
-        let up = ok || (*was_up && *count < DOWN_AFTER_MISSES);
-        if up != *was_up {
-            tracing::info!(node = %node_id, up, "storage node health changed");
-            came_back |= up;
-            *was_up = up;
-            core.shared.broadcast(Update::NodeHealth { node_id, up });
-        }
+    while let Some((node, up)) = health.poll_change() {
+        tracing::info!(node = %node, up, "storage node health changed");
+        came_back |= up;
+        core.shared.broadcast(Update::NodeHealth { node_id: node.as_str().to_owned(), up });
     }
     came_back
 }
@@ -196,7 +192,7 @@ pub async fn replay_hints(core: &Rc<Core>) {
         if pending == 0 {
             continue;
         }
-        let Some(link) = core.link(&crate::core::ids::NodeId::new(node_id.clone())) else {
+        let Some(link) = core.link(&NodeId::new(node_id.clone())) else {
             continue;
         };
         if link.is_down() {

@@ -13,9 +13,9 @@
 //! `max_inflight_batches` Batch calls are outstanding per node; beyond that operations wait in the
 //! queue and leave with the next batch, which is what makes batches grow with load.
 //!
-//! A write-type operation (write, delete, repair) that fails or misses its deadline becomes a
-//! hint for hinted handoff, whatever the client's request already answered: the link is the one
-//! place that knows both what was sent and that it did not arrive.
+//! An operation that fails or misses its deadline is reported to the link's owner, which turns a
+//! write-type one into a hint (policy: `core::hints`), whatever the client's request already
+//! answered: the link is the one place that knows both what was sent and that it did not arrive.
 
 use std::{
     cell::{Cell, RefCell},
@@ -65,8 +65,9 @@ pub struct LinkConfig {
 /// Reply to one operation.
 pub type OpReply = Result<BatchOutcome, Status>;
 
-/// A write-type operation that did not reach its node: the caller stores it as a hint.
-pub type HintSink = Rc<dyn Fn(&NodeId, &Op)>;
+/// An operation that did not reach its node, and why: the owner decides (by the policy of
+/// `core::hints`) whether it becomes a hint.
+pub type HintSink = Rc<dyn Fn(&NodeId, &Op, &Status)>;
 
 struct Pending {
     op: Op,
@@ -266,7 +267,11 @@ impl NodeLink {
                 {
                     match result {
                         Some(BatchOutcome::Error(e)) => {
-                            let status = Status::new(crate::rpc::Code(e.code), e.message);
+                            // The node's own `pairdb-error-code` crosses the hop with it.
+                            let mut status = Status::new(crate::rpc::Code(e.code), e.message);
+                            if !e.error_code.is_empty() {
+                                status.error_code = Some(e.error_code.into());
+                            }
                             self.fail(op, reply, status, Some(started))
                         }
                         Some(outcome) => {
@@ -339,10 +344,7 @@ impl NodeLink {
     ) {
         self.stats.failed_ops.set(self.stats.failed_ops.get() + 1);
         self.stats.observe(&self.id, started, false);
-        // Invalid input is the caller's error, not a missed write: no hint for it.
-        if !matches!(op, Op::Read(_)) && status.code != crate::rpc::Code::INVALID_ARGUMENT {
-            (self.on_missed)(&self.id, &op);
-        }
+        (self.on_missed)(&self.id, &op, &status);
         let _ = reply.send(Err(status));
     }
 

@@ -13,7 +13,7 @@ use std::{
 };
 
 use crate::{
-    coordinator::core::{Core, CoreStats},
+    coordinator::shard::{CoreStats, Shard as Core},
     core::ids::NodeId,
     metrics::{RpcMetrics, Sample},
 };
@@ -32,6 +32,8 @@ pub struct CoreMetrics {
     /// Answers of unkeyed writes and deletes not stored under their generated key because the
     /// embedded table had no room left for such records.
     pub idempotency_generated_unstored: Cell<u64>,
+    /// Hints dropped because the core's hint buffer was full.
+    pub hints_buffer_full: Cell<u64>,
     /// Hints delivered by replay (core 0 replays).
     pub hints_replayed: Cell<u64>,
     /// Requests logged as slow.
@@ -52,24 +54,56 @@ pub fn samples(core: &Core, rpc: &RpcMetrics) -> Vec<Sample> {
     rpc.samples(core.index, &mut out);
     let m = &core.metrics;
     let s: &CoreStats = &core.stats;
-    let counters: [(&'static str, &'static str, u64); 14] = [
+    let repairs = core.repairs.borrow().stats();
+    let hint_buffer = core.hint_buffer_stats();
+    let inbox_full = if core.index == 0 {
+        // Process-wide: reported once, by core 0.
+        core.shared.inbox_full.load(std::sync::atomic::Ordering::Relaxed)
+    } else {
+        0
+    };
+    let counters: [(&'static str, &'static str, u64); 18] = [
         (
             "pairdb_quorum_failures_total",
             "Requests answered UNAVAILABLE because too few replicas answered.",
             s.quorum_failures.get(),
         ),
-        ("pairdb_read_repairs_queued_total", "Read repairs queued.", s.repairs_queued.get()),
-        ("pairdb_read_repairs_done_total", "Read repairs acknowledged.", s.repairs_done.get()),
+        ("pairdb_read_repairs_queued_total", "Read repairs queued.", repairs.queued),
+        ("pairdb_read_repairs_done_total", "Read repairs acknowledged.", repairs.done),
         (
             "pairdb_read_repairs_dropped_total",
             "Read repairs dropped (queue full or attempts exhausted).",
             s.repairs_dropped.get(),
         ),
-        ("pairdb_hints_stored_total", "Hints written to the hint store.", s.hints_buffered.get()),
+        (
+            "pairdb_read_repair_retries_total",
+            "Read repair sends that failed and were scheduled again.",
+            repairs.retries,
+        ),
+        (
+            "pairdb_read_repairs_skipped_total",
+            "Reads whose late replies were not awaited (too many reads settling on the core).",
+            s.repairs_skipped.get(),
+        ),
+        (
+            "pairdb_hints_stored_total",
+            "Hints the hint store accepted (new, or merged into a stored hint of the same key).",
+            s.hints_stored.get(),
+        ),
         (
             "pairdb_hints_dropped_total",
-            "Hints dropped because the core's buffer was full.",
-            s.hints_dropped.get(),
+            "Hints dropped: the core's buffer was full, or the hint store failed.",
+            s.hints_dropped.get() + m.hints_buffer_full.get(),
+        ),
+        (
+            "pairdb_hints_coalesced_total",
+            "Hints merged in the core's buffer into a hint of the same node and key.",
+            hint_buffer.coalesced,
+        ),
+        (
+            "pairdb_coordinator_inbox_full_total",
+            "Updates not delivered to a core because its inbox was full (the core then reloads).",
+            inbox_full,
         ),
         ("pairdb_hints_replayed_total", "Hints delivered by replay.", m.hints_replayed.get()),
         (

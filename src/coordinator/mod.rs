@@ -8,7 +8,7 @@
 //!                 └──────────┬───────────────────────────┬─────────────────┘
 //!                            │ Arc                       │ Update broadcasts
 //!        ┌───────────────────▼──────┐       ┌────────────▼─────────────┐
-//!        │ core 0: Core             │  ...  │ core N: Core             │
+//!        │ core 0: Shard            │  ...  │ core N: Shard            │
 //!        │  ring (Rc), tenant cache │       │  its own copies          │
 //!        │  links to storage nodes  │       │  its own links           │
 //!        │  + health checks, hint   │       │                          │
@@ -16,13 +16,15 @@
 //!        └──────────────────────────┘       └──────────────────────────┘
 //! ```
 //!
-//! Each core owns its ring copy, tenant cache and storage-node connections (`Rc`/`RefCell`,
+//! Each core's [`shard::Shard`] owns its ring copy, tenant cache and storage-node connections (`Rc`/`RefCell`,
 //! no locks). Changes (a tenant created, a node added, a node found down) are made once, in the
 //! metadata store off the request cores, and then broadcast as [`Update`]s to every core's inbox.
 //! Background duties that must happen once per process (health checks, hint replay, sweeps) run
 //! on core 0.
 //!
-//! - [`core`]: per-core state and the request handlers.
+//! - [`shard`]: per-core state (ring, tenant cache, links, hint buffer, repair queue).
+//! - [`kv`]: the key-value handlers and the driver that pumps `crate::core`'s request machines.
+//! - [`manage`]: tenant, node and migration handlers.
 //! - [`link`]: one core's connection to one storage node, with batching.
 //! - [`metrics`]: the coordinator's per-core metrics, collected when scraped.
 //! - [`background`]: health checks, hint flush and replay, read repair, sweeps.
@@ -31,12 +33,20 @@
 
 pub mod backends;
 pub mod background;
-pub mod core;
+pub mod kv;
 pub mod link;
+pub mod manage;
 pub mod metrics;
 pub mod server;
+pub mod shard;
 
-use std::sync::{atomic::AtomicU64, Arc};
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+};
 
 use crate::{
     config::CoordinatorConfig,
@@ -53,8 +63,8 @@ pub enum Update {
     Nodes {
         /// Ring epoch, increasing with every membership change.
         epoch: u64,
-        /// The full membership.
-        nodes: Vec<NodeRecord>,
+        /// The full membership, with addresses resolved by the sender (off the request cores).
+        nodes: Vec<ResolvedNode>,
     },
     /// The health checker found a node down (`up == false`) or back.
     NodeHealth {
@@ -64,6 +74,33 @@ pub enum Update {
         up: bool,
     },
 }
+
+/// A member with its address resolved; `None` when its host does not resolve (the core then has
+/// no link to it and its operations fail as unreachable).
+#[derive(Clone, Debug)]
+pub struct ResolvedNode {
+    /// The member.
+    pub record: NodeRecord,
+    /// Its address.
+    pub addr: Option<SocketAddr>,
+}
+
+/// Resolves every member's address. Blocking (getaddrinfo): call it on a blocking thread, never
+/// on a request core.
+pub fn resolve_nodes(nodes: Vec<NodeRecord>) -> Vec<ResolvedNode> {
+    nodes
+        .into_iter()
+        .map(|record| {
+            let addr = crate::config::resolve("host", &record.host, record.port).ok();
+            ResolvedNode { record, addr }
+        })
+        .collect()
+}
+
+/// Updates a core's inbox holds before the sender gives up on it: the core is then told to
+/// reload tenants and membership from the metadata store instead ([`Shared::resync`]). Inboxes
+/// drain continuously (a task per core), so this only fills when a core is stuck.
+pub const INBOX_CAPACITY: usize = 4_096;
 
 /// What all cores of one coordinator process share. Read-mostly; nothing here is touched on a
 /// request path except the idempotency store (a lock-free map) and the mesh senders.
@@ -83,6 +120,10 @@ pub struct Shared {
     /// it applied at the start of every request, and drains its inbox first when behind: a
     /// change acknowledged by one core is then in force on every core for the next request.
     pub sent: Vec<AtomicU64>,
+    /// Per core: an update could not be delivered (inbox full), reload before the next request.
+    pub resync: Vec<AtomicBool>,
+    /// Updates not delivered because a core's inbox was full.
+    pub inbox_full: AtomicU64,
     /// Ring epoch of the latest membership broadcast.
     pub epoch: AtomicU64,
     /// gRPC health, flipped to NOT_SERVING at shutdown.
@@ -90,13 +131,21 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Sends `update` to every core, this one included.
+    /// Sends `update` to every core, this one included. Never blocks: a full inbox (bounded by
+    /// [`INBOX_CAPACITY`]) marks its core for a reload instead, counted in `inbox_full`.
     pub fn broadcast(&self, update: Update) {
-        for (inbox, sent) in self.mesh.iter().zip(&self.sent) {
-            // A closed inbox is a core that already stopped: nothing left to update.
-            if inbox.send(update.clone()).is_ok() {
+        for (i, (inbox, sent)) in self.mesh.iter().zip(&self.sent).enumerate() {
+            match inbox.try_send(update.clone()) {
                 // After the send: whoever sees the new count finds the update in the inbox.
-                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(()) => {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(flume::TrySendError::Full(_)) => {
+                    self.inbox_full.fetch_add(1, Ordering::Relaxed);
+                    self.resync[i].store(true, Ordering::SeqCst);
+                }
+                // A closed inbox is a core that already stopped: nothing left to update.
+                Err(flume::TrySendError::Disconnected(_)) => {}
             }
         }
     }

@@ -14,7 +14,7 @@ use crate::{
     admin::AdminSource,
     config::CoordinatorConfig,
     coordinator::{
-        backends, background, core::Core, metrics as coordinator_metrics, Shared, Update,
+        backends, background, metrics as coordinator_metrics, shard::Shard, Shared, Update,
     },
     meta::{MetaError, NodeRecord, NodeState, TenantRecord},
     metrics::{self, MetricsHub, RpcMetrics, Sample},
@@ -26,7 +26,7 @@ use crate::{
 pub struct Coordinator {
     shared: Arc<Shared>,
     inboxes: Mutex<Vec<Option<flume::Receiver<Update>>>>,
-    nodes: Vec<NodeRecord>,
+    nodes: Vec<crate::coordinator::ResolvedNode>,
     tenants: Vec<TenantRecord>,
     addr: SocketAddr,
     server: ServerConfig,
@@ -43,7 +43,7 @@ impl Coordinator {
     ) -> Result<Arc<Coordinator>, MetaError> {
         let stores = backends::open(&config)?;
         let store = stores.meta.clone();
-        let now = crate::coordinator::core::unix_now_secs();
+        let now = crate::coordinator::shard::unix_now_secs();
         let known = store.nodes()?;
         for n in &config.storage_nodes {
             let existing = known.iter().find(|k| k.node_id == n.node_id);
@@ -59,7 +59,8 @@ impl Coordinator {
         }
         let nodes = store.nodes()?;
         let tenants = store.tenants()?;
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..cores).map(|_| flume::unbounded()).unzip();
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..cores).map(|_| flume::bounded(crate::coordinator::INBOX_CAPACITY)).unzip();
         let server =
             ServerConfig { max_message_bytes: config.max_message_bytes, ..ServerConfig::default() };
         let shared = Arc::new(Shared {
@@ -68,6 +69,8 @@ impl Coordinator {
             hints: stores.hints.clone(),
             idempotency: stores.idempotency.clone(),
             sent: (0..cores).map(|_| AtomicU64::new(0)).collect(),
+            resync: (0..cores).map(|_| std::sync::atomic::AtomicBool::new(false)).collect(),
+            inbox_full: AtomicU64::new(0),
             mesh: senders,
             epoch: AtomicU64::new(1),
             health: HealthState::default(),
@@ -78,7 +81,7 @@ impl Coordinator {
         Ok(Arc::new(Coordinator {
             shared,
             inboxes: Mutex::new(receivers.into_iter().map(Some).collect()),
-            nodes,
+            nodes: crate::coordinator::resolve_nodes(nodes),
             tenants,
             addr,
             server,
@@ -92,7 +95,7 @@ impl Coordinator {
         tenant_id: &str,
         replication_factor: u32,
     ) -> Result<bool, MetaError> {
-        let now = crate::coordinator::core::unix_now_secs();
+        let now = crate::coordinator::shard::unix_now_secs();
         let record = TenantRecord {
             tenant_id: tenant_id.into(),
             replication_factor,
@@ -155,7 +158,7 @@ impl Coordinator {
             return;
         };
         // Tenants created since open() are in the store; the newest copy wins via broadcasts.
-        let core = Core::new(
+        let core = Shard::new(
             index,
             self.shared.clone(),
             inbox.clone(),
@@ -197,10 +200,11 @@ impl Coordinator {
             batched_ops = ops,
             ops_per_batch = if batches > 0 { ops as f64 / batches as f64 } else { 0.0 },
             failed_ops = core.link_stats.failed_ops.get(),
-            repairs_queued = core.stats.repairs_queued.get(),
-            repairs_done = core.stats.repairs_done.get(),
+            repairs_queued = core.repairs.borrow().stats().queued,
+            repairs_done = core.repairs.borrow().stats().done,
             repairs_dropped = core.stats.repairs_dropped.get(),
-            hints_stored = core.stats.hints_buffered.get(),
+            hints_stored = core.stats.hints_stored.get(),
+            hints_dropped = core.stats.hints_dropped.get(),
             quorum_failures = core.stats.quorum_failures.get(),
             "core stopped"
         );

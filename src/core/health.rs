@@ -81,7 +81,10 @@ impl NodeHealth {
             successes: 0,
             falls: VecDeque::new(),
         });
-        while state.falls.front().is_some_and(|t| now.saturating_duration_since(*t) > policy.flap_window)
+        while state
+            .falls
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > policy.flap_window)
         {
             state.falls.pop_front();
         }

@@ -54,7 +54,7 @@ pub const MAX_VIRTUAL_NODES: u32 = 1024;
 
 /// Longest preference list [`Ring::preference_list`] returns; the replication factor is checked
 /// against it at config load. Lists live on the stack, so lookups never allocate.
-pub const MAX_PREFERENCE_LIST: usize = 8;
+pub const MAX_PREFERENCE_LIST: usize = 10;
 
 /// Encodings up to this many bytes are hashed from a stack buffer; longer ones are streamed.
 const KEY_BUFFER_LEN: usize = 256;

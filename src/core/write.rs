@@ -278,8 +278,7 @@ mod tests {
     #[test]
     fn too_few_nodes_on_the_ring_fails_at_once_and_sends_nothing() {
         let t0 = Instant::now();
-        let mut w =
-            WriteRequest::new(nodes(&["a", "b"]), Level::All, 3, Version::default(), t0);
+        let mut w = WriteRequest::new(nodes(&["a", "b"]), Level::All, 3, Version::default(), t0);
         assert_eq!(w.poll_send(), None);
         let Some(Err(e)) = w.poll_outcome() else { panic!("expected a failure") };
         assert_eq!(

@@ -158,7 +158,6 @@ fn status_for(
     if service.is_empty() || known.iter().any(|s| s == service) {
         Ok(state.status())
     } else {
-        Err(Status::not_found(format!("unknown service {service:?}"))
-            .with_error_code("SERVICE_NOT_FOUND"))
+        Err(crate::error::PairError::ServiceNotFound(format!("unknown service {service:?}")).into())
     }
 }

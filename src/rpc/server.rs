@@ -42,6 +42,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use prost::Message;
 
 use crate::{
+    error::PairError,
     metrics::RpcMetrics,
     rpc::{
         framing::{self, FrameError, DEFAULT_MAX_MESSAGE_BYTES},
@@ -133,11 +134,10 @@ impl Router {
             let handler = handler.clone();
             Box::pin(async move {
                 let req = Req::decode(bytes).map_err(|e| {
-                    Status::invalid_argument(format!(
+                    Status::from(PairError::InvalidRequest(format!(
                         "request is not a valid {}: {e}",
                         std::any::type_name::<Req>().rsplit("::").next().unwrap_or("message")
-                    ))
-                    .with_error_code("INVALID_REQUEST")
+                    )))
                 })?;
                 let resp = handler(req, ctx).await?;
                 Ok(framing::encode_to_bytes(&resp))
@@ -398,18 +398,17 @@ async fn handle_stream(
     }
     let path = parts.uri.path();
     let Some(route) = router.routes.get(path) else {
-        let status = Status::unimplemented(format!("unknown service or method {path}"))
-            .with_error_code("UNKNOWN_METHOD");
+        let status =
+            Status::from(PairError::UnknownMethod(format!("unknown service or method {path}")));
         send_status(&mut respond, &status);
         return;
     };
     if let Some(encoding) = parts.headers.get("grpc-encoding") {
         if encoding.as_bytes() != b"identity" {
-            let status = Status::unimplemented(format!(
+            let status = Status::from(PairError::UnsupportedEncoding(format!(
                 "grpc-encoding {:?} is not supported; this server accepts identity only",
                 String::from_utf8_lossy(encoding.as_bytes())
-            ))
-            .with_error_code("UNSUPPORTED_ENCODING");
+            )));
             send_status(&mut respond, &status);
             return;
         }
@@ -420,8 +419,7 @@ async fn handle_stream(
         Some(None) => {
             send_status(
                 &mut respond,
-                &Status::invalid_argument("malformed grpc-timeout")
-                    .with_error_code("INVALID_REQUEST"),
+                &Status::from(PairError::InvalidRequest("malformed grpc-timeout".into())),
             );
             return;
         }
@@ -434,14 +432,14 @@ async fn handle_stream(
                 let mut buf = BytesMut::new();
                 let max = config.max_message_bytes;
                 let Some(msg) = read_message(&mut body, &mut buf, max).await? else {
-                    return Err(Status::invalid_argument("unary call carried no request message")
-                        .with_error_code("INVALID_REQUEST"));
+                    return Err(Status::from(PairError::InvalidRequest(
+                        "unary call carried no request message".into(),
+                    )));
                 };
                 if read_message(&mut body, &mut buf, max).await?.is_some() {
-                    return Err(Status::invalid_argument(
-                        "unary call carried more than one request message",
-                    )
-                    .with_error_code("INVALID_REQUEST"));
+                    return Err(Status::from(PairError::InvalidRequest(
+                        "unary call carried more than one request message".into(),
+                    )));
                 }
                 // A handler bug must cost one call, never the core.
                 match AssertUnwindSafe(handler(msg, ctx)).catch_unwind().await {
@@ -457,12 +455,11 @@ async fn handle_stream(
                 Ok(reply) if reply.len() > config.max_message_bytes + framing::PREFIX_LEN => {
                     send_status(
                         &mut respond,
-                        &Status::resource_exhausted(format!(
+                        &Status::from(PairError::MessageTooLarge(format!(
                             "reply of {} bytes exceeds the limit of {} bytes",
                             reply.len() - framing::PREFIX_LEN,
                             config.max_message_bytes
-                        ))
-                        .with_error_code("MESSAGE_TOO_LARGE"),
+                        ))),
                     );
                     Code::RESOURCE_EXHAUSTED
                 }
@@ -510,8 +507,7 @@ async fn with_deadline<F: Future<Output = Result<Bytes, Status>>>(
 ) -> Result<Bytes, Status> {
     futures_lite::future::or(work, async {
         glommio::timer::sleep(timeout).await;
-        Err(Status::deadline_exceeded("deadline from grpc-timeout passed")
-            .with_error_code("DEADLINE_EXCEEDED"))
+        Err(Status::from(PairError::DeadlineExceeded("deadline from grpc-timeout passed".into())))
     })
     .await
 }
@@ -547,7 +543,7 @@ pub(crate) async fn read_message(
             None if buf.is_empty() => return Ok(None),
             None => {
                 let declared = framing::peek_len(buf, usize::MAX).ok().flatten();
-                return Err(Status::invalid_argument(match declared {
+                return Err(Status::from(PairError::InvalidRequest(match declared {
                     Some(len) => format!(
                         "truncated message: stream ended after {} of {len} bytes",
                         buf.len() - framing::PREFIX_LEN
@@ -556,8 +552,7 @@ pub(crate) async fn read_message(
                         "truncated message: stream ended inside a {}-byte prefix",
                         buf.len()
                     ),
-                })
-                .with_error_code("INVALID_REQUEST"));
+                })));
             }
         }
     }
@@ -565,15 +560,9 @@ pub(crate) async fn read_message(
 
 fn frame_error_status(e: FrameError) -> Status {
     match e {
-        FrameError::Compressed => {
-            Status::unimplemented(e.to_string()).with_error_code("UNSUPPORTED_ENCODING")
-        }
-        FrameError::InvalidFlag(_) => {
-            Status::invalid_argument(e.to_string()).with_error_code("INVALID_REQUEST")
-        }
-        FrameError::TooLarge { .. } => {
-            Status::resource_exhausted(e.to_string()).with_error_code("MESSAGE_TOO_LARGE")
-        }
+        FrameError::Compressed => Status::from(PairError::UnsupportedEncoding(e.to_string())),
+        FrameError::InvalidFlag(_) => Status::from(PairError::InvalidRequest(e.to_string())),
+        FrameError::TooLarge { .. } => Status::from(PairError::MessageTooLarge(e.to_string())),
     }
 }
 

@@ -10,6 +10,7 @@ use std::{sync::Arc, time::Instant};
 
 use crate::{
     core::version::Version,
+    error::PairError,
     proto::storage::{
         self as pb, batch_operation::Op, batch_result::Result as BatchOutcome, BatchRequest,
         BatchResponse, BatchResult, DeleteRequest, DeleteResponse, HealthCheckRequest,
@@ -202,11 +203,11 @@ impl StorageService {
 
     async fn batch(self: Arc<Self>, req: BatchRequest) -> Result<BatchResponse, Status> {
         if req.operations.len() > MAX_BATCH_OPERATIONS {
-            return Err(Status::invalid_argument(format!(
+            return Err(PairError::BatchTooLarge(format!(
                 "batch of {} operations exceeds the limit of {MAX_BATCH_OPERATIONS}",
                 req.operations.len()
             ))
-            .with_error_code("BATCH_TOO_LARGE"));
+            .into());
         }
         // Validate everything first; writes of the batch then share one journal persist.
         let mut results: Vec<Option<BatchOutcome>> = vec![None; req.operations.len()];
@@ -313,13 +314,10 @@ fn incoming(
 ) -> Result<Version, Status> {
     check_key(tenant_id, key)?;
     let Some(version) = version else {
-        return Err(
-            Status::invalid_argument("version is required").with_error_code("INVALID_REQUEST")
-        );
+        return Err(PairError::invalid("version is required").into());
     };
-    let mut version = Version::try_from(version).map_err(|e| {
-        Status::invalid_argument(format!("invalid version: {e}")).with_error_code("INVALID_REQUEST")
-    })?;
+    let mut version = Version::try_from(version)
+        .map_err(|e| Status::from(PairError::invalid(format!("invalid version: {e}"))))?;
     if tombstone {
         version.tombstone = true;
         version.value = Default::default();
@@ -329,38 +327,40 @@ fn incoming(
 
 fn check_key(tenant_id: &str, key: &str) -> Result<(), Status> {
     if tenant_id.is_empty() {
-        return Err(
-            Status::invalid_argument("tenant_id is required").with_error_code("INVALID_REQUEST")
-        );
+        return Err(PairError::invalid("tenant_id is required").into());
     }
     if key.is_empty() {
-        return Err(Status::invalid_argument("key is required").with_error_code("INVALID_REQUEST"));
+        return Err(PairError::invalid("key is required").into());
     }
     Ok(())
 }
 
 fn op_error(status: &Status) -> BatchOutcome {
-    BatchOutcome::Error(OperationError { code: status.code.0, message: status.to_string() })
+    BatchOutcome::Error(OperationError {
+        code: status.code.0,
+        message: status.to_string(),
+        error_code: status.error_code.as_deref().unwrap_or_default().to_owned(),
+    })
 }
 
-/// The one place engine errors become gRPC statuses.
-pub fn engine_status(e: &EngineError) -> Status {
+/// An engine error as the caller sees it (its gRPC status is chosen in `rpc::status`).
+pub fn engine_error(e: &EngineError) -> PairError {
     match e {
         EngineError::KeyTooLarge { .. }
         | EngineError::ValueTooLarge { .. }
         | EngineError::ActorTooLong { .. }
         | EngineError::TombstoneWithValue
         | EngineError::EmptyClock
-        | EngineError::InvalidCursor => {
-            Status::invalid_argument(e.to_string()).with_error_code("INVALID_REQUEST")
-        }
-        EngineError::Backend(_) | EngineError::Io(_) => Status::unavailable(format!(
+        | EngineError::InvalidCursor => PairError::invalid(e.to_string()),
+        EngineError::Backend(_) | EngineError::Io(_) => PairError::StorageUnavailable(format!(
             "{e}: {}",
             std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default()
-        ))
-        .with_error_code("STORAGE_UNAVAILABLE"),
-        EngineError::Corrupt { .. } => {
-            Status::internal(e.to_string()).with_error_code("STORAGE_CORRUPT")
-        }
+        )),
+        EngineError::Corrupt { .. } => PairError::StorageCorrupt(e.to_string()),
     }
+}
+
+/// [`engine_error`] as a gRPC status.
+pub fn engine_status(e: &EngineError) -> Status {
+    Status::from(engine_error(e))
 }

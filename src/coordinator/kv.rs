@@ -1,0 +1,640 @@
+//! The key-value handlers of a shard (`WriteKeyValue`, `DeleteKeyValue`, `ReadKeyValue`) and
+//! the driver that pumps a request's machine: sends what it asks for, feeds replies and its one
+//! timer back in, and stops at its outcome.
+//!
+//! The deadline of a request is the earlier of `replica_timeout_ms` and the client's own
+//! (`grpc-timeout`). A request dropped before its outcome (the client's deadline passed, or it
+//! went away) releases what it holds: its idempotency claim through [`ClaimGuard`]'s `Drop`, and
+//! its operations stay with the links, which still turn a missed write into a hint.
+
+use std::{
+    future::{poll_fn, Future},
+    pin::pin,
+    rc::Rc,
+    sync::Arc,
+    task::Poll,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures_util::{stream::FuturesUnordered, Stream, StreamExt};
+use prost::Message;
+
+use crate::{
+    config::OnUnavailable,
+    coordinator::{
+        link::OpReply,
+        metrics::{key_hash, ReplicaTimings},
+        shard::{unix_now_us, RepairJob, Shard, MAX_UNSETTLED_READS},
+    },
+    core::{
+        ids::NodeId,
+        quorum::Level,
+        read::{ReadRequest, Repair},
+        validate,
+        vclock::VClock,
+        version::Version,
+        write::WriteRequest,
+    },
+    error::PairError,
+    meta::idempotency::{Claim, IdempotencyBackend, IdempotencyKey},
+    proto::{
+        coordinator as api,
+        storage::{self as pb, batch_operation::Op, batch_result::Result as BatchOutcome},
+    },
+    rpc::{CallContext, Status},
+};
+
+/// How long a request waits for an identical in-flight request (same idempotency key) to
+/// finish, unless the client's deadline is sooner.
+const IDEMPOTENCY_WAIT: Duration = Duration::from_secs(5);
+
+impl Shard {
+    pub(crate) async fn write_key_value(
+        self: Rc<Self>,
+        req: api::WriteKeyValueRequest,
+        ctx: CallContext,
+    ) -> Result<api::WriteKeyValueResponse, PairError> {
+        let cfg = &self.shared.config;
+        validate::key(&req.tenant_id, &req.key, cfg.max_key_bytes)?;
+        validate::value(req.value.len(), cfg.max_value_bytes)?;
+        let level = level(req.consistency)?;
+        let context = client_clock(req.vector_clock.as_ref())?;
+        let tenant = self.tenant(&req.tenant_id).await?;
+        let fingerprint = fingerprint(Operation::Write, level, &req.value, context.as_ref());
+        let (tenant_id, key) = (&req.tenant_id, &req.key);
+        let write = Mutation { value: req.value.clone(), tombstone: false, level, context };
+        let outcome = self
+            .idempotent(tenant_id, key, &req.idempotency_key, fingerprint, ctx.deadline, || {
+                self.replicate(&tenant, tenant_id, key, write, ctx.deadline)
+            })
+            .await?;
+        let resp = match outcome {
+            Idempotent::Fresh { clock, acks, idempotency_key } => api::WriteKeyValueResponse {
+                key: req.key.clone(),
+                idempotency_key,
+                vector_clock: Some((&clock).into()),
+                replica_count: acks as i32,
+                consistency: req.consistency,
+                is_duplicate: false,
+            },
+            Idempotent::Duplicate(bytes) => {
+                let mut resp = decode_stored::<api::WriteKeyValueResponse>(bytes)?;
+                resp.is_duplicate = true;
+                resp
+            }
+        };
+        Ok(self.remember(tenant_id, key, !req.idempotency_key.is_empty(), fingerprint, resp))
+    }
+
+    pub(crate) async fn delete_key_value(
+        self: Rc<Self>,
+        req: api::DeleteKeyValueRequest,
+        ctx: CallContext,
+    ) -> Result<api::DeleteKeyValueResponse, PairError> {
+        validate::key(&req.tenant_id, &req.key, self.shared.config.max_key_bytes)?;
+        let level = level(req.consistency)?;
+        let context = client_clock(req.vector_clock.as_ref())?;
+        let tenant = self.tenant(&req.tenant_id).await?;
+        let fingerprint = fingerprint(Operation::Delete, level, b"", context.as_ref());
+        let (tenant_id, key) = (&req.tenant_id, &req.key);
+        let delete = Mutation { value: Bytes::new(), tombstone: true, level, context };
+        let outcome = self
+            .idempotent(tenant_id, key, &req.idempotency_key, fingerprint, ctx.deadline, || {
+                self.replicate(&tenant, tenant_id, key, delete, ctx.deadline)
+            })
+            .await?;
+        let resp = match outcome {
+            Idempotent::Fresh { clock, acks, idempotency_key } => api::DeleteKeyValueResponse {
+                key: key.clone(),
+                vector_clock: Some((&clock).into()),
+                replica_count: acks as i32,
+                idempotency_key,
+                is_duplicate: false,
+            },
+            Idempotent::Duplicate(bytes) => {
+                let mut resp = decode_stored::<api::DeleteKeyValueResponse>(bytes)?;
+                resp.is_duplicate = true;
+                resp
+            }
+        };
+        Ok(self.remember(tenant_id, key, !req.idempotency_key.is_empty(), fingerprint, resp))
+    }
+
+    pub(crate) async fn read_key_value(
+        self: Rc<Self>,
+        req: api::ReadKeyValueRequest,
+        ctx: CallContext,
+    ) -> Result<api::ReadKeyValueResponse, PairError> {
+        validate::key(&req.tenant_id, &req.key, self.shared.config.max_key_bytes)?;
+        let level = level(req.consistency)?;
+        let tenant = self.tenant(&req.tenant_id).await?;
+        let rf = tenant.replication_factor as usize;
+        let replicas = self.replicas(&req.tenant_id, &req.key, rf);
+        let mut pump = ReadPump {
+            read: ReadRequest::new(replicas, level, rf, self.deadline(ctx.deadline)),
+            timings: ReplicaTimings::new(rf),
+        };
+        let mut replies = FuturesUnordered::new();
+        while let Some(node) = pump.read.poll_send() {
+            let op = Op::Read(pb::ReadRequest {
+                tenant_id: req.tenant_id.clone(),
+                key: req.key.clone(),
+            });
+            replies.push(self.send(node, op));
+        }
+        let outcome = drive(&mut pump, &mut replies).await;
+        let ok = outcome.is_ok();
+        self.log_if_slow("read", &req.tenant_id, &req.key, level, &pump.timings, ok);
+        let outcome = outcome.map_err(|e| self.quorum_failed(e))?;
+        // Read repair happens after the answer: the rest of the replies are collected apart so
+        // that no answer waits for a slow replica.
+        self.clone().settle_read(pump, replies, &req.tenant_id, &req.key);
+        match outcome.newest {
+            Some(v) if !v.tombstone => Ok(api::ReadKeyValueResponse {
+                key: req.key,
+                value: v.value,
+                vector_clock: Some((&v.clock).into()),
+                replica_count: outcome.replies as i32,
+            }),
+            _ => Err(PairError::KeyNotFound { tenant_id: req.tenant_id, key: req.key }),
+        }
+    }
+
+    /// The deadline of a fan-out starting now: `replica_timeout_ms`, or the client's if sooner.
+    fn deadline(&self, client: Option<Instant>) -> Instant {
+        let own = Instant::now() + self.link_config.replica_timeout;
+        client.map_or(own, |c| c.min(own))
+    }
+
+    /// Writes a new version of `key` to its replicas and waits for the level. Returns the
+    /// version's clock and the acks counted.
+    async fn replicate(
+        &self,
+        tenant: &crate::meta::TenantRecord,
+        tenant_id: &str,
+        key: &str,
+        m: Mutation,
+        client_deadline: Option<Instant>,
+    ) -> Result<(VClock, usize), PairError> {
+        let rf = tenant.replication_factor as usize;
+        let replicas = self.replicas(tenant_id, key, rf);
+        let version =
+            self.stamper.borrow_mut().stamp(m.context, m.value, m.tombstone, unix_now_us());
+        let wire: pb::Version = (&version).into();
+        let clock = version.clock.clone();
+        let write =
+            WriteRequest::new(replicas, m.level, rf, version, self.deadline(client_deadline));
+        let mut pump = WritePump { write, timings: ReplicaTimings::new(rf) };
+        let mut replies = FuturesUnordered::new();
+        while let Some(node) = pump.write.poll_send() {
+            let (tenant_id, key, version) =
+                (tenant_id.to_owned(), key.to_owned(), Some(wire.clone()));
+            let op = if m.tombstone {
+                Op::Delete(pb::DeleteRequest { tenant_id, key, version })
+            } else {
+                Op::Write(pb::WriteRequest { tenant_id, key, version })
+            };
+            replies.push(self.send(node, op));
+        }
+        let outcome = drive(&mut pump, &mut replies).await;
+        let op = if m.tombstone { "delete" } else { "write" };
+        self.log_if_slow(op, tenant_id, key, m.level, &pump.timings, outcome.is_ok());
+        // Replicas still pending keep going in their links: a miss there becomes a hint, so
+        // nothing waits for them here.
+        match outcome {
+            Ok(w) => Ok((clock, w.acks)),
+            Err(e) => Err(self.quorum_failed(e)),
+        }
+    }
+
+    /// Collects a read's remaining replies (on a task of its own, at most
+    /// [`MAX_UNSETTLED_READS`] per core) and queues the repairs it owes.
+    fn settle_read<S>(
+        self: Rc<Self>,
+        mut pump: ReadPump,
+        mut replies: S,
+        tenant_id: &str,
+        key: &str,
+    ) where
+        S: Stream<Item = (NodeId, OpReply)> + Unpin + 'static,
+    {
+        let (tenant_id, key) = (tenant_id.to_owned(), key.to_owned());
+        if pump.read.is_settled() {
+            self.queue_repairs(&mut pump.read, &tenant_id, &key);
+            return;
+        }
+        if self.unsettled_reads.get() >= MAX_UNSETTLED_READS {
+            self.stats.repairs_skipped.set(self.stats.repairs_skipped.get() + 1);
+            return;
+        }
+        self.unsettled_reads.set(self.unsettled_reads.get() + 1);
+        glommio::spawn_local(async move {
+            settle(&mut pump, &mut replies).await;
+            self.queue_repairs(&mut pump.read, &tenant_id, &key);
+            self.unsettled_reads.set(self.unsettled_reads.get() - 1);
+        })
+        .detach();
+    }
+
+    fn queue_repairs(self: &Rc<Self>, read: &mut ReadRequest, tenant_id: &str, key: &str) {
+        while let Some(Repair { node, version }) = read.poll_repair() {
+            self.enqueue_repair(RepairJob {
+                node,
+                tenant_id: tenant_id.to_owned(),
+                key: key.to_owned(),
+                version: (&version).into(),
+            });
+        }
+    }
+
+    /// Logs a request slower than `log.slow_request_ms`: tenant, a hash of the key (never the
+    /// key or value bytes), level, and each replica's time to answer (or that it had not).
+    fn log_if_slow(
+        &self,
+        op: &'static str,
+        tenant_id: &str,
+        key: &str,
+        level: Level,
+        timings: &ReplicaTimings,
+        ok: bool,
+    ) {
+        let threshold_ms = self.shared.config.log.slow_request_ms;
+        let elapsed = timings.elapsed();
+        if threshold_ms == 0 || elapsed < Duration::from_millis(threshold_ms) {
+            return;
+        }
+        self.metrics.slow_requests.set(self.metrics.slow_requests.get() + 1);
+        let rf = timings.capacity();
+        let preference = self.replicas(tenant_id, key, rf);
+        tracing::warn!(
+            op,
+            tenant = tenant_id,
+            key_hash = %key_hash(key),
+            level = ?level,
+            elapsed_ms = elapsed.as_secs_f64() * 1e3,
+            replicas = %timings.describe(&preference),
+            outcome = if ok { "ok" } else { "quorum not reached" },
+            "slow request"
+        );
+    }
+
+    /// Runs `work` at most once per `(tenant, key, idempotency key)` with this fingerprint.
+    async fn idempotent<F, Fut>(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        idempotency_key: &str,
+        fingerprint: u64,
+        client_deadline: Option<Instant>,
+        work: F,
+    ) -> Result<Idempotent, PairError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(VClock, usize), PairError>>,
+    {
+        if idempotency_key.is_empty() {
+            // A generated key is unique, so nobody can hold a claim on it: the request runs, and
+            // `remember` stores its response under the key (`idempotency.store_generated_keys`).
+            let generated = self.generated_idempotency_key();
+            let (clock, acks) = work().await?;
+            return Ok(Idempotent::Fresh { clock, acks, idempotency_key: generated });
+        }
+        let id = IdempotencyKey::new(tenant_id, key, idempotency_key);
+        let store = &self.shared.idempotency;
+        let give_up = client_deadline.map_or(Instant::now() + IDEMPOTENCY_WAIT, |d| {
+            d.min(Instant::now() + IDEMPOTENCY_WAIT)
+        });
+        let guard = loop {
+            match store.claim(&id, fingerprint, Instant::now()).await {
+                Claim::Claimed => {
+                    break ClaimGuard { store: store.clone(), id, fingerprint, armed: true }
+                }
+                Claim::Duplicate(bytes) => return Ok(Idempotent::Duplicate(bytes)),
+                Claim::Conflict => {
+                    return Err(PairError::IdempotencyKeyConflict {
+                        idempotency_key: idempotency_key.to_owned(),
+                    })
+                }
+                Claim::InProgress if Instant::now() < give_up => {
+                    glommio::timer::sleep(Duration::from_millis(1)).await;
+                }
+                Claim::InProgress => return Err(PairError::IdempotencyInProgress),
+                Claim::Unavailable
+                    if store.is_remote()
+                        && self.shared.config.idempotency.on_unavailable
+                            == OnUnavailable::Reject =>
+                {
+                    return Err(PairError::IdempotencyUnavailable);
+                }
+                Claim::Unavailable => {
+                    let skipped = self.stats.idempotency_skipped.get() + 1;
+                    self.stats.idempotency_skipped.set(skipped);
+                    // Logged at 1, 2, 4, 8, ... skips per core: an outage under load must not
+                    // become a log line per write.
+                    if skipped.is_power_of_two() {
+                        tracing::warn!(
+                            skipped,
+                            remote = store.is_remote(),
+                            "idempotency store full or unreachable; write proceeds without idempotency"
+                        );
+                    }
+                    let (clock, acks) = work().await?;
+                    let idempotency_key = idempotency_key.to_owned();
+                    return Ok(Idempotent::Fresh { clock, acks, idempotency_key });
+                }
+            }
+        };
+        // On failure, or when this future is dropped mid-fan-out (the client's deadline), the
+        // guard releases the claim so that a retry runs instead of waiting for it to expire.
+        let (clock, acks) = work().await?;
+        guard.disarm();
+        Ok(Idempotent::Fresh { clock, acks, idempotency_key: idempotency_key.to_owned() })
+    }
+
+    /// Stores a fresh response under the idempotency key it carries: the client's
+    /// (`client_key`, completing its claim), or the generated one when
+    /// `idempotency.store_generated_keys` is on.
+    fn remember<M: Message + HasDuplicate>(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        client_key: bool,
+        fingerprint: u64,
+        resp: M,
+    ) -> M {
+        if client_key {
+            self.metrics.idempotency(resp.is_duplicate());
+        }
+        if resp.is_duplicate()
+            || !(client_key || self.shared.config.idempotency.store_generated_keys)
+        {
+            return resp;
+        }
+        let store = &self.shared.idempotency;
+        let id = IdempotencyKey::new(tenant_id, key, resp.idempotency_key());
+        let answer = Bytes::from(resp.encode_to_vec());
+        if client_key {
+            store.complete(&id, fingerprint, answer, Instant::now());
+        } else if !store.store_generated(&id, fingerprint, answer, Instant::now()) {
+            let unstored = &self.metrics.idempotency_generated_unstored;
+            unstored.set(unstored.get() + 1);
+        }
+        resp
+    }
+}
+
+/// What a write or delete changes.
+struct Mutation {
+    value: Bytes,
+    tombstone: bool,
+    level: Level,
+    context: Option<VClock>,
+}
+
+/// Releases an idempotency claim when dropped armed: the request failed or was dropped.
+struct ClaimGuard {
+    store: Arc<IdempotencyBackend>,
+    id: IdempotencyKey,
+    fingerprint: u64,
+    armed: bool,
+}
+
+impl ClaimGuard {
+    /// The request succeeded: its answer completes the claim (in `remember`), not a release.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.store.release(&self.id, self.fingerprint);
+        }
+    }
+}
+
+/// What an idempotent write produced.
+enum Idempotent {
+    Fresh { clock: VClock, acks: usize, idempotency_key: String },
+    Duplicate(Bytes),
+}
+
+/// A stored answer, decoded; a record that does not decode is our corruption, never an empty
+/// success.
+fn decode_stored<M: Message + Default>(bytes: Bytes) -> Result<M, PairError> {
+    M::decode(bytes).map_err(|e| {
+        tracing::error!(error = %e, "a stored idempotency answer does not decode");
+        PairError::Internal(format!("the stored answer of this idempotency key is corrupt: {e}"))
+    })
+}
+
+/// Responses that carry `is_duplicate`.
+trait HasDuplicate {
+    fn is_duplicate(&self) -> bool;
+    fn idempotency_key(&self) -> &str;
+}
+
+impl HasDuplicate for api::WriteKeyValueResponse {
+    fn is_duplicate(&self) -> bool {
+        self.is_duplicate
+    }
+    fn idempotency_key(&self) -> &str {
+        &self.idempotency_key
+    }
+}
+
+impl HasDuplicate for api::DeleteKeyValueResponse {
+    fn is_duplicate(&self) -> bool {
+        self.is_duplicate
+    }
+    fn idempotency_key(&self) -> &str {
+        &self.idempotency_key
+    }
+}
+
+/// What happens to a request while it waits.
+pub(crate) enum Event {
+    Reply(NodeId, OpReply),
+    Timeout(Instant),
+}
+
+/// A request machine as the driver sees it.
+pub(crate) trait Pump {
+    type Outcome;
+    fn handle(&mut self, event: Event);
+    fn poll_outcome(&mut self) -> Option<Self::Outcome>;
+    fn poll_timeout(&self) -> Option<Instant>;
+}
+
+struct WritePump {
+    write: WriteRequest,
+    timings: ReplicaTimings,
+}
+
+impl Pump for WritePump {
+    type Outcome = Result<crate::core::quorum::WriteOutcome, PairError>;
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Reply(node, Ok(_)) => {
+                self.write.handle_ack(&node);
+                self.timings.reply(node, true);
+            }
+            Event::Reply(node, Err(status)) => {
+                self.write.handle_failure(&node, reason(&status));
+                self.timings.reply(node, false);
+            }
+            Event::Timeout(now) => self.write.handle_timeout(now),
+        }
+    }
+    fn poll_outcome(&mut self) -> Option<Self::Outcome> {
+        self.write.poll_outcome()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.write.poll_timeout()
+    }
+}
+
+struct ReadPump {
+    read: ReadRequest,
+    timings: ReplicaTimings,
+}
+
+impl Pump for ReadPump {
+    type Outcome = Result<crate::core::quorum::ReadOutcome<Version>, PairError>;
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Reply(node, Ok(BatchOutcome::Read(r))) => {
+                match r.version.as_ref().filter(|_| r.found).map(Version::try_from) {
+                    None => self.read.handle_reply(&node, None),
+                    Some(Ok(v)) => self.read.handle_reply(&node, Some(v)),
+                    Some(Err(e)) => {
+                        self.read.handle_failure(&node, format!("undecodable version: {e}"))
+                    }
+                }
+                self.timings.reply(node, true);
+            }
+            Event::Reply(node, Ok(_)) => {
+                self.read.handle_failure(&node, "unexpected reply to a read");
+                self.timings.reply(node, false);
+            }
+            Event::Reply(node, Err(status)) => {
+                self.read.handle_failure(&node, reason(&status));
+                self.timings.reply(node, false);
+            }
+            Event::Timeout(now) => self.read.handle_timeout(now),
+        }
+    }
+    fn poll_outcome(&mut self) -> Option<Self::Outcome> {
+        self.read.poll_outcome()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.read.poll_timeout()
+    }
+}
+
+/// A storage node's failure, short, for a quorum error's account of what was tried.
+fn reason(status: &Status) -> String {
+    match &status.error_code {
+        Some(code) => format!("{code}: {}", status.message),
+        None => format!("{}: {}", status.code.name(), status.message),
+    }
+}
+
+/// Pumps `machine` with `replies` and its one timer until it yields its outcome. The timer is
+/// re-armed only when `poll_timeout` changes.
+async fn drive<P, S>(machine: &mut P, replies: &mut S) -> P::Outcome
+where
+    P: Pump,
+    S: Stream<Item = (NodeId, OpReply)> + Unpin,
+{
+    loop {
+        if let Some(outcome) = machine.poll_outcome() {
+            return outcome;
+        }
+        // Unsettled until the outcome, so there is a timer; a machine without one has decided.
+        let at = machine.poll_timeout().unwrap_or_else(Instant::now);
+        next_event(machine, replies, at).await;
+    }
+}
+
+/// Pumps `machine` until every replica has answered or timed out.
+async fn settle<P, S>(machine: &mut P, replies: &mut S)
+where
+    P: Pump,
+    S: Stream<Item = (NodeId, OpReply)> + Unpin,
+{
+    while let Some(at) = machine.poll_timeout() {
+        next_event(machine, replies, at).await;
+    }
+}
+
+/// Waits for the next reply or for `at`, and feeds it to `machine`.
+async fn next_event<P, S>(machine: &mut P, replies: &mut S, at: Instant)
+where
+    P: Pump,
+    S: Stream<Item = (NodeId, OpReply)> + Unpin,
+{
+    let mut timer = pin!(glommio::timer::sleep(at.saturating_duration_since(Instant::now())));
+    let event = poll_fn(|cx| {
+        if let Poll::Ready(item) = replies.poll_next_unpin(cx) {
+            return Poll::Ready(match item {
+                Some((node, reply)) => Event::Reply(node, reply),
+                // Every reply is in: only the deadline is left.
+                None => Event::Timeout(Instant::now().max(at)),
+            });
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Event::Timeout(Instant::now().max(at)));
+        }
+        Poll::Pending
+    })
+    .await;
+    machine.handle(event);
+}
+
+fn level(consistency: i32) -> Result<Level, PairError> {
+    match api::Consistency::try_from(consistency) {
+        Ok(api::Consistency::Unspecified) | Ok(api::Consistency::Quorum) => Ok(Level::Quorum),
+        Ok(api::Consistency::One) => Ok(Level::One),
+        Ok(api::Consistency::All) => Ok(Level::All),
+        Err(_) => {
+            Err(PairError::invalid(format!("consistency {consistency} is not ONE, QUORUM or ALL")))
+        }
+    }
+}
+
+fn client_clock(clock: Option<&api::VectorClock>) -> Result<Option<VClock>, PairError> {
+    clock
+        .map(VClock::try_from)
+        .transpose()
+        .map_err(|e| PairError::invalid(format!("invalid vector_clock: {e}")))
+}
+
+/// Which keyed request a fingerprint is for.
+#[derive(Clone, Copy)]
+enum Operation {
+    Write,
+    Delete,
+}
+
+/// THE fingerprint of a keyed request: the operation, the level it resolved to (UNSPECIFIED and
+/// QUORUM are one level), the value and the client's causal context.
+fn fingerprint(op: Operation, level: Level, value: &[u8], context: Option<&VClock>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+    h.update(match op {
+        Operation::Write => b"write",
+        Operation::Delete => b"delete",
+    });
+    h.update(&[level as u8]);
+    h.update(&(value.len() as u64).to_le_bytes());
+    h.update(value);
+    if let Some(c) = context {
+        for (actor, counter) in c.entries() {
+            h.update(actor.as_bytes());
+            h.update(&counter.to_le_bytes());
+        }
+    }
+    h.digest()
+}
