@@ -638,3 +638,32 @@ fn fingerprint(op: Operation, level: Level, value: &[u8], context: Option<&VCloc
     }
     h.digest()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_stored_answer_is_internal_not_an_empty_success() {
+        // A length-delimited field whose length runs past the end.
+        let corrupt = Bytes::from_static(&[0x0a, 0x7f, b'x']);
+        let got = decode_stored::<api::WriteKeyValueResponse>(corrupt);
+        assert!(matches!(got, Err(PairError::Internal(_))), "{got:?}");
+        let status = Status::from(got.unwrap_err());
+        assert_eq!(status.code, crate::rpc::Code::INTERNAL);
+        let stored = api::WriteKeyValueResponse { key: "k".into(), ..Default::default() };
+        let back = decode_stored::<api::WriteKeyValueResponse>(stored.encode_to_vec().into());
+        assert_eq!(back.map(|r| r.key), Ok("k".to_owned()));
+    }
+
+    #[test]
+    fn unspecified_and_quorum_fingerprint_the_same() {
+        let unspecified = level(api::Consistency::Unspecified as i32).unwrap();
+        let quorum = level(api::Consistency::Quorum as i32).unwrap();
+        let one = level(api::Consistency::One as i32).unwrap();
+        let f = |l| fingerprint(Operation::Write, l, b"v", None);
+        assert_eq!(f(unspecified), f(quorum));
+        assert_ne!(f(one), f(quorum));
+        assert_ne!(f(quorum), fingerprint(Operation::Delete, quorum, b"v", None));
+    }
+}
