@@ -16,6 +16,7 @@
 //!   migrations     migration_id                     -> MigrationValue (prost)
 //!   hints          (target_node, id)                -> HintValue (prost, with storage::Version)
 //!   hints_by_time  (created_at_us, target_node, id) -> ()    index for drop_older_than
+//!   hint_keys      (target_node, tenant_id, key)    -> id    the one hint of each key
 //!   hint_counts    target_node                      -> count  kept with every add and remove
 //!   settings       "schema_version" | "next_hint_id" -> u64
 //! ```
@@ -27,7 +28,13 @@
 //!
 //! The time index makes [`HintStore::drop_older_than`] a range scan over just the expired hints,
 //! and the counts table makes [`HintStore::pending_counts`] independent of how many hints wait;
-//! both cost one extra small write per hint, which is cheap next to the fsync.
+//! both cost one extra small write per hint, which is cheap next to the fsync. The key index
+//! makes coalescing a point lookup, and the counts (summed over nodes, a handful of rows) are
+//! what [`EmbeddedStore::with_max_hints`]'s cap is checked against.
+//!
+//! Schema versions: 1 had no `hint_keys`; opening a version 1 file builds it, collapsing hints
+//! for the same key to the one created last (the highest id on a tie), in the same transaction
+//! that records version 2. A file of a version this build does not know is refused.
 
 mod hints;
 mod metadata;
@@ -36,16 +43,17 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::meta::{BackendError, MetaError, RecordKind};
+use crate::meta::{BackendError, MetaError, RecordKind, DEFAULT_MAX_HINTS};
 #[cfg(doc)]
 use crate::meta::{HintStore, MetadataStore};
 
 /// Name of the database file inside the data dir.
 pub const FILE_NAME: &str = "meta.redb";
 
-/// Layout version of the tables above. A file with another version is refused as
-/// [`MetaError::Corrupt`] rather than misread; a future layout change adds a migration step.
-const SCHEMA_VERSION: u64 = 1;
+/// Layout version of the tables above. A file of version 1 is upgraded when opened; any other
+/// version is refused as [`MetaError::Corrupt`] rather than misread. A future layout change adds
+/// a migration step.
+const SCHEMA_VERSION: u64 = 2;
 
 const BACKEND: &str = "redb";
 const SCHEMA_VERSION_KEY: &str = "schema_version";
@@ -56,6 +64,7 @@ const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const MIGRATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("migrations");
 const HINTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("hints");
 const HINTS_BY_TIME: TableDefinition<(i64, &str, u64), ()> = TableDefinition::new("hints_by_time");
+const HINT_KEYS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("hint_keys");
 const HINT_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("hint_counts");
 const SETTINGS: TableDefinition<&str, u64> = TableDefinition::new("settings");
 
@@ -68,6 +77,7 @@ const SETTINGS: TableDefinition<&str, u64> = TableDefinition::new("settings");
 pub struct EmbeddedStore {
     db: Database,
     path: PathBuf,
+    max_hints: u64,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -83,7 +93,7 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(|e| Fail::from(redb::Error::from(e)))?;
         let path = dir.join(FILE_NAME);
         let db = Database::create(&path).map_err(Fail::from)?;
-        let store = Self { db, path };
+        let store = Self { db, path, max_hints: DEFAULT_MAX_HINTS };
         store.write(|txn| {
             // Opening a table in a write transaction creates it, so readers never meet a
             // missing table.
@@ -92,6 +102,7 @@ impl EmbeddedStore {
             txn.open_table(MIGRATIONS)?;
             txn.open_table(HINTS)?;
             txn.open_table(HINTS_BY_TIME)?;
+            txn.open_table(HINT_KEYS)?;
             txn.open_table(HINT_COUNTS)?;
             let mut settings = txn.open_table(SETTINGS)?;
             let found = settings.get(SCHEMA_VERSION_KEY)?.map(|g| g.value());
@@ -100,6 +111,11 @@ impl EmbeddedStore {
                     settings.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
                 }
                 Some(SCHEMA_VERSION) => {}
+                Some(1) => {
+                    let collapsed = hints::index_v1_hints(txn)?;
+                    settings.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)?;
+                    tracing::info!(collapsed, "hint store upgraded to schema 2 (one hint per key)");
+                }
                 Some(found) => {
                     return Err(corrupt(
                         RecordKind::Store,
@@ -111,6 +127,13 @@ impl EmbeddedStore {
             Ok(())
         })?;
         Ok(store)
+    }
+
+    /// Caps the number of stored hints at `max_hints` (default [`DEFAULT_MAX_HINTS`]); see
+    /// [`HintStore::add_hints`].
+    pub fn with_max_hints(mut self, max_hints: u64) -> Self {
+        self.max_hints = max_hints;
+        self
     }
 
     /// The database file's path.

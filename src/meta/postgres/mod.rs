@@ -15,6 +15,15 @@
 //! find it recorded. A database with a migration this build does not know is refused as
 //! [`MetaError::Corrupt`] rather than used with a schema it may misread.
 //!
+//! Hints are one row per `(target_node, tenant_id, key)` (migration 2). Every hint write first
+//! locks the one row of `hint_total`, the running count of hints: that serializes the hint
+//! writes of all coordinators sharing the database, so a coalescing `add_hints` reads the stored
+//! hint, picks the newest version in Rust and writes it back without another coordinator
+//! slipping a write in between, the `max_hints` cap is exact, and hint writers always take their
+//! locks in the same order (count, then rows), so they cannot deadlock. Hint batches are written
+//! off the request cores, so waiting for that lock costs no request latency.
+//! [`HintStore::drop_older_than`] recounts the table, so rows deleted by hand heal the count.
+//!
 //! Every write to tenants or nodes also runs `pg_notify('pairdb_meta', '{schema}:{what}')` in its
 //! transaction, so coordinators that [`watch`](PostgresStore::watch) the channel hear about it
 //! when it commits (and not at all if it rolls back). The channel is database-wide; the schema in
@@ -32,7 +41,7 @@ use postgres::{error::SqlState, Client, NoTls, Transaction};
 use prost::Message;
 
 use crate::core::version::Version;
-use crate::meta::{BackendError, MetaError, RecordKind};
+use crate::meta::{BackendError, MetaError, RecordKind, DEFAULT_MAX_HINTS};
 #[cfg(doc)]
 use crate::meta::{HintStore, MetadataStore};
 use crate::proto::storage;
@@ -58,8 +67,10 @@ const MIGRATION_LOCK: i64 = 0x7061_6972_6462;
 
 /// The schema, in order: (version, file name, SQL). Versions are never reused or edited once
 /// released; a change is a new file.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "0001_metadata.sql", include_str!("../../../migrations/0001_metadata.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "0001_metadata.sql", include_str!("../../../migrations/0001_metadata.sql")),
+    (2, "0002_hint_coalescing.sql", include_str!("../../../migrations/0002_hint_coalescing.sql")),
+];
 
 mod hints;
 mod listen;
@@ -72,6 +83,7 @@ pub use listen::{Change, Watch};
 pub struct PostgresStore {
     config: postgres::Config,
     idle: Mutex<Vec<Client>>,
+    max_hints: u64,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -105,7 +117,7 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("pairdb-coordinator");
         }
-        let store = Self { config, idle: Mutex::new(Vec::new()) };
+        let store = Self { config, idle: Mutex::new(Vec::new()), max_hints: DEFAULT_MAX_HINTS };
         // No deadline when `wait` is too large to add to the clock: wait as long as it takes.
         let give_up = Instant::now().checked_add(wait);
         loop {
@@ -128,6 +140,14 @@ impl PostgresStore {
         }
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Caps the number of stored hints at `max_hints` (default [`DEFAULT_MAX_HINTS`]); see
+    /// [`HintStore::add_hints`]. The cap is on the whole table, shared by every coordinator
+    /// using the database: give them all the same value.
+    pub fn with_max_hints(mut self, max_hints: u64) -> Self {
+        self.max_hints = max_hints;
+        self
     }
 
     /// Applies the migrations this database lacks, under the advisory lock.
