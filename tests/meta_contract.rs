@@ -649,3 +649,47 @@ fn postgres_migrations_apply_once_under_concurrent_start() {
     let store = Postgres::open(&fixture);
     store.create_tenant(&tenant("acme", 3)).unwrap();
 }
+
+/// A version 1 schema holds one row per missed write; migration 2 collapses each key's rows to
+/// the one created last and counts what is left.
+#[test]
+fn postgres_migration_2_collapses_duplicate_hints() {
+    use prost::Message;
+
+    let Some(fixture) = Postgres::fixture() else { return };
+    let mut c = postgres::Client::connect(&fixture.url, postgres::NoTls).unwrap();
+    c.batch_execute(include_str!("../migrations/0001_metadata.sql")).unwrap();
+    c.batch_execute(
+        "CREATE TABLE schema_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         INSERT INTO schema_migrations (version, name) VALUES (1, '0001_metadata.sql')",
+    )
+    .unwrap();
+    for (node, key, created_at_us) in
+        [("n1", "a", 10), ("n1", "b", 20), ("n1", "a", 30), ("n1", "a", 5), ("n2", "a", 1)]
+    {
+        let h = hint(node, key, created_at_us);
+        let version = pairdb::proto::storage::Version::from(&h.version).encode_to_vec();
+        c.execute(
+            "INSERT INTO hints (target_node, tenant_id, key, version, created_at_us)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&h.target_node, &h.tenant_id, &h.key, &version, &h.created_at_us],
+        )
+        .unwrap();
+    }
+
+    let store = Postgres::open_capped(&fixture, 4);
+    let n1 = store.hints_for("n1", 10).unwrap();
+    assert_eq!(
+        n1.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>(),
+        [hint("n1", "b", 20), hint("n1", "a", 30)]
+    );
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", 2), ("n2", 1)]));
+    let total: i64 = c.query_one("SELECT n FROM hint_total", &[]).unwrap().get(0);
+    assert_eq!(total, 3);
+    assert_eq!(
+        store.add_hints(&[hint("n1", "b", 50), hint("n3", "x", 1), hint("n3", "y", 1)]).unwrap(),
+        added(1, 1, 1)
+    );
+}

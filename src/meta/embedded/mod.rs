@@ -233,7 +233,7 @@ mod tests {
     use super::*;
     use crate::core::vclock::VClock;
     use crate::core::version::Version;
-    use crate::meta::{Hint, HintStore, MetadataStore, MigrationRecord};
+    use crate::meta::{Hint, HintStore, HintsAdded, MetadataStore, MigrationRecord};
 
     pub(super) fn hint(node: &str, key: &str, created_at_us: i64) -> Hint {
         Hint {
@@ -310,6 +310,45 @@ mod tests {
         let err = s.update_replication_factor("absent", 5, 10, &m).unwrap_err();
         assert!(matches!(err, MetaError::NotFound { kind: RecordKind::Tenant, .. }), "{err:?}");
         assert_eq!(s.migration("m1").unwrap(), None);
+    }
+
+    #[test]
+    fn a_schema_1_file_is_upgraded_collapsing_duplicate_hints() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(EmbeddedStore::open(dir.path()).unwrap());
+        // Schema 1 as an older build left it: no key index, one hint per missed write.
+        {
+            let db = Database::create(dir.path().join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut hints = txn.open_table(HINTS).unwrap();
+                let mut by_time = txn.open_table(HINTS_BY_TIME).unwrap();
+                for (id, key, created_at_us) in
+                    [(1, "a", 10), (2, "b", 20), (3, "a", 30), (4, "a", 5)]
+                {
+                    let h = super::hints::encode_hint(&hint("n1", key, created_at_us));
+                    hints.insert(("n1", id), h.as_slice()).unwrap();
+                    by_time.insert((created_at_us, "n1", id), ()).unwrap();
+                }
+                txn.open_table(HINT_COUNTS).unwrap().insert("n1", 4).unwrap();
+                let mut settings = txn.open_table(SETTINGS).unwrap();
+                settings.insert(NEXT_HINT_ID_KEY, 5).unwrap();
+                settings.insert(SCHEMA_VERSION_KEY, 1).unwrap();
+            }
+            txn.delete_table(HINT_KEYS).unwrap();
+            txn.commit().unwrap();
+        }
+        let s = EmbeddedStore::open(dir.path()).unwrap();
+        let kept = s.hints_for("n1", 10).unwrap();
+        assert_eq!(kept, vec![(2, hint("n1", "b", 20)), (3, hint("n1", "a", 30))]);
+        assert_eq!(s.pending_counts().unwrap(), vec![("n1".to_string(), 2)]);
+        // The key index is built: a new hint for a stored key coalesces.
+        let added = s.add_hints(&[hint("n1", "b", 50)]).unwrap();
+        assert_eq!(added, HintsAdded { stored: 0, coalesced: 1, dropped: 0 });
+        assert_eq!(s.drop_older_than(i64::MAX).unwrap(), 2);
+        assert_eq!(s.pending_counts().unwrap(), vec![]);
+        drop(s);
+        EmbeddedStore::open(dir.path()).unwrap();
     }
 
     #[test]
