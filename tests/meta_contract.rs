@@ -693,3 +693,59 @@ fn postgres_migration_2_collapses_duplicate_hints() {
         added(1, 1, 1)
     );
 }
+
+/// Several coordinators (stores) writing hints for the same keys into one database at once:
+/// every key ends with one hint holding the newest version, and the cap holds exactly.
+#[test]
+fn postgres_coalescing_and_the_cap_hold_across_coordinators() {
+    const CAP: u64 = 30;
+    const ROUNDS: u64 = 10;
+    let Some(fixture) = Postgres::fixture() else { return };
+    drop(Postgres::open(&fixture));
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let url = fixture.url.clone();
+            std::thread::spawn(move || {
+                let store = PostgresStore::open(&url).unwrap().with_max_hints(CAP);
+                let mut total = HintsAdded::default();
+                for round in 1..=ROUNDS {
+                    // Ten keys every coordinator writes (one actor, so the highest counter is
+                    // the newest), then five of its own.
+                    let clock = [("w", round * 10 + t)];
+                    let value = format!("v{round}-{t}");
+                    let mut batch: Vec<Hint> = (0..10)
+                        .map(|k| versioned(&format!("shared{k}"), &clock, 1, &value, 1))
+                        .collect();
+                    batch.extend((0..5).map(|k| {
+                        versioned(&format!("own{t}-{round}-{k}"), &[("w", 1)], 1, "own", 1)
+                    }));
+                    let got = store.add_hints(&batch).unwrap();
+                    total.stored += got.stored;
+                    total.coalesced += got.coalesced;
+                    total.dropped += got.dropped;
+                }
+                total
+            })
+        })
+        .collect();
+    let mut total = HintsAdded::default();
+    for h in handles {
+        let got = h.join().expect("no panic");
+        total.stored += got.stored;
+        total.coalesced += got.coalesced;
+        total.dropped += got.dropped;
+    }
+    // The first batch to commit stores the ten shared keys and five own ones.
+    assert_eq!(total, added(CAP, 4 * ROUNDS * 10 - 10, 4 * ROUNDS * 5 - (CAP - 10)));
+
+    let store = Postgres::open(&fixture);
+    let hints = store.hints_for("n1", 1000).unwrap();
+    assert_eq!(hints.len() as u64, CAP);
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", CAP)]));
+    for k in 0..10 {
+        let key = format!("shared{k}");
+        let of_key: Vec<&Hint> = hints.iter().map(|(_, h)| h).filter(|h| h.key == key).collect();
+        assert_eq!(of_key.len(), 1, "{key}");
+        assert_eq!(of_key[0].version.value, Bytes::from(format!("v{ROUNDS}-3")), "{key}");
+    }
+}
