@@ -392,3 +392,45 @@ pub trait HintStore: Send + Sync {
     /// calls it periodically with `now - hint window` ([`DEFAULT_HINT_WINDOW`]).
     fn drop_older_than(&self, cutoff_us: i64) -> Result<usize, MetaError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::version::test_version;
+
+    fn hint(key: &str, version: Version, created_at_us: i64) -> Hint {
+        Hint {
+            target_node: "n1".into(),
+            tenant_id: "t".into(),
+            key: key.into(),
+            version,
+            created_at_us,
+        }
+    }
+
+    #[test]
+    fn coalesce_keeps_the_newest_version_and_its_creation_time() {
+        let old = hint("k", test_version(&[("a", 1)], 50, "a", "old"), 10);
+        let new = hint("k", test_version(&[("a", 2)], 40, "a", "new"), 5);
+        assert_eq!(Hint::coalesce(&old, &new), Some(new.clone()));
+        assert_eq!(Hint::coalesce(&new, &old), None, "the stored hint stays");
+        assert_eq!(Hint::coalesce(&new, &new), None);
+
+        let x = hint("k", test_version(&[("a", 1)], 10, "a", "x"), 30);
+        let y = hint("k", test_version(&[("b", 1)], 10, "b", "y"), 20);
+        let merged = Hint::coalesce(&x, &y).expect("a merge changes the stored hint");
+        assert_eq!(merged.version, version::newest(&y.version, &x.version));
+        assert_eq!(merged.created_at_us, 30, "the later of the two");
+    }
+
+    #[test]
+    fn a_batch_folds_per_key_in_first_seen_order() {
+        let v = |n| test_version(&[("a", n)], 1, "a", "v");
+        let other_node = Hint { target_node: "n2".into(), ..hint("a", v(1), 1) };
+        let batch =
+            [hint("b", v(1), 1), hint("a", v(2), 2), hint("b", v(3), 3), other_node.clone()];
+        let (folded, n) = coalesce_batch(&batch);
+        assert_eq!(n, 1);
+        assert_eq!(folded, vec![hint("b", v(3), 3), hint("a", v(2), 2), other_node]);
+    }
+}
