@@ -346,6 +346,10 @@ pub struct CoordinatorConfig {
     pub hint_replay_interval_ms: u64,
     /// How long hints are kept before they are dropped, seconds.
     pub hint_retention_secs: u64,
+    /// Most hints kept in the hint store (one per key and target node, the newest version). When
+    /// full, hints for further keys are dropped and left to read repair: a node down for hours
+    /// under heavy writes must not fill the metadata disk or database.
+    pub hint_max_stored: u64,
     /// How long an idempotent response is remembered, seconds.
     pub idempotency_ttl_secs: u64,
     /// Most idempotency records kept in memory.
@@ -477,6 +481,7 @@ impl Default for CoordinatorConfig {
             health_check_interval_ms: 1000,
             hint_replay_interval_ms: 1000,
             hint_retention_secs: 3 * 3600,
+            hint_max_stored: crate::meta::DEFAULT_MAX_HINTS,
             idempotency_ttl_secs: 24 * 3600,
             idempotency_max_records: 1_000_000,
             read_repair_queue: 10_000,
@@ -518,6 +523,7 @@ impl CoordinatorConfig {
             ("replica_timeout_ms", self.replica_timeout_ms),
             ("health_check_interval_ms", self.health_check_interval_ms),
             ("hint_replay_interval_ms", self.hint_replay_interval_ms),
+            ("hint_max_stored", self.hint_max_stored),
             ("idempotency_ttl_secs", self.idempotency_ttl_secs),
         ] {
             if v == 0 {

@@ -18,12 +18,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use pairdb::core::vclock::VClock;
-use pairdb::core::version::Version;
+use pairdb::core::version::{self, Version};
 use pairdb::meta::embedded::EmbeddedStore;
 use pairdb::meta::postgres::PostgresStore;
 use pairdb::meta::{
-    Hint, HintStore, MetaError, MetadataStore, MigrationRecord, NodeRecord, NodeState, RecordKind,
-    TenantRecord,
+    Hint, HintStore, HintsAdded, MetaError, MetadataStore, MigrationRecord, NodeRecord, NodeState,
+    RecordKind, TenantRecord,
 };
 
 /// Both traits on one object, as every backend provides them.
@@ -39,6 +39,8 @@ trait Backend {
     fn fixture() -> Option<Self::Fixture>;
     /// Opens a store on the fixture; a later call sees what earlier, dropped stores wrote.
     fn open(fixture: &Self::Fixture) -> Arc<dyn Store>;
+    /// [`Backend::open`] with the hint store capped at `max_hints`.
+    fn open_capped(fixture: &Self::Fixture, max_hints: u64) -> Arc<dyn Store>;
 }
 
 struct Embedded;
@@ -52,6 +54,11 @@ impl Backend for Embedded {
 
     fn open(dir: &Self::Fixture) -> Arc<dyn Store> {
         Arc::new(EmbeddedStore::open(dir.path()).expect("open embedded store"))
+    }
+
+    fn open_capped(dir: &Self::Fixture, max_hints: u64) -> Arc<dyn Store> {
+        let store = EmbeddedStore::open(dir.path()).expect("open embedded store");
+        Arc::new(store.with_max_hints(max_hints))
     }
 }
 
@@ -113,6 +120,11 @@ impl Backend for Postgres {
     fn open(fixture: &Self::Fixture) -> Arc<dyn Store> {
         Arc::new(PostgresStore::open(&fixture.url).expect("open postgres store"))
     }
+
+    fn open_capped(fixture: &Self::Fixture, max_hints: u64) -> Arc<dyn Store> {
+        let store = PostgresStore::open(&fixture.url).expect("open postgres store");
+        Arc::new(store.with_max_hints(max_hints))
+    }
 }
 
 // ---- fixtures -----------------------------------------------------------------------------
@@ -170,6 +182,23 @@ fn tombstone_hint(node: &str, key: &str, created_at_us: i64) -> Hint {
     h.version.value = Bytes::new();
     h.version.tombstone = true;
     h
+}
+
+/// A hint for `key` carrying a version with clock `clock`, stamped `ts`, holding `value`.
+fn versioned(key: &str, clock: &[(&str, u64)], ts: i64, value: &str, created_at_us: i64) -> Hint {
+    let mut h = hint("n1", key, created_at_us);
+    h.version = Version {
+        value: Bytes::copy_from_slice(value.as_bytes()),
+        clock: VClock::from_entries(clock.iter().map(|(a, c)| (a.to_string(), *c))),
+        timestamp_us: ts,
+        writer: clock.first().map_or("w", |(a, _)| a).to_string(),
+        tombstone: false,
+    };
+    h
+}
+
+fn added(stored: u64, coalesced: u64, dropped: u64) -> HintsAdded {
+    HintsAdded { stored, coalesced, dropped }
 }
 
 fn keys_of(hints: &[(u64, Hint)]) -> Vec<&str> {
@@ -364,6 +393,143 @@ fn hints_with_negative_times_are_dropped_too(store: &dyn HintStore) {
     assert_eq!(keys_of(&store.hints_for("n1", 10).unwrap()), ["b"]);
 }
 
+fn hints_for_one_key_coalesce_to_the_newest_in_any_order(store: &dyn HintStore) {
+    // `new` dominates `old` although its timestamp is lower; `x` and `y` are concurrent.
+    let old = versioned("k", &[("a", 1)], 50, "old", 10);
+    let new = versioned("k", &[("a", 2)], 40, "new", 20);
+    let x = versioned("c", &[("a", 1)], 10, "x", 30);
+    let y = versioned("c", &[("b", 1)], 10, "y", 40);
+    let concurrent = version::newest(&x.version, &y.version);
+    assert_ne!(concurrent, x.version, "a merge, not either side");
+
+    // Each pair in both orders, in separate batches and in one batch, on its own target node.
+    let cases = [
+        ("fwd", vec![vec![old.clone()], vec![new.clone()]]),
+        ("rev", vec![vec![new.clone()], vec![old.clone()]]),
+        ("one", vec![vec![old.clone(), new.clone()]]),
+        ("one-rev", vec![vec![new.clone(), old.clone()]]),
+        ("cxy", vec![vec![x.clone()], vec![y.clone()]]),
+        ("cyx", vec![vec![y.clone()], vec![x.clone()]]),
+        ("cone", vec![vec![y.clone(), x.clone()]]),
+    ];
+    for (node, batches) in &cases {
+        let mut total = HintsAdded::default();
+        for batch in batches {
+            let batch: Vec<Hint> =
+                batch.iter().map(|h| Hint { target_node: node.to_string(), ..h.clone() }).collect();
+            let got = store.add_hints(&batch).unwrap();
+            total.stored += got.stored;
+            total.coalesced += got.coalesced;
+            total.dropped += got.dropped;
+        }
+        assert_eq!(total, added(1, 1, 0), "{node}");
+        let stored = store.hints_for(node, 10).unwrap();
+        assert_eq!(stored.len(), 1, "{node}: one hint per key");
+        let want = if node.starts_with('c') { &concurrent } else { &new.version };
+        assert_eq!(&stored[0].1.version, want, "{node}");
+    }
+    // Created_at follows the version kept: `new`'s, or the later of two merged ones.
+    assert_eq!(store.hints_for("rev", 1).unwrap()[0].1.created_at_us, 20);
+    assert_eq!(store.hints_for("cxy", 1).unwrap()[0].1.created_at_us, 40);
+    assert_eq!(store.pending_counts().unwrap().iter().map(|(_, n)| n).sum::<u64>(), 7);
+}
+
+fn a_coalesced_hint_gets_a_new_id_and_replays_last(store: &dyn HintStore) {
+    let a1 = versioned("a", &[("w", 1)], 1, "a1", 1);
+    let a2 = versioned("a", &[("w", 2)], 2, "a2", 3);
+    assert_eq!(store.add_hints(&[a1.clone(), hint("n1", "b", 2)]).unwrap(), added(2, 0, 0));
+    let before = store.hints_for("n1", 10).unwrap();
+    assert_eq!(keys_of(&before), ["a", "b"]);
+
+    // A replay read `a1` and is delivering it when `a2` arrives.
+    assert_eq!(store.add_hints(std::slice::from_ref(&a2)).unwrap(), added(0, 1, 0));
+    let after = store.hints_for("n1", 10).unwrap();
+    assert_eq!(keys_of(&after), ["b", "a"], "the new version queues behind b");
+    assert!(after[1].0 > before[1].0, "new id: {before:?} then {after:?}");
+    assert_eq!(after[1].1, a2);
+
+    // The replay acknowledges what it read: the version it did not deliver stays.
+    store.remove_hints("n1", &[before[0].0]).unwrap();
+    assert_eq!(store.hints_for("n1", 10).unwrap(), after);
+
+    // An older version changes nothing, not even the id.
+    assert_eq!(store.add_hints(&[a1]).unwrap(), added(0, 1, 0));
+    assert_eq!(store.hints_for("n1", 10).unwrap(), after);
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", 2)]));
+
+    store.remove_hints("n1", &ids_of(&after)).unwrap();
+    assert_eq!(store.pending_counts().unwrap(), vec![]);
+    // Once delivered, the key is new again.
+    assert_eq!(store.add_hints(&[a2]).unwrap(), added(1, 0, 0));
+}
+
+fn the_same_key_on_other_nodes_or_tenants_is_another_hint(store: &dyn HintStore) {
+    let other_tenant = Hint { tenant_id: "globex".into(), ..hint("n1", "k", 1) };
+    let got =
+        store.add_hints(&[hint("n1", "k", 1), hint("n2", "k", 1), other_tenant.clone()]).unwrap();
+    assert_eq!(got, added(3, 0, 0));
+    assert_eq!(store.hints_for("n1", 10).unwrap().len(), 2);
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", 2), ("n2", 1)]));
+}
+
+fn expiry_follows_the_coalesced_hint(store: &dyn HintStore) {
+    let old = versioned("k", &[("w", 1)], 1, "old", 100);
+    let new = versioned("k", &[("w", 2)], 2, "new", 300);
+    store.add_hints(std::slice::from_ref(&old)).unwrap();
+    store.add_hints(std::slice::from_ref(&new)).unwrap();
+    assert_eq!(store.drop_older_than(200).unwrap(), 0, "the new write restarted the clock");
+    // A late, older version keeps the stored hint and its creation time.
+    store.add_hints(&[versioned("k", &[("w", 1)], 1, "old", 500)]).unwrap();
+    assert_eq!(store.hints_for("n1", 10).unwrap()[0].1, new);
+    assert_eq!(store.drop_older_than(400).unwrap(), 1);
+    assert_eq!(store.pending_counts().unwrap(), vec![]);
+    assert_eq!(store.add_hints(&[old]).unwrap(), added(1, 0, 0), "expired keys are new again");
+}
+
+/// The cap, on a store opened with `max_hints: 3`.
+fn a_full_store_drops_new_keys_but_still_coalesces(open: &dyn Fn(u64) -> Arc<dyn Store>) {
+    let store = open(3);
+    assert_eq!(store.add_hints(&[hint("n1", "a", 1), hint("n2", "b", 2)]).unwrap(), added(2, 0, 0));
+    let got = store.add_hints(&[hint("n1", "c", 3), hint("n1", "d", 4), hint("n2", "e", 5)]);
+    assert_eq!(got.unwrap(), added(1, 0, 2), "the first new key fits, the others are dropped");
+    assert_eq!(keys_of(&store.hints_for("n1", 10).unwrap()), ["a", "c"]);
+    assert_eq!(keys_of(&store.hints_for("n2", 10).unwrap()), ["b"]);
+
+    // Full: a newer version of a stored key still replaces it; a new key is dropped, also when
+    // the batch holds it twice.
+    let a2 = versioned("a", &[("coord-1/0", 9), ("coord-2/1", 1)], 9, "a2", 9);
+    let f1 = versioned("f", &[("w", 1)], 1, "f1", 1);
+    let f2 = versioned("f", &[("w", 2)], 2, "f2", 2);
+    assert_eq!(store.add_hints(&[a2.clone(), f1, f2]).unwrap(), added(0, 2, 1));
+    let n1 = store.hints_for("n1", 10).unwrap();
+    assert_eq!(keys_of(&n1), ["c", "a"]);
+    assert_eq!(n1[1].1, a2);
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", 2), ("n2", 1)]));
+
+    // Replay and expiry make room again.
+    store.remove_hints("n1", &[n1[0].0]).unwrap();
+    assert_eq!(
+        store.add_hints(&[hint("n2", "g", 10), hint("n2", "h", 11)]).unwrap(),
+        added(1, 0, 1)
+    );
+    assert_eq!(keys_of(&store.hints_for("n2", 10).unwrap()), ["b", "g"]);
+    assert_eq!(store.drop_older_than(3).unwrap(), 1, "b");
+    assert_eq!(store.add_hints(&[hint("n2", "h", 11)]).unwrap(), added(1, 0, 0));
+
+    // The count survives reopening.
+    drop(store);
+    let store = open(3);
+    assert_eq!(store.add_hints(&[hint("n3", "z", 12)]).unwrap(), added(0, 0, 1));
+    let store = {
+        drop(store);
+        open(4)
+    };
+    assert_eq!(store.add_hints(&[hint("n3", "z", 12)]).unwrap(), added(1, 0, 0));
+    assert_eq!(store.drop_older_than(i64::MAX).unwrap(), 4);
+    assert_eq!(store.pending_counts().unwrap(), vec![]);
+    assert_eq!(store.add_hints(&[hint("n1", "y", 13)]).unwrap(), added(1, 0, 0));
+}
+
 // ---- persistence ---------------------------------------------------------------------------
 
 fn everything_survives_reopen(open: &dyn Fn() -> Arc<dyn Store>) {
@@ -425,11 +591,23 @@ macro_rules! mount {
                 removed_hints_are_gone_and_counted,
                 drop_older_than_drops_by_creation_time,
                 hints_with_negative_times_are_dropped_too,
+                hints_for_one_key_coalesce_to_the_newest_in_any_order,
+                a_coalesced_hint_gets_a_new_id_and_replays_last,
+                the_same_key_on_other_nodes_or_tenants_is_another_hint,
+                expiry_follows_the_coalesced_hint,
             );
 
             #[test]
             fn everything_survives_reopen() {
                 run::<$backend>("everything_survives_reopen", super::everything_survives_reopen);
+            }
+
+            #[test]
+            fn a_full_store_drops_new_keys_but_still_coalesces() {
+                let Some(fixture) = <$backend>::fixture() else { return };
+                super::a_full_store_drops_new_keys_but_still_coalesces(&|max| {
+                    <$backend>::open_capped(&fixture, max)
+                });
             }
         }
     };
@@ -467,7 +645,107 @@ fn postgres_migrations_apply_once_under_concurrent_start() {
     }
     let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let rows = c.query("SELECT version FROM schema_migrations", &[]).unwrap();
-    assert_eq!(rows.len(), 1, "each migration recorded once");
+    assert_eq!(rows.len(), 2, "each migration recorded once");
     let store = Postgres::open(&fixture);
     store.create_tenant(&tenant("acme", 3)).unwrap();
+}
+
+/// A version 1 schema holds one row per missed write; migration 2 collapses each key's rows to
+/// the one created last and counts what is left.
+#[test]
+fn postgres_migration_2_collapses_duplicate_hints() {
+    use prost::Message;
+
+    let Some(fixture) = Postgres::fixture() else { return };
+    let mut c = postgres::Client::connect(&fixture.url, postgres::NoTls).unwrap();
+    c.batch_execute(include_str!("../migrations/0001_metadata.sql")).unwrap();
+    c.batch_execute(
+        "CREATE TABLE schema_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         INSERT INTO schema_migrations (version, name) VALUES (1, '0001_metadata.sql')",
+    )
+    .unwrap();
+    for (node, key, created_at_us) in
+        [("n1", "a", 10), ("n1", "b", 20), ("n1", "a", 30), ("n1", "a", 5), ("n2", "a", 1)]
+    {
+        let h = hint(node, key, created_at_us);
+        let version = pairdb::proto::storage::Version::from(&h.version).encode_to_vec();
+        c.execute(
+            "INSERT INTO hints (target_node, tenant_id, key, version, created_at_us)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&h.target_node, &h.tenant_id, &h.key, &version, &h.created_at_us],
+        )
+        .unwrap();
+    }
+
+    let store = Postgres::open_capped(&fixture, 4);
+    let n1 = store.hints_for("n1", 10).unwrap();
+    assert_eq!(
+        n1.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>(),
+        [hint("n1", "b", 20), hint("n1", "a", 30)]
+    );
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", 2), ("n2", 1)]));
+    let total: i64 = c.query_one("SELECT n FROM hint_total", &[]).unwrap().get(0);
+    assert_eq!(total, 3);
+    assert_eq!(
+        store.add_hints(&[hint("n1", "b", 50), hint("n3", "x", 1), hint("n3", "y", 1)]).unwrap(),
+        added(1, 1, 1)
+    );
+}
+
+/// Several coordinators (stores) writing hints for the same keys into one database at once:
+/// every key ends with one hint holding the newest version, and the cap holds exactly.
+#[test]
+fn postgres_coalescing_and_the_cap_hold_across_coordinators() {
+    const CAP: u64 = 30;
+    const ROUNDS: u64 = 10;
+    let Some(fixture) = Postgres::fixture() else { return };
+    drop(Postgres::open(&fixture));
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let url = fixture.url.clone();
+            std::thread::spawn(move || {
+                let store = PostgresStore::open(&url).unwrap().with_max_hints(CAP);
+                let mut total = HintsAdded::default();
+                for round in 1..=ROUNDS {
+                    // Ten keys every coordinator writes (one actor, so the highest counter is
+                    // the newest), then five of its own.
+                    let clock = [("w", round * 10 + t)];
+                    let value = format!("v{round}-{t}");
+                    let mut batch: Vec<Hint> = (0..10)
+                        .map(|k| versioned(&format!("shared{k}"), &clock, 1, &value, 1))
+                        .collect();
+                    batch.extend((0..5).map(|k| {
+                        versioned(&format!("own{t}-{round}-{k}"), &[("w", 1)], 1, "own", 1)
+                    }));
+                    let got = store.add_hints(&batch).unwrap();
+                    total.stored += got.stored;
+                    total.coalesced += got.coalesced;
+                    total.dropped += got.dropped;
+                }
+                total
+            })
+        })
+        .collect();
+    let mut total = HintsAdded::default();
+    for h in handles {
+        let got = h.join().expect("no panic");
+        total.stored += got.stored;
+        total.coalesced += got.coalesced;
+        total.dropped += got.dropped;
+    }
+    // The first batch to commit stores the ten shared keys and five own ones.
+    assert_eq!(total, added(CAP, 4 * ROUNDS * 10 - 10, 4 * ROUNDS * 5 - (CAP - 10)));
+
+    let store = Postgres::open(&fixture);
+    let hints = store.hints_for("n1", 1000).unwrap();
+    assert_eq!(hints.len() as u64, CAP);
+    assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", CAP)]));
+    for k in 0..10 {
+        let key = format!("shared{k}");
+        let of_key: Vec<&Hint> = hints.iter().map(|(_, h)| h).filter(|h| h.key == key).collect();
+        assert_eq!(of_key.len(), 1, "{key}");
+        assert_eq!(of_key[0].version.value, Bytes::from(format!("v{ROUNDS}-3")), "{key}");
+    }
 }

@@ -20,7 +20,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::core::version::Version;
+use crate::core::version::{self, Version};
 
 pub mod embedded;
 pub mod idempotency;
@@ -40,6 +40,15 @@ pub const DEFAULT_HINT_WINDOW: Duration = Duration::from_secs(3 * 3600);
 const _: () = assert!(
     DEFAULT_HINT_WINDOW.as_secs() < crate::storage::engine::DEFAULT_TOMBSTONE_GRACE.as_secs()
 );
+
+/// How many hints a store keeps at most, by default: 1,000,000 (`hint_max_stored`).
+///
+/// Coalescing keeps one hint per key and target node, so this bounds the number of distinct keys
+/// waiting for down nodes, not the write rate. A hint is a few hundred bytes plus its value
+/// (up to `max_value_bytes`), so a million small hints is a few hundred MB of redb file or table;
+/// past the cap, new keys are left to read repair and anti-entropy, which is what a node down
+/// longer than the hint window gets anyway.
+pub const DEFAULT_MAX_HINTS: u64 = 1_000_000;
 
 /// A boxed error from a backend (redb, a database driver), kept as the source of a [`MetaError`].
 pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -248,6 +257,65 @@ pub struct Hint {
     pub created_at_us: i64,
 }
 
+impl Hint {
+    /// What two hints for the same key and target node become when the second arrives: `None`
+    /// when `stored` stays as it is, else the hint to keep.
+    ///
+    /// The version is [`version::newest`] of the two, the rule every replica applies, so the
+    /// order in which hints arrive does not matter. The hint's `created_at_us` (its expiry clock)
+    /// is that of the hint whose version was kept, or the later of the two when the versions
+    /// merged: a coalesced hint expires with the write it carries, as an uncoalesced one would.
+    pub fn coalesce(stored: &Hint, incoming: &Hint) -> Option<Hint> {
+        let version = version::newest(&stored.version, &incoming.version);
+        if version == stored.version {
+            return None;
+        }
+        let created_at_us = if version == incoming.version {
+            incoming.created_at_us
+        } else {
+            stored.created_at_us.max(incoming.created_at_us)
+        };
+        Some(Hint { version, created_at_us, ..incoming.clone() })
+    }
+}
+
+/// Folds the hints of one batch that share a key and target node into one, in the order of each
+/// key's first hint. Returns the folded hints and how many were folded away.
+pub(crate) fn coalesce_batch(hints: &[Hint]) -> (Vec<Hint>, u64) {
+    let mut index: std::collections::HashMap<(&str, &str, &str), usize> =
+        std::collections::HashMap::with_capacity(hints.len());
+    let mut out: Vec<Hint> = Vec::with_capacity(hints.len());
+    let mut folded = 0;
+    for hint in hints {
+        let triple = (hint.target_node.as_str(), hint.tenant_id.as_str(), hint.key.as_str());
+        match index.get(&triple) {
+            Some(&i) => {
+                folded += 1;
+                if let Some(kept) = Hint::coalesce(&out[i], hint) {
+                    out[i] = kept;
+                }
+            }
+            None => {
+                index.insert(triple, out.len());
+                out.push(hint.clone());
+            }
+        }
+    }
+    (out, folded)
+}
+
+/// What [`HintStore::add_hints`] did with a batch; every hint given is counted exactly once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HintsAdded {
+    /// Hints stored for a key (and target node) that had none.
+    pub stored: u64,
+    /// Hints folded into the one already stored for their key, or into an earlier hint of the
+    /// same batch; the kept version is [`version::newest`] of the two.
+    pub coalesced: u64,
+    /// Hints for a key that had none, refused because the store already held its `max_hints`.
+    pub dropped: u64,
+}
+
 /// Tenants, storage nodes and migrations. Every write is durable when the call returns.
 ///
 /// Blocking: call from a blocking thread pool, never from a request core.
@@ -295,9 +363,20 @@ pub trait MetadataStore: Send + Sync {
 ///
 /// Each stored hint gets an id, increasing in the order hints were added, so that a node's
 /// hints replay oldest first. Blocking: call from a blocking thread pool.
+///
+/// The store is bounded two ways: it keeps at most one hint per `(target_node, tenant_id, key)`,
+/// coalescing a new hint into the stored one ([`Hint::coalesce`]), and at most `max_hints` hints
+/// in all (set when the store is opened, [`DEFAULT_MAX_HINTS`] by default).
 pub trait HintStore: Send + Sync {
-    /// Stores hints, all or none.
-    fn add_hints(&self, hints: &[Hint]) -> Result<(), MetaError>;
+    /// Stores hints, all or none, and says what became of each.
+    ///
+    /// A hint for a key that already has one is coalesced into it: the stored hint takes the
+    /// newest version and a new id (so a replay that read the old id and removes it afterwards
+    /// does not remove a version it never delivered), or stays as it is when it already holds
+    /// the newest. A hint for a key that has none is stored while the store holds fewer than
+    /// `max_hints`, and dropped (counted in [`HintsAdded::dropped`]) once it is full; coalescing
+    /// still works when full.
+    fn add_hints(&self, hints: &[Hint]) -> Result<HintsAdded, MetaError>;
 
     /// Up to `limit` hints for `node`, oldest (smallest id) first, with their ids.
     fn hints_for(&self, node: &str, limit: usize) -> Result<Vec<(u64, Hint)>, MetaError>;
@@ -312,4 +391,46 @@ pub trait HintStore: Send + Sync {
     /// Drops every hint with `created_at_us < cutoff_us`, returning how many. The coordinator
     /// calls it periodically with `now - hint window` ([`DEFAULT_HINT_WINDOW`]).
     fn drop_older_than(&self, cutoff_us: i64) -> Result<usize, MetaError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::version::test_version;
+
+    fn hint(key: &str, version: Version, created_at_us: i64) -> Hint {
+        Hint {
+            target_node: "n1".into(),
+            tenant_id: "t".into(),
+            key: key.into(),
+            version,
+            created_at_us,
+        }
+    }
+
+    #[test]
+    fn coalesce_keeps_the_newest_version_and_its_creation_time() {
+        let old = hint("k", test_version(&[("a", 1)], 50, "a", "old"), 10);
+        let new = hint("k", test_version(&[("a", 2)], 40, "a", "new"), 5);
+        assert_eq!(Hint::coalesce(&old, &new), Some(new.clone()));
+        assert_eq!(Hint::coalesce(&new, &old), None, "the stored hint stays");
+        assert_eq!(Hint::coalesce(&new, &new), None);
+
+        let x = hint("k", test_version(&[("a", 1)], 10, "a", "x"), 30);
+        let y = hint("k", test_version(&[("b", 1)], 10, "b", "y"), 20);
+        let merged = Hint::coalesce(&x, &y).expect("a merge changes the stored hint");
+        assert_eq!(merged.version, version::newest(&y.version, &x.version));
+        assert_eq!(merged.created_at_us, 30, "the later of the two");
+    }
+
+    #[test]
+    fn a_batch_folds_per_key_in_first_seen_order() {
+        let v = |n| test_version(&[("a", n)], 1, "a", "v");
+        let other_node = Hint { target_node: "n2".into(), ..hint("a", v(1), 1) };
+        let batch =
+            [hint("b", v(1), 1), hint("a", v(2), 2), hint("b", v(3), 3), other_node.clone()];
+        let (folded, n) = coalesce_batch(&batch);
+        assert_eq!(n, 1);
+        assert_eq!(folded, vec![hint("b", v(3), 3), hint("a", v(2), 2), other_node]);
+    }
 }

@@ -1,0 +1,251 @@
+//! [`MetadataStore`] for [`PostgresStore`]: tenants, storage nodes and migrations.
+
+use postgres::Transaction;
+
+use super::listen::notify;
+use super::{check_id, corrupt, exists, DecodeError, Fail, PostgresStore};
+use crate::meta::{
+    MetaError, MetadataStore, MigrationRecord, NodeRecord, NodeState, RecordKind, TenantRecord,
+};
+
+impl MetadataStore for PostgresStore {
+    fn create_tenant(&self, tenant: &TenantRecord) -> Result<(), MetaError> {
+        check_id(RecordKind::Tenant, &tenant.tenant_id)?;
+        let rf = to_i32(tenant.replication_factor);
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO tenants (tenant_id, replication_factor, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4)",
+                &[&tenant.tenant_id, &rf, &tenant.created_at, &tenant.updated_at],
+            )
+            .map_err(|e| exists(e, RecordKind::Tenant, &tenant.tenant_id))?;
+            notify(tx, "tenants")
+        })
+    }
+
+    fn tenant(&self, tenant_id: &str) -> Result<Option<TenantRecord>, MetaError> {
+        self.with(|c| {
+            let row = c.query_opt(
+                "SELECT tenant_id, replication_factor, created_at, updated_at
+                 FROM tenants WHERE tenant_id = $1",
+                &[&tenant_id],
+            )?;
+            Ok(row.as_ref().map(tenant_from_row))
+        })
+    }
+
+    fn tenants(&self) -> Result<Vec<TenantRecord>, MetaError> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT tenant_id, replication_factor, created_at, updated_at
+                 FROM tenants ORDER BY tenant_id",
+                &[],
+            )?;
+            Ok(rows.iter().map(tenant_from_row).collect())
+        })
+    }
+
+    fn update_replication_factor(
+        &self,
+        tenant_id: &str,
+        replication_factor: u32,
+        now: i64,
+        migration: &MigrationRecord,
+    ) -> Result<TenantRecord, MetaError> {
+        check_id(RecordKind::Migration, &migration.migration_id)?;
+        let rf = to_i32(replication_factor);
+        self.write(|tx| {
+            let Some(row) = tx.query_opt(
+                "SELECT tenant_id, replication_factor, created_at, updated_at
+                 FROM tenants WHERE tenant_id = $1 FOR UPDATE",
+                &[&tenant_id],
+            )?
+            else {
+                return Err(Fail::Meta(MetaError::NotFound {
+                    kind: RecordKind::Tenant,
+                    id: tenant_id.to_owned(),
+                }));
+            };
+            let old = tenant_from_row(&row);
+            tx.execute(
+                "UPDATE tenants SET replication_factor = $2, updated_at = $3 WHERE tenant_id = $1",
+                &[&tenant_id, &rf, &now],
+            )?;
+            put_migration(tx, migration)?;
+            notify(tx, "tenants")?;
+            Ok(old)
+        })
+    }
+
+    fn add_node(&self, node: &NodeRecord) -> Result<(), MetaError> {
+        check_id(RecordKind::Node, &node.node_id)?;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO storage_nodes (node_id, host, port, virtual_nodes, state, added_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &node_params(node).as_params(),
+            )
+            .map_err(|e| exists(e, RecordKind::Node, &node.node_id))?;
+            notify(tx, "nodes")
+        })
+    }
+
+    fn upsert_node(&self, node: &NodeRecord) -> Result<(), MetaError> {
+        check_id(RecordKind::Node, &node.node_id)?;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO storage_nodes (node_id, host, port, virtual_nodes, state, added_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (node_id) DO UPDATE SET host = EXCLUDED.host, port = EXCLUDED.port,
+                     virtual_nodes = EXCLUDED.virtual_nodes, state = EXCLUDED.state,
+                     added_at = EXCLUDED.added_at",
+                &node_params(node).as_params(),
+            )?;
+            notify(tx, "nodes")
+        })
+    }
+
+    fn remove_node(&self, node_id: &str) -> Result<NodeRecord, MetaError> {
+        self.write(|tx| {
+            let row = tx.query_opt(
+                "DELETE FROM storage_nodes WHERE node_id = $1
+                 RETURNING node_id, host, port, virtual_nodes, state, added_at",
+                &[&node_id],
+            )?;
+            let Some(row) = row else {
+                return Err(Fail::Meta(MetaError::NotFound {
+                    kind: RecordKind::Node,
+                    id: node_id.to_owned(),
+                }));
+            };
+            let node = node_from_row(&row)?;
+            notify(tx, "nodes")?;
+            Ok(node)
+        })
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeRecord>, MetaError> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT node_id, host, port, virtual_nodes, state, added_at
+                 FROM storage_nodes ORDER BY node_id",
+                &[],
+            )?;
+            rows.iter().map(node_from_row).collect()
+        })
+    }
+
+    fn put_migration(&self, migration: &MigrationRecord) -> Result<(), MetaError> {
+        check_id(RecordKind::Migration, &migration.migration_id)?;
+        self.write(|tx| put_migration(tx, migration))
+    }
+
+    fn migration(&self, migration_id: &str) -> Result<Option<MigrationRecord>, MetaError> {
+        self.with(|c| {
+            let row = c.query_opt(
+                "SELECT migration_id, migration_type, node_id, status, keys_migrated, total_keys,
+                        started_at, completed_at, error_message
+                 FROM migrations WHERE migration_id = $1",
+                &[&migration_id],
+            )?;
+            Ok(row.map(|r| MigrationRecord {
+                migration_id: r.get(0),
+                migration_type: r.get(1),
+                node_id: r.get(2),
+                status: r.get(3),
+                keys_migrated: r.get(4),
+                total_keys: r.get(5),
+                started_at: r.get(6),
+                completed_at: r.get(7),
+                error_message: r.get(8),
+            }))
+        })
+    }
+}
+
+fn put_migration(tx: &mut Transaction<'_>, m: &MigrationRecord) -> Result<(), Fail> {
+    tx.execute(
+        "INSERT INTO migrations (migration_id, migration_type, node_id, status, keys_migrated,
+                                 total_keys, started_at, completed_at, error_message)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (migration_id) DO UPDATE SET migration_type = EXCLUDED.migration_type,
+             node_id = EXCLUDED.node_id, status = EXCLUDED.status,
+             keys_migrated = EXCLUDED.keys_migrated, total_keys = EXCLUDED.total_keys,
+             started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
+             error_message = EXCLUDED.error_message",
+        &[
+            &m.migration_id,
+            &m.migration_type,
+            &m.node_id,
+            &m.status,
+            &m.keys_migrated,
+            &m.total_keys,
+            &m.started_at,
+            &m.completed_at,
+            &m.error_message,
+        ],
+    )?;
+    Ok(())
+}
+
+/// A node's columns, owned so that they can be passed as `&[&dyn ToSql]`.
+struct NodeParams {
+    node_id: String,
+    host: String,
+    port: i32,
+    virtual_nodes: i32,
+    state: &'static str,
+    added_at: i64,
+}
+
+impl NodeParams {
+    fn as_params(&self) -> [&(dyn postgres::types::ToSql + Sync); 6] {
+        [&self.node_id, &self.host, &self.port, &self.virtual_nodes, &self.state, &self.added_at]
+    }
+}
+
+fn node_params(n: &NodeRecord) -> NodeParams {
+    NodeParams {
+        node_id: n.node_id.clone(),
+        host: n.host.clone(),
+        port: i32::from(n.port),
+        virtual_nodes: to_i32(n.virtual_nodes),
+        state: n.state.as_str(),
+        added_at: n.added_at,
+    }
+}
+
+fn tenant_from_row(r: &postgres::Row) -> TenantRecord {
+    let rf: i32 = r.get(1);
+    TenantRecord {
+        tenant_id: r.get(0),
+        // The CHECK constraint keeps it positive.
+        replication_factor: rf.max(0) as u32,
+        created_at: r.get(2),
+        updated_at: r.get(3),
+    }
+}
+
+fn node_from_row(r: &postgres::Row) -> Result<NodeRecord, Fail> {
+    let node_id: String = r.get(0);
+    let state: String = r.get(4);
+    let port: i32 = r.get(2);
+    let virtual_nodes: i32 = r.get(3);
+    let state = NodeState::parse(&state)
+        .ok_or_else(|| corrupt(RecordKind::Node, &node_id, DecodeError::NodeState(state)))?;
+    let port =
+        u16::try_from(port).map_err(|_| corrupt(RecordKind::Node, &node_id, DecodeError::Port))?;
+    Ok(NodeRecord {
+        host: r.get(1),
+        port,
+        virtual_nodes: virtual_nodes.max(0) as u32,
+        state,
+        added_at: r.get(5),
+        node_id,
+    })
+}
+
+fn to_i32(n: u32) -> i32 {
+    // Replication factors and virtual node counts are validated far below i32::MAX.
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
