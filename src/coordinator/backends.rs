@@ -75,14 +75,19 @@ pub fn open(config: &CoordinatorConfig) -> Result<Stores, MetaError> {
         MetadataBackend::Embedded => {
             std::fs::create_dir_all(&config.data_dir)
                 .map_err(|e| MetaError::Unavailable { backend: "redb", source: Box::new(e) })?;
-            let store = Arc::new(EmbeddedStore::open(&config.data_dir)?);
+            let store = Arc::new(
+                EmbeddedStore::open(&config.data_dir)?.with_max_hints(config.hint_max_stored),
+            );
             Ok(Stores { meta: store.clone(), hints: store, idempotency, postgres: None })
         }
         MetadataBackend::Postgres => {
-            let store = Arc::new(PostgresStore::open_waiting(
-                &config.metadata.postgres_url,
-                Duration::from_secs(config.metadata.startup_wait_secs),
-            )?);
+            let store = Arc::new(
+                PostgresStore::open_waiting(
+                    &config.metadata.postgres_url,
+                    Duration::from_secs(config.metadata.startup_wait_secs),
+                )?
+                .with_max_hints(config.hint_max_stored),
+            );
             tracing::info!("metadata in PostgreSQL");
             Ok(Stores {
                 meta: store.clone(),

@@ -73,11 +73,25 @@ pub async fn persist_hints(core: &Core) {
     }
     let count = hints.len() as u64;
     let store = core.shared.hints.clone();
-    if let Err(e) = blocking(move || store.add_hints(&hints)).await {
-        core.stats.hints_dropped.set(core.stats.hints_dropped.get() + count);
-        tracing::error!(error = %e, count, "cannot store hints; those writes rely on read repair now");
-    } else {
-        core.stats.hints_stored.set(core.stats.hints_stored.get() + count);
+    match blocking(move || store.add_hints(&hints)).await {
+        Err(e) => {
+            core.stats.hints_dropped.set(core.stats.hints_dropped.get() + count);
+            tracing::error!(error = %e, count, "cannot store hints; those writes rely on read repair now");
+        }
+        Ok(added) => {
+            let stored = added.stored + added.coalesced;
+            core.stats.hints_stored.set(core.stats.hints_stored.get() + stored);
+            core.stats.hints_dropped.set(core.stats.hints_dropped.get() + added.dropped);
+            core.stats
+                .hints_coalesced_in_store
+                .set(core.stats.hints_coalesced_in_store.get() + added.coalesced);
+            if added.dropped > 0 {
+                tracing::warn!(
+                    dropped = added.dropped,
+                    "hint store full (hint_max_stored); those writes rely on read repair now"
+                );
+            }
+        }
     }
 }
 

@@ -97,8 +97,8 @@ pub fn samples(core: &Core, rpc: &RpcMetrics) -> Vec<Sample> {
         ),
         (
             "pairdb_hints_coalesced_total",
-            "Hints merged in the core's buffer into a hint of the same node and key.",
-            hint_buffer.coalesced,
+            "Hints merged into a hint of the same node and key (in the core's buffer or the store).",
+            hint_buffer.coalesced + s.hints_coalesced_in_store.get(),
         ),
         (
             "pairdb_coordinator_inbox_full_total",

@@ -64,8 +64,10 @@ pub struct CoreStats {
     pub repairs_skipped: Cell<u64>,
     /// Hints the hint store accepted (stored or merged into a stored hint of the same key).
     pub hints_stored: Cell<u64>,
-    /// Hints dropped: the core's buffer or the hint store was full, or the store failed.
+    /// Hints dropped: the hint store was full (`hint_max_stored`) or failed.
     pub hints_dropped: Cell<u64>,
+    /// Hints the hint store merged into a stored hint of the same node and key.
+    pub hints_coalesced_in_store: Cell<u64>,
     /// Writes that went on without idempotency (store full, or Redis unreachable).
     pub idempotency_skipped: Cell<u64>,
     /// Requests answered UNAVAILABLE for want of replicas.
