@@ -31,9 +31,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{channel, eventually, run_local, StorageProcess};
 use pairdb::{
-    meta::{
-        idempotency::{Claim, IdempotencyKey},
+    idempotency::{
         redis::{RedisConfig, RedisIdempotencyStore},
+        Claim, IdempotencyKey,
     },
     proto::{coordinator as api, storage as pb},
 };

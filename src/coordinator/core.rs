@@ -38,10 +38,8 @@ use crate::{
         vclock::VClock,
         version::Version,
     },
-    meta::{
-        idempotency::{Claim, IdempotencyKey},
-        Hint, MetaError, MigrationRecord, NodeRecord, NodeState, TenantRecord,
-    },
+    idempotency::{Claim, IdempotencyKey},
+    meta::{Hint, MetaError, MigrationRecord, NodeRecord, NodeState, TenantRecord},
     proto::{
         coordinator as api,
         storage::{self as pb, batch_operation::Op, batch_result::Result as BatchOutcome},

@@ -40,7 +40,8 @@ use std::sync::{atomic::AtomicU64, Arc};
 
 use crate::{
     config::CoordinatorConfig,
-    meta::{idempotency::IdempotencyBackend, HintStore, MetadataStore, NodeRecord, TenantRecord},
+    idempotency::IdempotencyBackend,
+    meta::{HintStore, MetadataStore, NodeRecord, TenantRecord},
     rpc::health::HealthState,
 };
 
