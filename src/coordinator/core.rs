@@ -32,6 +32,7 @@ use crate::{
         Shared, Update,
     },
     core::{
+        idempotency::{fingerprint, Operation},
         ids::NodeId,
         quorum::{Level, QuorumError, QuorumRead, QuorumWrite},
         ring::{key_token, Member, Ring, DEFAULT_VIRTUAL_NODES, MAX_PREFERENCE_LIST},
@@ -344,7 +345,7 @@ impl Core {
         let level = level(req.consistency)?;
         let context = client_clock(req.vector_clock.as_ref())?;
         let tenant = self.tenant(&req.tenant_id).await?;
-        let fingerprint = fingerprint(b"write", req.consistency, &req.value, context.as_ref());
+        let fingerprint = fingerprint(Operation::Write, level, &req.value, context.as_ref());
         let make =
             |clock: VClock, acks: usize, idempotency_key: String| api::WriteKeyValueResponse {
                 key: req.key.clone(),
@@ -386,7 +387,7 @@ impl Core {
         let level = level(req.consistency)?;
         let context = client_clock(req.vector_clock.as_ref())?;
         let tenant = self.tenant(&req.tenant_id).await?;
-        let fingerprint = fingerprint(b"delete", req.consistency, b"", context.as_ref());
+        let fingerprint = fingerprint(Operation::Delete, level, b"", context.as_ref());
         let (tenant_id, key) = (&req.tenant_id, &req.key);
         self.idempotent(tenant_id, key, &req.idempotency_key, fingerprint, || async {
             self.replicate(&tenant, tenant_id, key, Bytes::new(), true, level, context.clone())
@@ -1267,21 +1268,6 @@ fn client_clock(clock: Option<&api::VectorClock>) -> Result<Option<VClock>, Stat
         .map(VClock::try_from)
         .transpose()
         .map_err(|e| invalid(&format!("invalid vector_clock: {e}")))
-}
-
-fn fingerprint(kind: &[u8], consistency: i32, value: &[u8], context: Option<&VClock>) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
-    h.update(kind);
-    h.update(&consistency.to_le_bytes());
-    h.update(&(value.len() as u64).to_le_bytes());
-    h.update(value);
-    if let Some(c) = context {
-        for (actor, counter) in c.entries() {
-            h.update(actor.as_bytes());
-            h.update(&counter.to_le_bytes());
-        }
-    }
-    h.digest()
 }
 
 fn check_tenant_id(id: &str) -> Result<(), Status> {

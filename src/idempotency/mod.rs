@@ -2,7 +2,7 @@
 //!
 //! A request that carries an idempotency key first claims the record of `(tenant_id, key,
 //! idempotency key)` ([`IdempotencyKey`]) with the request's fingerprint
-//! (see `coordinator::core`); the [`Claim`] says what the caller does next.
+//! ([`crate::core::idempotency::fingerprint`]); the [`Claim`] says what the caller does next.
 //! The rules (the state diagram, the expiry of claims and responses, what a completion or a
 //! release may replace) are pure functions in [`crate::core::idempotency`]; this module keeps
 //! the records:
