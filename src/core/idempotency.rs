@@ -6,15 +6,16 @@
 //! [`fingerprint`]. The record under that key goes through these states:
 //!
 //! ```text
-//!             claim: Claimed                         complete (same fingerprint)
-//!   Absent ───────────────────> InProgress ─────────────────────────────────> Completed
-//!     ^  ^                      (expires_at =                                 (response,
-//!     │  │  release             now + claim ttl)                               expires_at =
-//!     │  └─(same fingerprint)─────────┘                                        now + ttl)
-//!     │                               │ expires_at passed                         │
-//!     ├───────────────────────────────┘ (its owner died or hung)                  │
-//!     └───────────────────────────────────────────────────────────────────────────┘
-//!                                       expires_at passed
+//!           claim: Claimed                          complete (same fingerprint)
+//!   Absent ────────────────> InProgress ─────────────────────────────────> Completed
+//!     ^                      fingerprint,                                   fingerprint, response,
+//!     │                      expires_at = now + claim ttl                   expires_at = now + ttl
+//!     │  release (same fingerprint)  │                                              │
+//!     ├──────────────────────────────┤                                              │
+//!     │  expires_at passed           │                                              │
+//!     ├──────────────────────────────┘ (its owner died or hung)                     │
+//!     │  expires_at passed                                                          │
+//!     └─────────────────────────────────────────────────────────────────────────────┘
 //!
 //!   claim on a live record, same fingerprint:   InProgress -> Claim::InProgress
 //!                                               Completed  -> Claim::Duplicate(response)
@@ -242,6 +243,7 @@ mod tests {
         let ctx = clock(&[("c-1/2", 3)]);
         let base = fingerprint(Operation::Write, Level::Quorum, b"v", Some(&ctx));
         assert_eq!(base, fingerprint(Operation::Write, Level::Quorum, b"v", Some(&ctx)));
+        let (counter, actor) = (clock(&[("c-1/2", 4)]), clock(&[("c-1/3", 3)]));
         #[rustfmt::skip]
         let others = [
             ("operation", fingerprint(Operation::Delete, Level::Quorum, b"v", Some(&ctx))),
@@ -249,8 +251,8 @@ mod tests {
             ("level all", fingerprint(Operation::Write, Level::All, b"v", Some(&ctx))),
             ("value", fingerprint(Operation::Write, Level::Quorum, b"w", Some(&ctx))),
             ("no context", fingerprint(Operation::Write, Level::Quorum, b"v", None)),
-            ("counter", fingerprint(Operation::Write, Level::Quorum, b"v", Some(&clock(&[("c-1/2", 4)])))),
-            ("actor", fingerprint(Operation::Write, Level::Quorum, b"v", Some(&clock(&[("c-1/3", 3)])))),
+            ("counter", fingerprint(Operation::Write, Level::Quorum, b"v", Some(&counter))),
+            ("actor", fingerprint(Operation::Write, Level::Quorum, b"v", Some(&actor))),
         ];
         for (what, other) in others {
             assert_ne!(base, other, "{what}");
