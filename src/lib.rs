@@ -8,8 +8,9 @@
 //!   reflection). Knows nothing of PairDB's data model.
 //! - [`runtime`]: one pinned glommio executor per core, the shutdown signal, SO_REUSEPORT binding.
 //! - [`storage`]: the storage node: fjall engine, `StorageService`, per-core serving.
-//! - [`meta`]: metadata (tenants, nodes, migrations, hints) on redb or PostgreSQL, and the
-//!   idempotency table (in process or in Redis).
+//! - [`meta`]: metadata (tenants, nodes, migrations, hints) on redb or PostgreSQL.
+//! - [`idempotency`]: the idempotency records of keyed writes and deletes, in process or in
+//!   Redis (their rules and the request fingerprint are in [`core::idempotency`]).
 //! - [`metrics`]: per-core counters and histograms, merged at scrape time (Prometheus text).
 //! - [`admin`]: the admin HTTP port (`/metrics`, `/health/live`, `/health/ready`).
 //! - [`config`]: typed YAML configuration with defaults and validation.
@@ -21,6 +22,7 @@ pub mod convert;
 pub mod coordinator;
 pub mod core;
 pub mod error;
+pub mod idempotency;
 pub mod meta;
 pub mod metrics;
 pub mod proto;

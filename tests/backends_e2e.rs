@@ -12,8 +12,9 @@
 //!   reload, the backstop for a missed notification.
 //! - `hints_for_a_down_node_are_kept_in_postgres_and_replayed`: writes made while a storage
 //!   node is down leave hints in PostgreSQL, replayed to the node when it is back.
-//! - `redis_store_claims_once_across_stores` (Redis only): the store's claim, complete and
-//!   release across two store instances, and its fast answer when Redis is unreachable.
+//!
+//! The Redis store on its own (claims across two stores, its answer when Redis is unreachable)
+//! is in `tests/idempotency_contract.rs`.
 //!
 //! B is started without any `--storage-node`: its ring comes from the shared store alone.
 //!
@@ -30,13 +31,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{channel, eventually, run_local, StorageProcess};
-use pairdb::{
-    meta::{
-        idempotency::{Claim, IdempotencyKey},
-        redis::{RedisConfig, RedisIdempotencyStore},
-    },
-    proto::{coordinator as api, storage as pb},
-};
+use pairdb::proto::{coordinator as api, storage as pb};
 
 #[path = "support/backends.rs"]
 mod backends;
@@ -184,66 +179,6 @@ fn one_idempotent_write_sent_to_both_coordinators_applies_once() {
             let clock = ra.vector_clock.expect("a clock");
             assert_eq!(clock.entries.len(), 1, "{key}: written by one coordinator: {clock:?}");
         }
-    });
-}
-
-/// The Redis store on its own: of two stores (as two coordinators hold) claiming one record at
-/// once exactly one wins; the other sees it in progress, then the stored response; another body
-/// conflicts; a released claim can be claimed again; a store whose Redis is unreachable answers
-/// unavailable at once instead of blocking.
-#[test]
-fn redis_store_claims_once_across_stores() {
-    let Some(url) = redis_url("redis_store_claims_once_across_stores") else { return };
-    run_local(move || async move {
-        let config = RedisConfig {
-            url: url.clone(),
-            ttl: Duration::from_secs(60),
-            pending_timeout: Duration::from_secs(30),
-            timeout: Duration::from_secs(1),
-        };
-        let a = RedisIdempotencyStore::start(config.clone()).expect("store a");
-        let b = RedisIdempotencyStore::start(config.clone()).expect("store b");
-        let run = unique("claims");
-        for round in 0..20 {
-            let key = IdempotencyKey::new("acme", &format!("k{round}"), &run);
-            let (ca, cb) = futures_util::future::join(a.claim(&key, 7), b.claim(&key, 7)).await;
-            let claimed = [&ca, &cb].iter().filter(|c| ***c == Claim::Claimed).count();
-            assert_eq!(claimed, 1, "{ca:?} / {cb:?}");
-            assert!([&ca, &cb].contains(&&Claim::InProgress), "{ca:?} / {cb:?}");
-            assert_eq!(b.claim(&key, 8).await, Claim::Conflict);
-            // The completion is sent without waiting, on a's connection: b sees the claim in
-            // progress until it lands, as a retry through another coordinator would.
-            a.complete(&key, 7, b"answer");
-            let key = &key;
-            let b = &b;
-            eventually("the completion reaches redis", CONVERGE, move || async move {
-                match b.claim(key, 7).await {
-                    Claim::Duplicate(bytes) if bytes == b"answer"[..] => Ok(()),
-                    Claim::InProgress => Err("in progress".to_string()),
-                    other => panic!("round {round}: {other:?}"),
-                }
-            })
-            .await;
-        }
-        let key = IdempotencyKey::new("acme", "released", &run);
-        assert_eq!(a.claim(&key, 1).await, Claim::Claimed);
-        a.release(&key, 2); // another body's release leaves the claim alone
-        assert_eq!(a.claim(&key, 1).await, Claim::InProgress);
-        a.release(&key, 1);
-        // Same connection as the release, so it is applied before this claim.
-        assert_eq!(a.claim(&key, 1).await, Claim::Claimed);
-
-        // Nothing listens on port 1.
-        let down = RedisIdempotencyStore::start(RedisConfig {
-            url: "redis://127.0.0.1:1".into(),
-            ..config
-        })
-        .expect("store");
-        let started = std::time::Instant::now();
-        for _ in 0..10 {
-            assert_eq!(down.claim(&key, 1).await, Claim::Unavailable);
-        }
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     });
 }
 

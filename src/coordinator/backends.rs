@@ -26,11 +26,13 @@ use std::{
 use crate::{
     config::{CoordinatorConfig, IdempotencyBackendKind, MetadataBackend},
     coordinator::{Shared, Update},
+    idempotency::{
+        redis::{RedisConfig, RedisIdempotencyStore},
+        EmbeddedIdempotencyStore, IdempotencyBackend, IdempotencyConfig,
+    },
     meta::{
         embedded::EmbeddedStore,
-        idempotency::{EmbeddedIdempotencyStore, IdempotencyBackend, IdempotencyConfig},
         postgres::{Change, PostgresStore},
-        redis::{RedisConfig, RedisIdempotencyStore},
         HintStore, MetaError, MetadataStore, NodeRecord, TenantRecord,
     },
 };

@@ -28,6 +28,7 @@ use crate::{
         shard::{unix_now_us, RepairJob, Shard, MAX_UNSETTLED_READS},
     },
     core::{
+        idempotency::{fingerprint, Operation},
         ids::NodeId,
         quorum::Level,
         read::{ReadRequest, Repair},
@@ -37,7 +38,7 @@ use crate::{
         write::WriteRequest,
     },
     error::PairError,
-    meta::idempotency::{Claim, IdempotencyBackend, IdempotencyKey},
+    idempotency::{Claim, IdempotencyBackend, IdempotencyKey},
     proto::{
         coordinator as api,
         storage::{self as pb, batch_operation::Op, batch_result::Result as BatchOutcome},
@@ -610,33 +611,6 @@ fn client_clock(clock: Option<&api::VectorClock>) -> Result<Option<VClock>, Pair
         .map(VClock::try_from)
         .transpose()
         .map_err(|e| PairError::invalid(format!("invalid vector_clock: {e}")))
-}
-
-/// Which keyed request a fingerprint is for.
-#[derive(Clone, Copy)]
-enum Operation {
-    Write,
-    Delete,
-}
-
-/// THE fingerprint of a keyed request: the operation, the level it resolved to (UNSPECIFIED and
-/// QUORUM are one level), the value and the client's causal context.
-fn fingerprint(op: Operation, level: Level, value: &[u8], context: Option<&VClock>) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
-    h.update(match op {
-        Operation::Write => b"write",
-        Operation::Delete => b"delete",
-    });
-    h.update(&[level as u8]);
-    h.update(&(value.len() as u64).to_le_bytes());
-    h.update(value);
-    if let Some(c) = context {
-        for (actor, counter) in c.entries() {
-            h.update(actor.as_bytes());
-            h.update(&counter.to_le_bytes());
-        }
-    }
-    h.digest()
 }
 
 #[cfg(test)]

@@ -50,7 +50,8 @@ use std::{
 
 use crate::{
     config::CoordinatorConfig,
-    meta::{idempotency::IdempotencyBackend, HintStore, MetadataStore, NodeRecord, TenantRecord},
+    idempotency::IdempotencyBackend,
+    meta::{HintStore, MetadataStore, NodeRecord, TenantRecord},
     rpc::health::HealthState,
 };
 

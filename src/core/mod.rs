@@ -12,9 +12,12 @@
 //! - [`hints`]: which misses become hints, and the bounded per-key coalescing buffer.
 //! - [`health`]: storage-node health from probes, with flap damping.
 //! - [`validate`]: request checks that fail with the client's error.
+//! - [`idempotency`]: what claims, completions, releases and time do to an idempotency record,
+//!   and THE fingerprint of a keyed request.
 
 pub mod health;
 pub mod hints;
+pub mod idempotency;
 pub mod ids;
 pub mod quorum;
 pub mod read;

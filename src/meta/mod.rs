@@ -8,9 +8,8 @@
 //!
 //! The traits are synchronous and object-safe (`Arc<dyn MetadataStore>`). A call may do disk or
 //! network I/O and take milliseconds, so request cores never call them directly: the coordinator
-//! runs them on a blocking thread pool. The one store that *is* used on the request cores, the
-//! idempotency table, is lock-free and lives in [`idempotency`]; its shared variant in Redis
-//! ([`redis`]) is reached through a client thread, never blocking a core.
+//! runs them on a blocking thread pool. The idempotency records, used on the request cores, are
+//! not metadata: they live in [`crate::idempotency`].
 //!
 //! Errors say who caused them: [`MetaError::NotFound`], [`MetaError::AlreadyExists`] and
 //! [`MetaError::Invalid`] are answers to the caller's request; [`MetaError::Unavailable`] is the
@@ -23,9 +22,7 @@ use std::time::Duration;
 use crate::core::version::{self, Version};
 
 pub mod embedded;
-pub mod idempotency;
 pub mod postgres;
-pub mod redis;
 
 /// How long a hint is kept: 3 hours, as Cassandra's `max_hint_window`. A replica down longer than
 /// this no longer gets hints and must be brought up to date by repair instead; the bound keeps

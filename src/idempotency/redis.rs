@@ -11,7 +11,7 @@
 //!   'D' fingerprint response     done, expires after ttl (24 h by default)
 //! ```
 //!
-//! Each transition of the embedded table's state machine is one Lua script, which Redis runs
+//! Each transition of [`crate::core::idempotency`]'s state machine is one Lua script, which Redis runs
 //! atomically: a claim reads the record and, only when there is none, stores the pending one
 //! (`SET … PX`), so of two coordinators claiming the same record at the same moment exactly one
 //! wins; completing replaces only this body's pending claim; releasing deletes only it.
@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::meta::idempotency::{Claim, IdempotencyKey};
+use super::{Claim, IdempotencyKey};
 
 /// Commands waiting for the Redis thread before new ones are answered [`Claim::Unavailable`]:
 /// 65,536, far above what the cores have in flight (a few thousand writes), so it only fills when
