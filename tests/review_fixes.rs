@@ -9,6 +9,10 @@
 //!   `UpdateReplicationFactor` with a factor above the registered storage nodes used to be
 //!   accepted (and `ALL` then failed with "0 of 5 required replicas answered" without trying);
 //!   now FAILED_PRECONDITION / INVALID_REPLICATION_FACTOR. A quorum failure says what was tried.
+//! - `hint_metrics_count_what_they_name`: `pairdb_hints_dropped_total` could never move (the
+//!   buffer dropped silently). With a node paused and a hint store capped at two keys, each hint
+//!   metric moves by what its name says: stored, coalesced (same key twice), dropped (past the
+//!   cap), replayed (once the node is back).
 
 mod common;
 
@@ -39,6 +43,10 @@ struct Cluster {
 }
 
 fn start(name: &str) -> Cluster {
+    start_with(name, "")
+}
+
+fn start_with(name: &str, config_yaml: &str) -> Cluster {
     let tmp = tempfile::Builder::new().prefix(&format!("pairdb-fix-{name}-")).tempdir().unwrap();
     let storage: Vec<StorageProcess> = (1..=3)
         .map(|i| {
@@ -54,7 +62,7 @@ fn start(name: &str) -> Cluster {
             node_id: &format!("{name}-coord"),
             cores: 1,
             storage_nodes: nodes,
-            config_yaml: "",
+            config_yaml,
         },
     );
     Cluster { _tmp: tmp, storage, coordinator }
@@ -209,4 +217,82 @@ fn replication_factor_above_the_nodes_is_refused() {
         assert!(s.message.contains("asked 3 of rf 3"), "{s}");
         assert!(s.message.contains(&format!("{killed_id} failed")), "{s}");
     });
+}
+
+/// Sums every sample of counter `name` in the coordinator's `/metrics`.
+fn metric(admin: SocketAddr, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(admin).expect("admin port");
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn hint_metrics_count_what_they_name() {
+    let cluster = start_with("hints", "hint_replay_interval_ms: 100\nhint_max_stored: 2\n");
+    let (addr, admin) = (cluster.coordinator.addr, cluster.coordinator.admin);
+    run_local(move || async move {
+        let ch = channel(addr).await;
+        let req = api::CreateTenantRequest { tenant_id: "t".into(), replication_factor: 3 };
+        call::<_, api::CreateTenantResponse>(&ch, "CreateTenant", &req, CALL_TIMEOUT)
+            .await
+            .expect("CreateTenant");
+    });
+    for name in [
+        "pairdb_hints_stored_total",
+        "pairdb_hints_coalesced_total",
+        "pairdb_hints_dropped_total",
+        "pairdb_hints_replayed_total",
+    ] {
+        assert_eq!(metric(admin, name), 0.0, "{name} before any hint");
+    }
+    let paused = cluster.storage[2].pid();
+    signal(paused, libc::SIGSTOP);
+    run_local(move || async move {
+        let ch = channel(addr).await;
+        // "a" twice (coalesced into one hint), then three more keys: the store holds two keys.
+        for key in ["a", "a", "b", "c", "d"] {
+            call::<_, api::WriteKeyValueResponse>(
+                &ch,
+                "WriteKeyValue",
+                &write(key, key.as_bytes(), "", QUORUM),
+                CALL_TIMEOUT,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("QUORUM write of {key} with one node paused: {e}"));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let settled = |admin| {
+        metric(admin, "pairdb_hints_stored_total") + metric(admin, "pairdb_hints_dropped_total")
+            >= 4.0
+    };
+    while !settled(admin) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(paused, libc::SIGCONT);
+    let (stored, coalesced, dropped) = (
+        metric(admin, "pairdb_hints_stored_total"),
+        metric(admin, "pairdb_hints_coalesced_total"),
+        metric(admin, "pairdb_hints_dropped_total"),
+    );
+    // Five missed writes: "a" coalesced once (in the core's buffer or in the store), two keys
+    // stored, two keys past the cap dropped.
+    assert_eq!(coalesced, 1.0, "coalesced");
+    assert_eq!(dropped, 2.0, "dropped past hint_max_stored");
+    // The store counts a merge into a stored hint as accepted: 3 when "a" met its twin in the
+    // store, 2 when the two met in the core's buffer first.
+    assert!(stored == 2.0 || stored == 3.0, "stored {stored}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(admin, "pairdb_hints_replayed_total") < 2.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(metric(admin, "pairdb_hints_replayed_total"), 2.0, "the two stored hints replayed");
 }
