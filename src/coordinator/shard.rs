@@ -550,14 +550,15 @@ pub fn meta_error(e: MetaError) -> PairError {
         MetaError::NotFound { kind: RecordKind::Migration, id } => {
             PairError::MigrationNotFound { migration_id: id.clone() }
         }
-        MetaError::NotFound { .. } => PairError::invalid(e.to_string()),
+        // Hints and the store as a whole are never what a client names: our bug.
+        MetaError::NotFound { .. } => PairError::Internal(e.to_string()),
         MetaError::AlreadyExists { kind: RecordKind::Tenant, .. } => {
             PairError::TenantExists(e.to_string())
         }
         MetaError::AlreadyExists { kind: RecordKind::Node, .. } => {
             PairError::NodeExists(e.to_string())
         }
-        MetaError::AlreadyExists { .. } => PairError::invalid(e.to_string()),
+        MetaError::AlreadyExists { .. } => PairError::Internal(e.to_string()),
         MetaError::Invalid { .. } => PairError::invalid(e.to_string()),
         MetaError::Unavailable { .. } => PairError::MetadataUnavailable(e.to_string()),
         MetaError::Corrupt { .. } => PairError::MetadataCorrupt(e.to_string()),
