@@ -23,7 +23,8 @@
 //! on core 0.
 //!
 //! - [`shard`]: per-core state (ring, tenant cache, links, hint buffer, repair queue).
-//! - [`kv`]: the key-value handlers and the driver that pumps `crate::core`'s request machines.
+//! - [`kv`]: the key-value handlers.
+//! - [`driver`]: pumps `crate::core`'s request machines with replies and one timer.
 //! - [`manage`]: tenant, node and migration handlers.
 //! - [`link`]: one core's connection to one storage node, with batching.
 //! - [`metrics`]: the coordinator's per-core metrics, collected when scraped.
@@ -33,6 +34,7 @@
 
 pub mod backends;
 pub mod background;
+pub mod driver;
 pub mod kv;
 pub mod link;
 pub mod manage;
