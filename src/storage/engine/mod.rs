@@ -77,6 +77,7 @@ use std::time::Duration;
 use crossbeam::channel::{self, Receiver, Sender};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
+use crate::config::{DurabilityMode, StorageConfig};
 use crate::core::version::{resolve, Resolution, Version};
 
 mod format;
@@ -84,6 +85,11 @@ mod purge;
 mod scan;
 mod syncer;
 
+// The defaults live with the configuration keys that override them; re-exported as the engine's.
+pub use crate::config::{
+    DEFAULT_CACHE_BYTES, DEFAULT_GROUP_COMMIT_INTERVAL, DEFAULT_PURGE_INTERVAL,
+    DEFAULT_TOMBSTONE_GRACE,
+};
 pub use format::{MAX_ACTOR_BYTES, MAX_STORAGE_KEY_BYTES, MAX_VALUE_BYTES};
 pub use scan::{ScanEntry, DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT};
 
@@ -94,31 +100,9 @@ use format::{decode_header, decode_version, encode_version, storage_key, validat
 /// is 64 KiB.
 pub const STRIPES: usize = 1024;
 
-/// Default group-commit interval: 5 ms. It bounds what a simultaneous power loss of every
-/// replica of a key can lose to ~5 ms of acknowledged writes (a process crash loses nothing in
-/// either mode). Shorter intervals fsync more often for no gain in the common case of one node
-/// failing, since the other replicas hold the write; longer ones make each fsync, and so the
-/// journal-mutex stall a request core may see (module doc), longer.
-pub const DEFAULT_GROUP_COMMIT_INTERVAL: Duration = Duration::from_millis(5);
-
-/// Default tombstone grace: 10 days, as Cassandra's `gc_grace_seconds`. A tombstone may be purged
-/// only once no replica can still receive the value it deletes: the grace must exceed how long
-/// hints are kept, how long a node may be down and still rejoin without a full rebuild, and the
-/// interval between anti-entropy repairs. Ten days covers a node lost over a long weekend plus
-/// a week of repair cycle; the cost is disk for deleted keys.
-pub const DEFAULT_TOMBSTONE_GRACE: Duration = Duration::from_secs(10 * 24 * 3600);
-
 /// Sealed memtables at which fjall 3.1 stalls writers (`keyspace/mod.rs`
 /// `Keyspace::local_backpressure`); see [`Engine::write_stalled`].
 pub const FJALL_STALL_SEALED_MEMTABLES: usize = 4;
-
-/// Suggested interval for [`Engine::spawn_purger`]: hourly. Purge scans the whole keyspace, and
-/// an hour is negligible against the 10-day grace.
-pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
-
-/// Default block cache: 256 MiB. fjall's own 32 MiB default suits an embedded library; a storage
-/// node is a dedicated host, and fjall recommends 20-25% of RAM, which config should set.
-pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 const DATA_KEYSPACE: &str = "data";
 
@@ -163,6 +147,22 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         Self { durability: Durability::default(), cache_bytes: DEFAULT_CACHE_BYTES }
+    }
+}
+
+// Here rather than in `config`, which depends on no server module.
+impl StorageConfig {
+    /// The engine settings this config asks for.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            durability: match self.durability {
+                DurabilityMode::Sync => Durability::Sync,
+                DurabilityMode::GroupCommit => Durability::GroupCommit {
+                    interval: Duration::from_millis(self.group_commit_ms),
+                },
+            },
+            cache_bytes: self.cache_mb << 20,
+        }
     }
 }
 

@@ -1,0 +1,343 @@
+//! `pairdb coordinator` configuration (`config/coordinator.yaml`).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::Deserialize;
+
+use super::{check_durations, invalid, resolve, AdminConfig, ConfigError, LogConfig};
+use crate::rpc::framing::DEFAULT_MAX_MESSAGE_BYTES;
+
+/// Default admin port of a coordinator.
+pub const DEFAULT_COORDINATOR_ADMIN_PORT: u16 = 9090;
+
+/// A storage node listed in the coordinator's config (more can be added with `AddStorageNode`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageNodeEntry {
+    /// The node's id (its ring tokens derive from it).
+    pub node_id: String,
+    /// Host of its gRPC port.
+    pub host: String,
+    /// Its gRPC port.
+    pub port: u16,
+    /// Ring weight; default 150.
+    #[serde(default = "default_virtual_nodes")]
+    pub virtual_nodes: u32,
+}
+
+fn default_virtual_nodes() -> u32 {
+    crate::core::ring::DEFAULT_VIRTUAL_NODES
+}
+
+/// `pairdb coordinator` configuration (`config/coordinator.yaml`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// This coordinator's id; its cores are the vector-clock actors `{node_id}/{core}`.
+    pub node_id: String,
+    /// Address to listen on.
+    pub host: String,
+    /// gRPC port; 0 picks a free one.
+    pub port: u16,
+    /// Where the embedded metadata database lives.
+    pub data_dir: PathBuf,
+    /// Executors (one per core); 0 means one per allowed CPU.
+    pub cores: usize,
+    /// Largest gRPC message accepted or sent, bytes.
+    pub max_message_bytes: usize,
+    /// Largest key, bytes.
+    pub max_key_bytes: usize,
+    /// Largest value, bytes.
+    pub max_value_bytes: usize,
+    /// Replication factor of tenants created without one.
+    pub default_replication_factor: u32,
+    /// Per-replica deadline, milliseconds.
+    pub replica_timeout_ms: u64,
+    /// HTTP/2 connections per storage node per core.
+    pub connections_per_node: usize,
+    /// Send storage operations as Batch calls.
+    pub batching: bool,
+    /// Most operations per Batch call.
+    pub max_batch_ops: usize,
+    /// Outstanding Batch calls per storage node per core.
+    pub max_inflight_batches: usize,
+    /// How often storage nodes are health-checked, milliseconds.
+    pub health_check_interval_ms: u64,
+    /// How often pending hints are replayed to nodes that are up, milliseconds.
+    pub hint_replay_interval_ms: u64,
+    /// How long hints are kept before they are dropped, seconds.
+    pub hint_retention_secs: u64,
+    /// How long an idempotent response is remembered, seconds.
+    pub idempotency_ttl_secs: u64,
+    /// Most idempotency records kept in memory.
+    pub idempotency_max_records: usize,
+    /// Read repairs queued per core before new ones are dropped.
+    pub read_repair_queue: usize,
+    /// Attempts per read repair.
+    pub read_repair_attempts: u32,
+    /// Storage nodes to register at start (kept in the metadata store).
+    pub storage_nodes: Vec<StorageNodeEntry>,
+    /// How long a shutdown waits for in-flight calls, seconds.
+    pub shutdown_timeout_secs: u64,
+    /// The admin HTTP port.
+    pub admin: AdminConfig,
+    /// Log format, level and the slow-request threshold.
+    pub log: LogConfig,
+    /// Where tenants, nodes, migrations and hints live.
+    pub metadata: MetadataSection,
+    /// Where idempotency records live.
+    pub idempotency: IdempotencySection,
+}
+
+/// `metadata.backend`: which store keeps tenants, nodes, migrations and hints.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MetadataBackend {
+    /// One redb file in `data_dir`, private to this coordinator (default).
+    #[default]
+    Embedded,
+    /// A PostgreSQL database shared by every coordinator of the cluster.
+    Postgres,
+}
+
+/// The `metadata:` section.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetadataSection {
+    /// `embedded` or `postgres`.
+    pub backend: MetadataBackend,
+    /// Connection URL when `backend: postgres`.
+    pub postgres_url: String,
+    /// How often the tenant and node lists are reloaded from PostgreSQL even without a
+    /// notification, seconds: the backstop for a missed LISTEN/NOTIFY.
+    pub reload_interval_secs: u64,
+    /// How long a starting coordinator keeps trying to reach PostgreSQL before it gives up,
+    /// seconds (0: one attempt).
+    pub startup_wait_secs: u64,
+}
+
+impl Default for MetadataSection {
+    fn default() -> Self {
+        Self {
+            backend: MetadataBackend::Embedded,
+            postgres_url: String::new(),
+            reload_interval_secs: 30,
+            startup_wait_secs: 60,
+        }
+    }
+}
+
+/// `idempotency.backend`: which store keeps idempotency records.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IdempotencyBackendKind {
+    /// A lock-free map in this process's memory (default).
+    #[default]
+    Embedded,
+    /// A Redis server shared by every coordinator of the cluster.
+    Redis,
+}
+
+/// `idempotency.on_unavailable`: what a write does when the idempotency store cannot answer.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnavailable {
+    /// Run the write without idempotency, with a warning and a counter (default).
+    #[default]
+    Proceed,
+    /// Answer UNAVAILABLE: the client retries later.
+    Reject,
+}
+
+/// The `idempotency:` section.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdempotencySection {
+    /// `embedded` or `redis`.
+    pub backend: IdempotencyBackendKind,
+    /// Connection URL when `backend: redis`.
+    pub redis_url: String,
+    /// `proceed` or `reject`.
+    pub on_unavailable: OnUnavailable,
+    /// Longest wait for one Redis round trip (and for connecting), milliseconds.
+    pub redis_timeout_ms: u64,
+    /// Also store the response of a write sent without an idempotency key, under the key the
+    /// coordinator generated and returned, so that a client that learned it can retry with it.
+    pub store_generated_keys: bool,
+}
+
+impl Default for IdempotencySection {
+    fn default() -> Self {
+        Self {
+            backend: IdempotencyBackendKind::Embedded,
+            redis_url: String::new(),
+            on_unavailable: OnUnavailable::Proceed,
+            redis_timeout_ms: 1000,
+            store_generated_keys: true,
+        }
+    }
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            node_id: "coord-1".into(),
+            host: "127.0.0.1".into(),
+            port: 50051,
+            data_dir: PathBuf::from("data/coordinator"),
+            cores: 0,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_key_bytes: 1024,
+            max_value_bytes: 1 << 20,
+            default_replication_factor: 3,
+            replica_timeout_ms: 1000,
+            connections_per_node: 2,
+            batching: true,
+            max_batch_ops: 256,
+            max_inflight_batches: 8,
+            health_check_interval_ms: 1000,
+            hint_replay_interval_ms: 1000,
+            hint_retention_secs: 3 * 3600,
+            idempotency_ttl_secs: 24 * 3600,
+            idempotency_max_records: 1_000_000,
+            read_repair_queue: 10_000,
+            read_repair_attempts: 3,
+            storage_nodes: Vec::new(),
+            shutdown_timeout_secs: 10,
+            admin: AdminConfig::default(),
+            log: LogConfig::default(),
+            metadata: MetadataSection::default(),
+            idempotency: IdempotencySection::default(),
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Checks ranges and names the first offending field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id.is_empty() || self.node_id.contains('/') {
+            return Err(invalid("node_id", "must be non-empty and contain no '/'"));
+        }
+        if self.max_message_bytes < 1024 || self.max_message_bytes > 64 << 20 {
+            return Err(invalid("max_message_bytes", "must be between 1024 and 67108864"));
+        }
+        if self.max_key_bytes == 0 || self.max_key_bytes > 16 << 10 {
+            return Err(invalid("max_key_bytes", "must be between 1 and 16384"));
+        }
+        if self.max_value_bytes == 0
+            || self.max_value_bytes + self.max_key_bytes + 1024 > self.max_message_bytes
+        {
+            return Err(invalid(
+                "max_value_bytes",
+                "must be at least 1 and leave room for the key within max_message_bytes",
+            ));
+        }
+        if !(1..=10).contains(&self.default_replication_factor) {
+            return Err(invalid("default_replication_factor", "must be between 1 and 10"));
+        }
+        for (field, v) in [
+            ("replica_timeout_ms", self.replica_timeout_ms),
+            ("health_check_interval_ms", self.health_check_interval_ms),
+            ("hint_replay_interval_ms", self.hint_replay_interval_ms),
+            ("idempotency_ttl_secs", self.idempotency_ttl_secs),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        for (field, v) in [
+            ("connections_per_node", self.connections_per_node),
+            ("max_batch_ops", self.max_batch_ops),
+            ("max_inflight_batches", self.max_inflight_batches),
+            ("read_repair_queue", self.read_repair_queue),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        for n in &self.storage_nodes {
+            if n.node_id.is_empty() {
+                return Err(invalid("storage_nodes.node_id", "must not be empty"));
+            }
+            resolve("storage_nodes.host", &n.host, n.port)?;
+        }
+        if self.metadata.backend == MetadataBackend::Postgres
+            && self.metadata.postgres_url.is_empty()
+        {
+            return Err(invalid("metadata.postgres_url", "is required with backend: postgres"));
+        }
+        if self.metadata.reload_interval_secs == 0 {
+            return Err(invalid("metadata.reload_interval_secs", "must be at least 1"));
+        }
+        if self.idempotency.backend == IdempotencyBackendKind::Redis
+            && self.idempotency.redis_url.is_empty()
+        {
+            return Err(invalid("idempotency.redis_url", "is required with backend: redis"));
+        }
+        if self.idempotency.redis_timeout_ms == 0 {
+            return Err(invalid("idempotency.redis_timeout_ms", "must be at least 1"));
+        }
+        check_durations(&[
+            ("hint_retention_secs", self.hint_retention_secs),
+            ("idempotency_ttl_secs", self.idempotency_ttl_secs),
+            ("shutdown_timeout_secs", self.shutdown_timeout_secs),
+            ("metadata.reload_interval_secs", self.metadata.reload_interval_secs),
+            ("metadata.startup_wait_secs", self.metadata.startup_wait_secs),
+        ])?;
+        self.admin_addr()?;
+        self.log.validate()?;
+        self.listen_addr().map(|_| ())
+    }
+
+    /// The resolved listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        resolve("host", &self.host, self.port)
+    }
+
+    /// The resolved admin address.
+    pub fn admin_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.admin.listen_addr(&self.host, DEFAULT_COORDINATOR_ADMIN_PORT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::load;
+
+    #[test]
+    fn shipped_coordinator_config_parses_and_validates() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/coordinator.yaml");
+        let cfg: CoordinatorConfig = load(Some(Path::new(path))).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.storage_nodes.len(), 3);
+    }
+
+    #[test]
+    fn backend_sections_default_to_embedded() {
+        let cfg: CoordinatorConfig = serde_yaml::from_str("node_id: c\n").unwrap();
+        assert_eq!(cfg.metadata.backend, MetadataBackend::Embedded);
+        assert_eq!(cfg.idempotency.backend, IdempotencyBackendKind::Embedded);
+        assert_eq!(cfg.idempotency.on_unavailable, OnUnavailable::Proceed);
+        let yaml = "metadata: { backend: postgres, postgres_url: 'postgres://p@h/db' }\n\
+                    idempotency: { backend: redis, redis_url: 'redis://h', on_unavailable: reject }\n";
+        let cfg: CoordinatorConfig = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(cfg.metadata.backend, MetadataBackend::Postgres);
+        assert_eq!(cfg.idempotency.backend, IdempotencyBackendKind::Redis);
+        assert_eq!(cfg.idempotency.on_unavailable, OnUnavailable::Reject);
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn a_shared_backend_without_its_url_is_refused() {
+        let yaml = "metadata: { backend: postgres }\n";
+        let cfg: CoordinatorConfig = serde_yaml::from_str(yaml).unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("metadata.postgres_url"));
+        let yaml = "idempotency: { backend: redis, on_unavailable: reject }\n";
+        let cfg: CoordinatorConfig = serde_yaml::from_str(yaml).unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("idempotency.redis_url"));
+        assert!(serde_yaml::from_str::<CoordinatorConfig>("metadata: { backend: x }").is_err());
+    }
+}
