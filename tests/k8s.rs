@@ -1,10 +1,11 @@
 //! The Kubernetes manifests under `k8s/`: every document parses, carries what Kubernetes
 //! requires, and hangs together (selectors match pod labels, probes hit the admin endpoints on a
 //! declared port, the StatefulSet's headless Service exists, the HPA and PDBs point at real
-//! workloads, the embedded PairDB configs parse into our config types). Where the PyPI package
-//! `kubernetes-validate` is installed (tests/python/requirements.txt installs it), every file is
-//! also checked against the Kubernetes OpenAPI schemas in strict mode; otherwise that check is
-//! skipped with a message.
+//! workloads, the embedded PairDB configs parse into our config types). Every file is also
+//! checked against the Kubernetes OpenAPI schemas in strict mode by the PyPI package
+//! `kubernetes-validate` (tests/python/requirements.txt, which scripts/test installs). Without
+//! it that check is skipped with a message, except under CI (`CI=true`), where it fails: CI must
+//! never pass without the schema check.
 
 use std::{path::PathBuf, process::Command};
 
@@ -214,9 +215,24 @@ fn manifests_are_complete_and_consistent() {
     }
 }
 
+/// The validator: its command when on PATH, else its Python module (pip may install scripts to
+/// a directory off PATH); None when neither answers.
+fn validator() -> Option<Command> {
+    let candidates: [(&str, &[&str]); 2] =
+        [("kubernetes-validate", &[]), ("python3", &["-m", "kubernetes_validate"])];
+    candidates.into_iter().find_map(|(program, prefix)| {
+        let version = Command::new(program).args(prefix).arg("--version").output();
+        version.is_ok_and(|out| out.status.success()).then(|| {
+            let mut command = Command::new(program);
+            command.args(prefix);
+            command
+        })
+    })
+}
+
 /// Runs `kubernetes-validate --strict` on `files`: None when it is not installed.
 fn kubernetes_validate(files: &[PathBuf]) -> Option<(bool, String)> {
-    let out = Command::new("kubernetes-validate").arg("--strict").args(files).output().ok()?;
+    let out = validator()?.arg("--strict").args(files).output().ok()?;
     let text =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     Some((out.status.success(), text))
@@ -226,6 +242,12 @@ fn kubernetes_validate(files: &[PathBuf]) -> Option<(bool, String)> {
 fn manifests_match_the_kubernetes_schemas() {
     let files: Vec<PathBuf> = manifests().into_iter().map(|(p, _)| p).collect();
     let Some((ok, report)) = kubernetes_validate(&files) else {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true but kubernetes-validate is not installed (neither the command nor python3 -m \
+             kubernetes_validate answers): scripts/test installs it from \
+             tests/python/requirements.txt; CI must not pass without the schema check"
+        );
         eprintln!(
             "kubernetes-validate is not installed (pip install kubernetes-validate): schema \
              validation skipped; the manifests were parsed and cross-checked only"

@@ -21,6 +21,10 @@
 //!
 //! Errors follow the gRPC HTTP/2 spec: a wrong `content-type` gets HTTP 415, everything else a
 //! Trailers-Only reply carrying `grpc-status`, `grpc-message` and `pairdb-error-code`.
+//!
+//! Files: this one accepts connections and runs their streams (reading messages, deadlines,
+//! limits); [`router`] maps paths to handlers and holds the streaming call API; [`reply`] writes
+//! replies, statuses and trailers.
 
 use std::{
     cell::Cell,
@@ -33,13 +37,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ahash::AHashMap;
 use bytes::{Bytes, BytesMut};
 use futures_util::{stream::FuturesUnordered, FutureExt, StreamExt};
 use glommio::net::{TcpListener, TcpStream};
-use h2::{server::SendResponse, RecvStream, SendStream};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use prost::Message;
+use h2::{server::SendResponse, RecvStream};
+use http::{Request, StatusCode};
 
 use crate::{
     error::PairError,
@@ -51,6 +53,13 @@ use crate::{
     },
     runtime::shutdown::Shutdown,
 };
+
+mod reply;
+mod router;
+
+use reply::{send_http_error, send_reply, send_status};
+use router::Route;
+pub use router::{CallContext, Router, StreamingCall};
 
 /// Tunables of one gRPC server. Every default has its reason next to it.
 #[derive(Clone, Debug)]
@@ -83,160 +92,6 @@ impl Default for ServerConfig {
             connection_window_bytes: 8 << 20,
             max_header_list_bytes: 16 << 10,
             handshake_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// What a handler knows about its call.
-#[derive(Clone, Debug)]
-pub struct CallContext {
-    /// When the client stops waiting (from `grpc-timeout`), if it said.
-    pub deadline: Option<Instant>,
-    /// The client's address.
-    pub peer: Option<SocketAddr>,
-}
-
-type UnaryFn =
-    Box<dyn Fn(Bytes, CallContext) -> Pin<Box<dyn Future<Output = Result<Bytes, Status>>>>>;
-type StreamingFn = Box<dyn Fn(StreamingCall) -> Pin<Box<dyn Future<Output = ()>>>>;
-
-enum Route {
-    Unary(UnaryFn),
-    Streaming(StreamingFn),
-}
-
-/// Maps `/package.Service/Method` paths to handlers. Built once per core: handlers capture that
-/// core's state (`Rc`), never another core's.
-#[derive(Default)]
-pub struct Router {
-    routes: AHashMap<String, Route>,
-    /// This core's call counters and latencies, when the server records them.
-    metrics: Option<Rc<RpcMetrics>>,
-}
-
-impl Router {
-    /// An empty router.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Registers a unary method. The request is decoded before `handler` runs (undecodable
-    /// protobuf answers INVALID_ARGUMENT) and the reply is encoded after.
-    pub fn unary<Req, Resp, F, Fut>(mut self, path: &str, handler: F) -> Self
-    where
-        Req: Message + Default + 'static,
-        Resp: Message + 'static,
-        F: Fn(Req, CallContext) -> Fut + 'static,
-        Fut: Future<Output = Result<Resp, Status>> + 'static,
-    {
-        let handler = Rc::new(handler);
-        let erased: UnaryFn = Box::new(move |bytes, ctx| {
-            let handler = handler.clone();
-            Box::pin(async move {
-                let req = Req::decode(bytes).map_err(|e| {
-                    Status::from(PairError::InvalidRequest(format!(
-                        "request is not a valid {}: {e}",
-                        std::any::type_name::<Req>().rsplit("::").next().unwrap_or("message")
-                    )))
-                })?;
-                let resp = handler(req, ctx).await?;
-                Ok(framing::encode_to_bytes(&resp))
-            })
-        });
-        self.routes.insert(path.to_owned(), Route::Unary(erased));
-        self
-    }
-
-    /// Registers a streaming method; the handler owns the whole exchange.
-    pub fn streaming<F, Fut>(mut self, path: &str, handler: F) -> Self
-    where
-        F: Fn(StreamingCall) -> Fut + 'static,
-        Fut: Future<Output = ()> + 'static,
-    {
-        self.routes.insert(
-            path.to_owned(),
-            Route::Streaming(Box::new(move |call| Box::pin(handler(call)))),
-        );
-        self
-    }
-
-    /// Fully-qualified names of the services with at least one method, sorted.
-    pub fn services(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .routes
-            .keys()
-            .filter_map(|p| p.trim_start_matches('/').split_once('/').map(|(s, _)| s.to_owned()))
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    }
-
-    /// Records every routed unary call (method, status, latency) and the calls in flight in
-    /// `metrics`, this core's.
-    pub fn with_metrics(mut self, metrics: Rc<RpcMetrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// Adds every route of `other`.
-    pub fn merge(mut self, other: Router) -> Self {
-        self.routes.extend(other.routes);
-        self
-    }
-}
-
-/// One streaming call: read request messages, send reply messages, finish with a status.
-pub struct StreamingCall {
-    body: RecvStream,
-    respond: SendResponse<Bytes>,
-    send: Option<SendStream<Bytes>>,
-    buf: BytesMut,
-    max_message_bytes: usize,
-    /// Call context, as for unary calls.
-    pub ctx: CallContext,
-}
-
-impl StreamingCall {
-    /// The next request message, `Ok(None)` once the client half-closed.
-    pub async fn next_message(&mut self) -> Result<Option<Bytes>, Status> {
-        read_message(&mut self.body, &mut self.buf, self.max_message_bytes).await
-    }
-
-    /// Sends one reply message (headers go out before the first).
-    pub fn send_message<M: Message>(&mut self, msg: &M) -> Result<(), Status> {
-        if self.send.is_none() {
-            let stream = self
-                .respond
-                .send_response(grpc_response(), false)
-                .map_err(|e| Status::cancelled(format!("client went away: {e}")))?;
-            self.send = Some(stream);
-        }
-        let Some(send) = self.send.as_mut() else { unreachable!("set just above") };
-        send.send_data(framing::encode_to_bytes(msg), false)
-            .map_err(|e| Status::cancelled(format!("client went away: {e}")))
-    }
-
-    /// Waits `period`, or less if the client cancels the call first; true when it cancelled.
-    pub async fn wait_cancelled_or(&mut self, period: Duration) -> bool {
-        let cancelled = poll_fn(|cx| match self.send.as_mut() {
-            Some(send) => send.poll_reset(cx).map(|_| true),
-            None => self.respond.poll_reset(cx).map(|_| true),
-        });
-        futures_lite::future::or(cancelled, async {
-            glommio::timer::sleep(period).await;
-            false
-        })
-        .await
-    }
-
-    /// Ends the call with `status` (Trailers-Only when no message was sent).
-    pub fn finish(mut self, status: Status) {
-        match self.send.as_mut() {
-            Some(send) => {
-                let _ = send.send_trailers(status_trailers(&status));
-            }
-            None => send_status(&mut self.respond, &status),
         }
     }
 }
@@ -582,49 +437,6 @@ pub fn parse_timeout(raw: &[u8]) -> Option<Duration> {
         b'n' => Duration::from_nanos(value),
         _ => return None,
     })
-}
-
-fn grpc_response() -> Response<()> {
-    let mut resp = Response::new(());
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    resp
-}
-
-fn status_trailers(status: &Status) -> HeaderMap {
-    let mut trailers = HeaderMap::with_capacity(3);
-    let mut status = status.clone();
-    if !status.is_ok() && status.error_code.is_none() {
-        // Every error carries a PairDB error name; transport-level ones use the gRPC code's name.
-        status.error_code = Some(status.code.name());
-    }
-    status.write_headers(&mut trailers);
-    trailers
-}
-
-fn send_reply(respond: &mut SendResponse<Bytes>, reply: Bytes) {
-    let Ok(mut stream) = respond.send_response(grpc_response(), false) else { return };
-    if stream.send_data(reply, false).is_ok() {
-        let mut trailers = HeaderMap::with_capacity(1);
-        trailers.insert("grpc-status", HeaderValue::from_static("0"));
-        let _ = stream.send_trailers(trailers);
-    }
-}
-
-/// Sends `status` as a Trailers-Only reply: one HEADERS frame with END_STREAM.
-fn send_status(respond: &mut SendResponse<Bytes>, status: &Status) {
-    let mut resp = grpc_response();
-    resp.headers_mut().extend(status_trailers(status));
-    if status.code == Code::UNIMPLEMENTED {
-        resp.headers_mut().insert("grpc-accept-encoding", HeaderValue::from_static("identity"));
-    }
-    let _ = respond.send_response(resp, true);
-}
-
-fn send_http_error(respond: &mut SendResponse<Bytes>, code: StatusCode) {
-    let mut resp = Response::new(());
-    *resp.status_mut() = code;
-    let _ = respond.send_response(resp, true);
 }
 
 #[cfg(test)]

@@ -1,6 +1,17 @@
-//! The `pairdb` binary: subcommands parse flags, load config, start, wait.
+//! The server subcommands: `pairdb storage`, `pairdb coordinator` and `pairdb dev`.
+//!
+//! Both roles start the same way, in [`serve`]: load the config file (with the `PAIRDB_*`
+//! variables), apply the flags, validate, install the logger, stop there for `--check-config`,
+//! install signal handling, reserve the gRPC port, open the role's state, start the admin port,
+//! run one executor per core that binds and serves, print the ready line once every core has
+//! bound, and after a shutdown let the role finish. A [`Role`] supplies only what differs: its
+//! config type, its names and how to open, serve and finish it. `pairdb dev` runs both roles in
+//! one pool and shares the pieces ([`start_admin`], [`Announce`], signals) rather than the
+//! sequence.
 
 use std::{
+    future::Future,
+    net::SocketAddr,
     path::PathBuf,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -9,9 +20,13 @@ use std::{
 };
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
+use glommio::net::TcpListener;
 use pairdb::{
-    config::{self, CoordinatorConfig, LogConfig, LogFormat, StorageConfig, StorageNodeEntry},
+    admin::AdminSource,
+    config::{
+        self, ConfigError, CoordinatorConfig, LogConfig, LogFormat, StorageConfig, StorageNodeEntry,
+    },
     coordinator::server::Coordinator,
     runtime::{
         listen,
@@ -21,39 +36,16 @@ use pairdb::{
     },
     storage::node::StorageNode,
 };
+use serde::de::DeserializeOwned;
 
-mod cli;
-
-/// mimalloc instead of glibc malloc: the request path allocates small, short-lived buffers on
-/// every core, and glibc's arenas spent about a fifth of a write's CPU in malloc/free
-/// (perf, docs/PERFORMANCE.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Parser)]
-#[command(name = "pairdb", version, about = "PairDB: a Dynamo-style, multi-tenant key-value store")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run a storage node (serves pairdb.storage.v1.StorageService).
-    Storage(StorageArgs),
-    /// Run a coordinator (serves pairdb.coordinator.v1.CoordinatorService).
-    Coordinator(CoordinatorArgs),
-    /// Run a local cluster: a coordinator and three storage nodes on loopback, tenant `default`.
-    Dev(DevArgs),
-    /// Exit 0 when an admin URL answers 200 (for container health checks; no curl needed).
-    Probe(ProbeArgs),
-    /// Client commands: `kv`, `tenant`, `node`, `migration` (call a running coordinator).
+#[derive(Args)]
+pub struct StorageArgs {
     #[command(flatten)]
-    Client(cli::ClientCommand),
+    server: ServerArgs,
 }
 
 #[derive(Args)]
-struct CoordinatorArgs {
+pub struct CoordinatorArgs {
     #[command(flatten)]
     server: ServerArgs,
     /// A storage node to register, as ID=HOST:PORT (repeatable; replaces the config file's list).
@@ -93,50 +85,42 @@ struct ServerArgs {
     check_config: bool,
 }
 
+/// The config keys of a role that [`ServerArgs`] override.
+struct ServerKeys<'a> {
+    node_id: &'a mut String,
+    host: &'a mut String,
+    port: &'a mut u16,
+    data_dir: &'a mut PathBuf,
+    cores: &'a mut usize,
+    admin_port: &'a mut Option<u16>,
+}
+
 impl ServerArgs {
     /// Writes the flags that were given over the loaded config's values.
-    fn apply(
-        &self,
-        node_id: &mut String,
-        host: &mut String,
-        port: &mut u16,
-        data_dir: &mut PathBuf,
-        cores: &mut usize,
-        admin_port: &mut Option<u16>,
-    ) {
+    fn apply(&self, keys: ServerKeys<'_>) {
         if let Some(v) = &self.node_id {
-            node_id.clone_from(v);
+            keys.node_id.clone_from(v);
         }
         if let Some(v) = &self.host {
-            host.clone_from(v);
+            keys.host.clone_from(v);
         }
         if let Some(v) = self.port {
-            *port = v;
+            *keys.port = v;
         }
         if let Some(v) = &self.data_dir {
-            data_dir.clone_from(v);
+            keys.data_dir.clone_from(v);
         }
         if let Some(v) = self.cores {
-            *cores = v;
+            *keys.cores = v;
         }
         if let Some(v) = self.admin_port {
-            *admin_port = Some(v);
+            *keys.admin_port = Some(v);
         }
     }
 }
 
 #[derive(Args)]
-struct ProbeArgs {
-    /// The URL to GET: http://HOST:PORT/PATH (the admin port's /health/ready or /health/live).
-    #[arg(long, env = "PAIRDB_PROBE_URL", default_value = "http://127.0.0.1:9090/health/ready")]
-    url: String,
-    /// How long to wait for the answer, milliseconds.
-    #[arg(long, default_value_t = 2000)]
-    timeout_ms: u64,
-}
-
-#[derive(Args)]
-struct DevArgs {
+pub struct DevArgs {
     /// Where the cluster keeps its data (default: pairdb-dev in the system temp directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -167,61 +151,8 @@ fn parse_node(s: &str) -> Result<StorageNodeEntry, String> {
     })
 }
 
-#[derive(Args)]
-struct StorageArgs {
-    #[command(flatten)]
-    server: ServerArgs,
-}
-
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    // Servers install the logger once their config (log.format, log.level) is loaded.
-    match cli.command {
-        Command::Storage(args) => run_storage(args),
-        Command::Coordinator(args) => run_coordinator(args),
-        Command::Dev(args) => {
-            init_logging(&LogConfig::default())?;
-            run_dev(args)
-        }
-        Command::Probe(args) => std::process::exit(run_probe(&args)),
-        Command::Client(command) => {
-            init_logging(&LogConfig::default())?;
-            std::process::exit(cli::run(command))
-        }
-    }
-}
-
-/// `pairdb probe`: 0 when the URL answers 200, 1 otherwise (with the reason on stderr).
-fn run_probe(args: &ProbeArgs) -> i32 {
-    let parsed = args.url.strip_prefix("http://").and_then(|rest| {
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        use std::net::ToSocketAddrs as _;
-        let addr = authority.to_socket_addrs().ok()?.next()?;
-        Some((addr, if path.is_empty() { "/" } else { path }))
-    });
-    let Some((addr, path)) = parsed else {
-        eprintln!("cannot use {:?}: expected http://HOST:PORT/PATH", args.url);
-        return 2;
-    };
-    let timeout = std::time::Duration::from_millis(args.timeout_ms);
-    match pairdb::admin::get(addr, path, timeout) {
-        Ok((200, body)) => {
-            print!("{body}");
-            0
-        }
-        Ok((status, body)) => {
-            eprintln!("{} answered {status}: {}", args.url, body.trim_end());
-            1
-        }
-        Err(e) => {
-            eprintln!("{}: {e}", args.url);
-            1
-        }
-    }
-}
-
 /// Logs to stderr in `log.format`, filtered by `PAIRDB_LOG` when set, else by `log.level`.
-fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
+pub fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
     let filter = match std::env::var("PAIRDB_LOG") {
         Ok(directive) => tracing_subscriber::EnvFilter::try_new(&directive)
             .with_context(|| format!("PAIRDB_LOG={directive:?} is not a log filter"))?,
@@ -236,120 +167,87 @@ fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
     installed.map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
 }
 
-fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
-    let mut cfg: StorageConfig = config::load(args.server.config.as_deref())?;
-    let c = &mut cfg;
-    args.server.apply(
-        &mut c.node_id,
-        &mut c.host,
-        &mut c.port,
-        &mut c.data_dir,
-        &mut c.cores,
-        &mut c.admin.port,
-    );
-    cfg.validate()?;
-    init_logging(&cfg.log)?;
-    if args.server.check_config {
-        println!("configuration is valid");
-        return Ok(());
-    }
-    let shutdown = Shutdown::new();
-    signals::install(shutdown.clone()).context("installing signal handling")?;
-    let reservation = listen::reserve(cfg.listen_addr()?).context("binding the gRPC port")?;
-    let node = StorageNode::open(&cfg, reservation.addr)
-        .with_context(|| format!("opening the engine in {}", cfg.data_dir.display()))?;
-    let admin = start_admin(cfg.admin.enabled, cfg.admin_addr()?, node.admin_source())?;
-    let pool_cfg =
-        PoolConfig { cores: cfg.cores, name: "pairdb-storage".into(), ..Default::default() };
-    let cores = pool_cfg.effective_cores();
-    let bound = Arc::new(AtomicUsize::new(0));
-    let entry_node = node.clone();
-    let node_id = cfg.node_id.clone();
-    let reservation = Arc::new(std::sync::Mutex::new(Some(reservation)));
-    pool::run_per_core(&pool_cfg, move |core| {
-        let (node, shutdown, bound, node_id, reservation, admin) = (
-            entry_node.clone(),
-            shutdown.clone(),
-            bound.clone(),
-            node_id.clone(),
-            reservation.clone(),
-            admin.clone(),
-        );
-        async move {
-            let listener = match node.bind() {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(core, error = %e, "cannot bind; shutting down");
-                    shutdown.trigger();
-                    return;
-                }
-            };
-            if bound.fetch_add(1, Ordering::SeqCst) + 1 == cores {
-                // Every core listens: release the port reservation and announce the address.
-                reservation.lock().map(|mut r| r.take()).ok();
-                println!(
-                    "pairdb storage {node_id} listening on {} ({cores} cores){admin}",
-                    node.addr()
-                );
-                use std::io::Write as _;
-                let _ = std::io::stdout().flush();
-            }
-            node.serve_core(listener, shutdown).await;
-        }
-    })?;
-    node.sync().context("final journal sync")?;
-    tracing::info!("storage node stopped");
-    Ok(())
+// ------------------------------------------------------------------------------------------------
+// The start sequence both roles share.
+// ------------------------------------------------------------------------------------------------
+
+/// What differs between the server roles; everything else is [`serve`].
+trait Role {
+    /// The role's config file type.
+    type Config: DeserializeOwned + Default;
+    /// What the role opens once and shares with every core.
+    type Server: Send + Sync + 'static;
+    /// The role in the ready line: `pairdb {NAME} {node_id} listening on ...`.
+    const NAME: &'static str;
+    /// The executor threads' name prefix.
+    const THREADS: &'static str;
+
+    /// The keys the common flags override.
+    fn keys(cfg: &mut Self::Config) -> ServerKeys<'_>;
+    /// Checks ranges, naming the first offending key.
+    fn validate(cfg: &Self::Config) -> Result<(), ConfigError>;
+    /// The `log:` section.
+    fn log(cfg: &Self::Config) -> &LogConfig;
+    /// The gRPC address to reserve.
+    fn listen_addr(cfg: &Self::Config) -> Result<SocketAddr, ConfigError>;
+    /// Whether the admin port is served, and where.
+    fn admin(cfg: &Self::Config) -> Result<(bool, SocketAddr), ConfigError>;
+    /// Opens the role's state (blocking, before the executors start) on the reserved `addr`.
+    fn open(cfg: Self::Config, addr: SocketAddr, cores: usize)
+        -> anyhow::Result<Arc<Self::Server>>;
+    /// What the admin port serves.
+    fn admin_source(server: &Self::Server) -> AdminSource;
+    /// The gRPC address served.
+    fn addr(server: &Self::Server) -> SocketAddr;
+    /// Binds this core's listener.
+    fn bind(server: &Self::Server) -> std::io::Result<TcpListener>;
+    /// Serves on core `core` until the shutdown fired and calls drained.
+    fn serve_core(
+        server: Arc<Self::Server>,
+        core: usize,
+        listener: TcpListener,
+        shutdown: Shutdown,
+    ) -> impl Future<Output = ()> + 'static;
+    /// Runs after every core stopped: final syncs, and the last log line.
+    fn finish(server: Arc<Self::Server>) -> anyhow::Result<()>;
 }
 
-fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
-    let mut cfg: CoordinatorConfig = config::load(args.server.config.as_deref())?;
-    let c = &mut cfg;
-    args.server.apply(
-        &mut c.node_id,
-        &mut c.host,
-        &mut c.port,
-        &mut c.data_dir,
-        &mut c.cores,
-        &mut c.admin.port,
-    );
-    if !args.storage_nodes.is_empty() {
-        cfg.storage_nodes = args.storage_nodes;
-    }
-    if args.no_batching {
-        cfg.batching = false;
-    }
-    cfg.validate()?;
-    init_logging(&cfg.log)?;
-    if args.server.check_config {
+/// Runs one server role from the command line to its shutdown.
+fn serve<R: Role>(args: &ServerArgs, overrides: impl FnOnce(&mut R::Config)) -> anyhow::Result<()> {
+    let mut cfg: R::Config = config::load(args.config.as_deref())?;
+    args.apply(R::keys(&mut cfg));
+    overrides(&mut cfg);
+    R::validate(&cfg)?;
+    init_logging(R::log(&cfg))?;
+    if args.check_config {
         println!("configuration is valid");
         return Ok(());
     }
     let shutdown = Shutdown::new();
     signals::install(shutdown.clone()).context("installing signal handling")?;
-    let reservation = listen::reserve(cfg.listen_addr()?).context("binding the gRPC port")?;
-    let pool_cfg =
-        PoolConfig { cores: cfg.cores, name: "pairdb-coord".into(), ..Default::default() };
+    let reservation = listen::reserve(R::listen_addr(&cfg)?).context("binding the gRPC port")?;
+    let keys = R::keys(&mut cfg);
+    let pool_cfg = PoolConfig { cores: *keys.cores, name: R::THREADS.into(), ..Default::default() };
     let cores = pool_cfg.effective_cores();
-    let node_id = cfg.node_id.clone();
-    let data_dir = cfg.data_dir.clone();
-    let (admin_enabled, admin_addr) = (cfg.admin.enabled, cfg.admin_addr()?);
-    let coordinator = Coordinator::open(cfg, reservation.addr, cores)
-        .with_context(|| format!("opening the metadata store in {}", data_dir.display()))?;
-    let admin = start_admin(admin_enabled, admin_addr, coordinator.admin_source())?;
+    let node_id = keys.node_id.clone();
+    let (admin_enabled, admin_addr) = R::admin(&cfg)?;
+    let server = R::open(cfg, reservation.addr, cores)?;
+    let admin = start_admin(admin_enabled, admin_addr, R::admin_source(&server))?;
     let announce = Announce::new(
         cores,
         reservation,
         format!(
-            "pairdb coordinator {node_id} listening on {} ({cores} cores){admin}",
-            coordinator.addr()
+            "pairdb {} {node_id} listening on {} ({cores} cores){admin}",
+            R::NAME,
+            R::addr(&server)
         ),
     );
+    let entry_server = server.clone();
     pool::run_per_core(&pool_cfg, move |core| {
-        let (coordinator, shutdown, announce) =
-            (coordinator.clone(), shutdown.clone(), announce.clone());
+        let (server, shutdown, announce) =
+            (entry_server.clone(), shutdown.clone(), announce.clone());
         async move {
-            let listener = match coordinator.bind() {
+            let listener = match R::bind(&server) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!(core, error = %e, "cannot bind; shutting down");
@@ -358,20 +256,180 @@ fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
                 }
             };
             announce.bound();
-            coordinator.serve_core(core, listener, shutdown).await;
+            R::serve_core(server, core, listener, shutdown).await;
         }
     })?;
-    tracing::info!("coordinator stopped");
-    Ok(())
+    R::finish(server)
+}
+
+/// `pairdb storage`.
+struct Storage;
+
+impl Role for Storage {
+    type Config = StorageConfig;
+    type Server = StorageNode;
+    const NAME: &'static str = "storage";
+    const THREADS: &'static str = "pairdb-storage";
+
+    fn keys(c: &mut StorageConfig) -> ServerKeys<'_> {
+        ServerKeys {
+            node_id: &mut c.node_id,
+            host: &mut c.host,
+            port: &mut c.port,
+            data_dir: &mut c.data_dir,
+            cores: &mut c.cores,
+            admin_port: &mut c.admin.port,
+        }
+    }
+
+    fn validate(cfg: &StorageConfig) -> Result<(), ConfigError> {
+        cfg.validate()
+    }
+
+    fn log(cfg: &StorageConfig) -> &LogConfig {
+        &cfg.log
+    }
+
+    fn listen_addr(cfg: &StorageConfig) -> Result<SocketAddr, ConfigError> {
+        cfg.listen_addr()
+    }
+
+    fn admin(cfg: &StorageConfig) -> Result<(bool, SocketAddr), ConfigError> {
+        Ok((cfg.admin.enabled, cfg.admin_addr()?))
+    }
+
+    fn open(
+        cfg: StorageConfig,
+        addr: SocketAddr,
+        _cores: usize,
+    ) -> anyhow::Result<Arc<StorageNode>> {
+        StorageNode::open(&cfg, addr)
+            .with_context(|| format!("opening the engine in {}", cfg.data_dir.display()))
+    }
+
+    fn admin_source(node: &StorageNode) -> AdminSource {
+        node.admin_source()
+    }
+
+    fn addr(node: &StorageNode) -> SocketAddr {
+        node.addr()
+    }
+
+    fn bind(node: &StorageNode) -> std::io::Result<TcpListener> {
+        node.bind()
+    }
+
+    fn serve_core(
+        node: Arc<StorageNode>,
+        _core: usize,
+        listener: TcpListener,
+        shutdown: Shutdown,
+    ) -> impl Future<Output = ()> + 'static {
+        node.serve_core(listener, shutdown)
+    }
+
+    fn finish(node: Arc<StorageNode>) -> anyhow::Result<()> {
+        node.sync().context("final journal sync")?;
+        tracing::info!("storage node stopped");
+        Ok(())
+    }
+}
+
+/// `pairdb coordinator`.
+struct CoordinatorRole;
+
+impl Role for CoordinatorRole {
+    type Config = CoordinatorConfig;
+    type Server = Coordinator;
+    const NAME: &'static str = "coordinator";
+    const THREADS: &'static str = "pairdb-coord";
+
+    fn keys(c: &mut CoordinatorConfig) -> ServerKeys<'_> {
+        ServerKeys {
+            node_id: &mut c.node_id,
+            host: &mut c.host,
+            port: &mut c.port,
+            data_dir: &mut c.data_dir,
+            cores: &mut c.cores,
+            admin_port: &mut c.admin.port,
+        }
+    }
+
+    fn validate(cfg: &CoordinatorConfig) -> Result<(), ConfigError> {
+        cfg.validate()
+    }
+
+    fn log(cfg: &CoordinatorConfig) -> &LogConfig {
+        &cfg.log
+    }
+
+    fn listen_addr(cfg: &CoordinatorConfig) -> Result<SocketAddr, ConfigError> {
+        cfg.listen_addr()
+    }
+
+    fn admin(cfg: &CoordinatorConfig) -> Result<(bool, SocketAddr), ConfigError> {
+        Ok((cfg.admin.enabled, cfg.admin_addr()?))
+    }
+
+    fn open(
+        cfg: CoordinatorConfig,
+        addr: SocketAddr,
+        cores: usize,
+    ) -> anyhow::Result<Arc<Coordinator>> {
+        let data_dir = cfg.data_dir.clone();
+        Coordinator::open(cfg, addr, cores)
+            .with_context(|| format!("opening the metadata store in {}", data_dir.display()))
+    }
+
+    fn admin_source(coordinator: &Coordinator) -> AdminSource {
+        coordinator.admin_source()
+    }
+
+    fn addr(coordinator: &Coordinator) -> SocketAddr {
+        coordinator.addr()
+    }
+
+    fn bind(coordinator: &Coordinator) -> std::io::Result<TcpListener> {
+        coordinator.bind()
+    }
+
+    fn serve_core(
+        coordinator: Arc<Coordinator>,
+        core: usize,
+        listener: TcpListener,
+        shutdown: Shutdown,
+    ) -> impl Future<Output = ()> + 'static {
+        coordinator.serve_core(core, listener, shutdown)
+    }
+
+    fn finish(coordinator: Arc<Coordinator>) -> anyhow::Result<()> {
+        drop(coordinator);
+        tracing::info!("coordinator stopped");
+        Ok(())
+    }
+}
+
+/// `pairdb storage`.
+pub fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
+    serve::<Storage>(&args.server, |_| {})
+}
+
+/// `pairdb coordinator`.
+pub fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
+    let CoordinatorArgs { server, storage_nodes, no_batching } = args;
+    serve::<CoordinatorRole>(&server, move |cfg| {
+        if !storage_nodes.is_empty() {
+            cfg.storage_nodes = storage_nodes;
+        }
+        if no_batching {
+            cfg.batching = false;
+        }
+    })
 }
 
 /// Binds the admin HTTP port and serves it from a thread of its own. Returns the suffix for the
 /// ready line (`, admin on http://ADDR`), empty when disabled.
-fn start_admin(
-    enabled: bool,
-    addr: std::net::SocketAddr,
-    source: pairdb::admin::AdminSource,
-) -> anyhow::Result<String> {
+fn start_admin(enabled: bool, addr: SocketAddr, source: AdminSource) -> anyhow::Result<String> {
     if !enabled {
         return Ok(String::new());
     }
@@ -382,7 +440,7 @@ fn start_admin(
     Ok(format!(", admin on http://{bound}"))
 }
 
-/// Prints the ready line once every core has bound, and releases the port reservation then.
+/// Prints the ready line once every core has bound, and releases the port reservations then.
 #[derive(Clone)]
 struct Announce {
     inner: Arc<(AtomicUsize, usize, std::sync::Mutex<Vec<listen::Reservation>>, String)>,
@@ -417,7 +475,12 @@ impl Announce {
     }
 }
 
-fn run_dev(args: DevArgs) -> anyhow::Result<()> {
+// ------------------------------------------------------------------------------------------------
+// `pairdb dev`.
+// ------------------------------------------------------------------------------------------------
+
+/// `pairdb dev`: a coordinator and three storage nodes in one pool, tenant `default` created.
+pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(|| std::env::temp_dir().join("pairdb-dev"));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
