@@ -9,7 +9,9 @@
 # /proc/PID/task/*/schedstat). Only replies with grpc-status 0 count: a real client call checks
 # the reply before the load.
 # Needs: release builds of pairdb, examples/h2_floor and benches/reference/tonic-kv,
-# nghttp2-client, nghttp2-server.
+# nghttp2-client, nghttp2-server. BASE=path/to/another/pairdb adds a "base" line per round: the
+# same load on that build (for example the previous commit's), for before/after comparisons in
+# one run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
@@ -26,7 +28,15 @@ taskset -c 1 "$TONIC" 127.0.0.1:58151 > /dev/null 2>&1 & TONICPID=$!; PIDS+=($!)
 taskset -c 1 target/release/examples/h2_floor 127.0.0.1:58251 > /dev/null 2>&1 & FLOOR=$!; PIDS+=($!)
 taskset -c 1 target/release/pairdb coordinator --cores 1 --port 57051 --data-dir "$DIR/coord" \
   > /dev/null 2> "$DIR/coord.err" & PAIRDB=$!; PIDS+=($!)
+BASE=${BASE:-}
+if [ -n "$BASE" ]; then
+  taskset -c 1 "$BASE" coordinator --cores 1 --port 57052 --data-dir "$DIR/base" --admin-port 9093 \
+    > /dev/null 2> "$DIR/base.err" & BASEPID=$!; PIDS+=($!)
+fi
 sleep 2
+if [ -n "$BASE" ]; then
+  target/release/pairdb tenant create default --addr 127.0.0.1:57052 > /dev/null
+fi
 target/release/pairdb tenant create default --addr 127.0.0.1:57051 > /dev/null
 target/release/pairdb tenant get default --addr 127.0.0.1:57051 > /dev/null   # a checked reply
 python3 - "$DIR/body" <<'PY'
@@ -55,4 +65,5 @@ for round in $(seq "$ROUNDS"); do
   run tonic "$TONICPID" "http://127.0.0.1:58151$PATHS" "${GRPC[@]}"
   run h2floor "$FLOOR" "http://127.0.0.1:58251$PATHS" "${GRPC[@]}"
   run pairdb "$PAIRDB" "http://127.0.0.1:57051$PATHS" "${GRPC[@]}"
+  if [ -n "$BASE" ]; then run base "$BASEPID" "http://127.0.0.1:57052$PATHS" "${GRPC[@]}"; fi
 done

@@ -3,6 +3,8 @@
 # a three-member etcd cluster on loopback, under the same pairdb-loadtest settings, interleaved
 # ROUNDS times so that both see the same machine. Needs release builds of pairdb and
 # pairdb-loadtest and Debian's etcd-server. Every process it starts is stopped by PID.
+# BASE=path/to/another/pairdb adds a "base" line per round: `pairdb dev` of that build under the
+# same load (for example the previous commit's), for before/after comparisons in one run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
@@ -24,4 +26,12 @@ for round in $(seq "$ROUNDS"); do
   sleep 2
   echo "round $round pairdb: $($BIN/pairdb-loadtest --target coordinator --addr 127.0.0.1:56051 "${LOAD[@]}" | grep '^write')"
   kill -TERM "$DEV"; wait "$DEV" || true; DEV=
+  if [ -n "${BASE:-}" ]; then
+    rm -rf "$DEVDIR/dev"
+    "$BASE" dev --data-dir "$DEVDIR/dev" --port 56051 "$@" > "$DEVDIR/dev.out" 2> "$DEVDIR/dev.err" &
+    DEV=$!
+    sleep 2
+    echo "round $round base:   $($BIN/pairdb-loadtest --target coordinator --addr 127.0.0.1:56051 "${LOAD[@]}" | grep '^write')"
+    kill -TERM "$DEV"; wait "$DEV" || true; DEV=
+  fi
 done
