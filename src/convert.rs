@@ -13,6 +13,26 @@
 use crate::core::vclock::VClock;
 use crate::core::version::Version;
 use crate::proto::{coordinator, storage};
+use crate::rpc::{Code, Status};
+
+/// A failed operation of a storage `Batch` on the wire: its status, `pairdb-error-code` included,
+/// so that the coordinator sees the node's error as the node named it.
+pub fn operation_error(status: &Status) -> storage::OperationError {
+    storage::OperationError {
+        code: status.code.0,
+        message: status.to_string(),
+        error_code: status.error_code.as_deref().unwrap_or_default().to_owned(),
+    }
+}
+
+/// The status of a failed `Batch` operation, as [`operation_error`] sent it.
+pub fn operation_status(e: storage::OperationError) -> Status {
+    let mut status = Status::new(Code(e.code), e.message);
+    if !e.error_code.is_empty() {
+        status.error_code = Some(e.error_code.into());
+    }
+    status
+}
 
 /// A protobuf clock or version that does not describe a valid core value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -136,6 +156,17 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+
+    #[test]
+    fn batch_operation_errors_keep_their_error_code() {
+        let status = Status::from(crate::error::PairError::StorageUnavailable("disk gone".into()));
+        let back = operation_status(operation_error(&status));
+        assert_eq!(back.code, Code::UNAVAILABLE);
+        assert_eq!(back.error_code.as_deref(), Some("STORAGE_UNAVAILABLE"));
+        assert!(back.message.contains("disk gone"), "{back}");
+        let bare = operation_status(operation_error(&Status::internal("x")));
+        assert_eq!(bare.error_code, None);
+    }
 
     fn coord_clock(pairs: &[(&str, i64)]) -> coordinator::VectorClock {
         coordinator::VectorClock {

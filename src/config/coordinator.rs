@@ -7,6 +7,11 @@ use serde::Deserialize;
 use super::{check_durations, invalid, resolve, AdminConfig, ConfigError, LogConfig};
 use crate::rpc::framing::DEFAULT_MAX_MESSAGE_BYTES;
 
+/// Default of `hint_max_stored`: a million hints (a few hundred MB at most in the store) covers
+/// a node down for minutes under heavy writes, or for hours under light ones; past it, read repair
+/// takes over.
+pub const DEFAULT_HINT_MAX_STORED: u64 = 1_000_000;
+
 /// Default admin port of a coordinator.
 pub const DEFAULT_COORDINATOR_ADMIN_PORT: u16 = 9090;
 
@@ -202,7 +207,7 @@ impl Default for CoordinatorConfig {
             health_check_interval_ms: 1000,
             hint_replay_interval_ms: 1000,
             hint_retention_secs: 3 * 3600,
-            hint_max_stored: crate::meta::DEFAULT_MAX_HINTS,
+            hint_max_stored: DEFAULT_HINT_MAX_STORED,
             idempotency_ttl_secs: 24 * 3600,
             idempotency_max_records: 1_000_000,
             read_repair_queue: 10_000,

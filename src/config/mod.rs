@@ -26,6 +26,7 @@ mod storage;
 pub use coordinator::{
     CoordinatorConfig, IdempotencyBackendKind, IdempotencySection, MetadataBackend,
     MetadataSection, OnUnavailable, StorageNodeEntry, DEFAULT_COORDINATOR_ADMIN_PORT,
+    DEFAULT_HINT_MAX_STORED,
 };
 pub use storage::{
     DurabilityMode, StorageConfig, DEFAULT_CACHE_BYTES, DEFAULT_GROUP_COMMIT_INTERVAL,

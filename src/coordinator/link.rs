@@ -268,10 +268,7 @@ impl NodeLink {
                     match result {
                         Some(BatchOutcome::Error(e)) => {
                             // The node's own `pairdb-error-code` crosses the hop with it.
-                            let mut status = Status::new(crate::rpc::Code(e.code), e.message);
-                            if !e.error_code.is_empty() {
-                                status.error_code = Some(e.error_code.into());
-                            }
+                            let status = crate::convert::operation_status(e);
                             self.fail(op, reply, status, Some(started))
                         }
                         Some(outcome) => {

@@ -15,7 +15,8 @@ use std::{
 use crate::{
     coordinator::shard::{CoreStats, Shard as Core},
     core::ids::NodeId,
-    metrics::{RpcMetrics, Sample},
+    metrics::Sample,
+    rpc::RpcMetrics,
 };
 
 /// Per-core coordinator metrics that [`CoreStats`] does not hold.

@@ -17,7 +17,8 @@ use crate::{
         backends, background, metrics as coordinator_metrics, shard::Shard, Shared, Update,
     },
     meta::{MetaError, NodeRecord, NodeState, TenantRecord},
-    metrics::{self, MetricsHub, RpcMetrics, Sample},
+    metrics::{self, MetricsHub, Sample},
+    rpc::RpcMetrics,
     rpc::{health, health::HealthState, reflection, server, Router, ServerConfig},
     runtime::shutdown::Shutdown,
 };

@@ -29,14 +29,13 @@ pub mod postgres;
 /// the hint table from growing without limit while a node is lost for good.
 ///
 /// It must stay below the storage nodes' tombstone grace
-/// ([`crate::storage::engine::DEFAULT_TOMBSTONE_GRACE`], 10 days): a hint carrying a value that a
+/// ([`crate::config::DEFAULT_TOMBSTONE_GRACE`], 10 days): a hint carrying a value that a
 /// later delete superseded, replayed after every replica purged that delete's tombstone, would
 /// bring the deleted value back. The assertion below enforces it at compile time.
 pub const DEFAULT_HINT_WINDOW: Duration = Duration::from_secs(3 * 3600);
 
-const _: () = assert!(
-    DEFAULT_HINT_WINDOW.as_secs() < crate::storage::engine::DEFAULT_TOMBSTONE_GRACE.as_secs()
-);
+const _: () =
+    assert!(DEFAULT_HINT_WINDOW.as_secs() < crate::config::DEFAULT_TOMBSTONE_GRACE.as_secs());
 
 /// How many hints a store keeps at most, by default: 1,000,000 (`hint_max_stored`).
 ///
@@ -45,7 +44,7 @@ const _: () = assert!(
 /// (up to `max_value_bytes`), so a million small hints is a few hundred MB of redb file or table;
 /// past the cap, new keys are left to read repair and anti-entropy, which is what a node down
 /// longer than the hint window gets anyway.
-pub const DEFAULT_MAX_HINTS: u64 = 1_000_000;
+pub const DEFAULT_MAX_HINTS: u64 = crate::config::DEFAULT_HINT_MAX_STORED;
 
 /// A boxed error from a backend (redb, a database driver), kept as the source of a [`MetaError`].
 pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -6,15 +6,18 @@
 //! - [`client`]: unary calls over one connection.
 //! - [`health`], [`reflection`]: the standard services every PairDB server also serves.
 //! - [`glommio_io`]: the one adapter between glommio streams and h2's I/O traits.
+//! - [`metrics`]: per-core call counts and latencies by method and status.
 
 pub mod client;
 pub mod framing;
 pub mod glommio_io;
 pub mod health;
+pub mod metrics;
 pub mod reflection;
 pub mod server;
 pub mod status;
 
 pub use client::{Channel, ClientConfig};
+pub use metrics::RpcMetrics;
 pub use server::{CallContext, Router, ServerConfig};
 pub use status::{Code, Status};

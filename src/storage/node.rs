@@ -8,7 +8,8 @@ use glommio::net::TcpListener;
 use crate::{
     admin::AdminSource,
     config::StorageConfig,
-    metrics::{self, MetricsHub, RpcMetrics, Sample},
+    metrics::{self, MetricsHub, Sample},
+    rpc::RpcMetrics,
     rpc::{health, health::HealthState, reflection, server, Router, ServerConfig},
     runtime::shutdown::Shutdown,
     storage::{

@@ -14,9 +14,9 @@ use crate::{
     proto::storage::{
         self as pb, batch_operation::Op, batch_result::Result as BatchOutcome, BatchRequest,
         BatchResponse, BatchResult, DeleteRequest, DeleteResponse, HealthCheckRequest,
-        HealthCheckResponse, OperationError, ReadRequest, ReadResponse, RepairRequest,
-        RepairResponse, ScanRangeRequest, ScanRangeResponse, StatsRequest, StatsResponse,
-        WriteRequest, WriteResponse,
+        HealthCheckResponse, ReadRequest, ReadResponse, RepairRequest, RepairResponse,
+        ScanRangeRequest, ScanRangeResponse, StatsRequest, StatsResponse, WriteRequest,
+        WriteResponse,
     },
     rpc::{framing::DEFAULT_MAX_MESSAGE_BYTES, CallContext, Router, Status},
     storage::engine::{Applied, ApplyOp, Durability, Engine, EngineError},
@@ -336,11 +336,7 @@ fn check_key(tenant_id: &str, key: &str) -> Result<(), Status> {
 }
 
 fn op_error(status: &Status) -> BatchOutcome {
-    BatchOutcome::Error(OperationError {
-        code: status.code.0,
-        message: status.to_string(),
-        error_code: status.error_code.as_deref().unwrap_or_default().to_owned(),
-    })
+    BatchOutcome::Error(crate::convert::operation_error(status))
 }
 
 /// An engine error as the caller sees it (its gRPC status is chosen in `rpc::status`).

@@ -45,7 +45,7 @@ use http::{Request, StatusCode};
 
 use crate::{
     error::PairError,
-    metrics::RpcMetrics,
+    rpc::RpcMetrics,
     rpc::{
         framing::{self, FrameError, DEFAULT_MAX_MESSAGE_BYTES},
         glommio_io::GlommioIo,

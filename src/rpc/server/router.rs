@@ -18,7 +18,7 @@ use super::{
     reply::{grpc_response, send_status, status_trailers},
 };
 use crate::{
-    metrics::RpcMetrics,
+    rpc::RpcMetrics,
     rpc::{framing, status::Status},
 };
 
