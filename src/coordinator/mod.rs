@@ -27,7 +27,8 @@
 //! - [`driver`]: pumps `crate::core`'s request machines with replies and one timer.
 //! - [`manage`]: tenant, node and migration handlers.
 //! - [`link`]: one core's connection to one storage node, with batching.
-//! - [`metrics`]: the coordinator's per-core metrics, collected when scraped.
+//! - [`metrics`]: the coordinator's per-core metrics.
+//! - [`report`]: what a core reports when scraped.
 //! - [`background`]: health checks, hint flush and replay, read repair, sweeps.
 //! - [`backends`]: the configured metadata and idempotency stores, and following PostgreSQL.
 //! - [`server`]: the process runner (`pairdb coordinator`, `pairdb dev`).
@@ -39,6 +40,7 @@ pub mod kv;
 pub mod link;
 pub mod manage;
 pub mod metrics;
+pub mod report;
 pub mod server;
 pub mod shard;
 

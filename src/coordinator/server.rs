@@ -13,9 +13,7 @@ use glommio::net::TcpListener;
 use crate::{
     admin::AdminSource,
     config::CoordinatorConfig,
-    coordinator::{
-        backends, background, metrics as coordinator_metrics, shard::Shard, Shared, Update,
-    },
+    coordinator::{backends, background, report, shard::Shard, Shared, Update},
     meta::{MetaError, NodeRecord, NodeState, TenantRecord},
     metrics::{self, MetricsHub, Sample},
     rpc::RpcMetrics,
@@ -182,7 +180,7 @@ impl Coordinator {
         let scrapes = self.metrics.register();
         let (scraped, scraped_rpc) = (core.clone(), rpc.clone());
         glommio::spawn_local(metrics::answer_scrapes(scrapes, move || {
-            coordinator_metrics::samples(&scraped, &scraped_rpc)
+            report::samples(&scraped, &scraped_rpc)
         }))
         .detach();
         let router =
