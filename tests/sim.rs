@@ -87,7 +87,7 @@ use pairdb::meta::idempotency::{
 };
 
 /// Seeds run by default (`SIM_SEEDS` overrides).
-const DEFAULT_SEEDS: u64 = 200;
+const DEFAULT_SEEDS: u64 = 500;
 const NODES: usize = 5;
 const RF: usize = 3;
 const CLIENTS: usize = 3;
@@ -112,10 +112,10 @@ const MAX_ATTEMPTS: u32 = 4;
 const PROBE_EVERY: u64 = 250 * MS;
 const PROBE_TIMEOUT: u64 = 150 * MS;
 const HINT_REPLAY_EVERY: u64 = 500 * MS;
-const REPAIR_CAPACITY: usize = 16;
+const REPAIR_CAPACITY: usize = 8;
 const HINT_CAPACITY: usize = 12;
 /// Convergence reads in flight at once in the quiet period: `* RF` stays under the capacity.
-const SWEEP_CONCURRENCY: usize = 3;
+const SWEEP_CONCURRENCY: usize = 2;
 /// Property 5: events queued at once.
 const MAX_QUEUED: usize = 4_096;
 /// Events per seed before it counts as not terminating.
@@ -125,11 +125,17 @@ const LOSS: f64 = 0.03;
 const LONG_DELAY: f64 = 0.03;
 const REFUSE: f64 = 0.02;
 
-/// Placement, computed once for every seed.
+/// Placement, computed once for every seed, and the model's knobs.
 struct World {
     keys: Vec<String>,
     /// Preference list of each key, as node indexes.
     replicas: HashMap<String, Vec<usize>>,
+    /// `SIM_SKEW_US`: coordinator core `c` stamps with its wall clock `c * skew` ahead (0).
+    skew_us: i64,
+    /// `SIM_ACCEPT_EXPIRED=1`: the coordinator starts attempts that arrive past their deadline.
+    accept_expired: bool,
+    /// `SIM_TRACE=1`: print what happens (for replaying one seed).
+    trace: bool,
 }
 
 impl World {
@@ -145,7 +151,11 @@ impl World {
                 (k.clone(), list.iter().map(node_index).collect())
             })
             .collect();
-        Self { keys, replicas }
+        let skew_us = std::env::var("SIM_SKEW_US")
+            .map_or(0, |s| s.parse().unwrap_or_else(|_| panic!("SIM_SKEW_US={s}")));
+        let accept_expired = std::env::var("SIM_ACCEPT_EXPIRED").is_ok_and(|v| v == "1");
+        let trace = std::env::var("SIM_TRACE").is_ok_and(|v| v == "1");
+        Self { keys, replicas, skew_us, accept_expired, trace }
     }
 }
 
@@ -171,22 +181,30 @@ fn seq_of(v: &Version) -> u64 {
 fn encode_version(v: &Version) -> Bytes {
     let clock: Vec<String> = v.clock.entries().iter().map(|(a, n)| format!("{a}={n}")).collect();
     let value = std::str::from_utf8(&v.value).expect("utf-8 value");
-    Bytes::from(format!("{}|{}|{}|{value}", v.timestamp_us, v.writer, clock.join(",")))
+    let kind = if v.tombstone { "delete" } else { "put" };
+    Bytes::from(format!("{}|{}|{}|{kind}|{value}", v.timestamp_us, v.writer, clock.join(",")))
+}
+
+/// A version in a trace line: value, writer, timestamp.
+fn brief(v: &Version) -> String {
+    let kind = if v.tombstone { " (delete)" } else { "" };
+    let value = String::from_utf8_lossy(&v.value);
+    format!("{value}{kind} by {} @{}", v.writer, v.timestamp_us - EPOCH_US)
 }
 
 fn decode_version(b: &[u8]) -> Version {
     let text = std::str::from_utf8(b).expect("utf-8 response");
-    let parts: Vec<&str> = text.splitn(4, '|').collect();
+    let parts: Vec<&str> = text.splitn(5, '|').collect();
     let clock = parts[2].split(',').filter(|e| !e.is_empty()).map(|e| {
         let (a, n) = e.split_once('=').expect("actor=counter");
         (a.to_string(), n.parse().expect("counter"))
     });
     Version {
-        value: Bytes::copy_from_slice(parts[3].as_bytes()),
+        value: Bytes::copy_from_slice(parts[4].as_bytes()),
         clock: VClock::from_entries(clock),
         timestamp_us: parts[0].parse().expect("timestamp"),
         writer: parts[1].to_string(),
-        tombstone: false,
+        tombstone: parts[3] == "delete",
     }
 }
 
@@ -199,7 +217,7 @@ enum Addr {
 
 #[derive(Clone, Debug)]
 enum ClientOp {
-    Write { key: String, value: Bytes, ctx: Option<VClock>, idem: Option<String> },
+    Write { key: String, value: Bytes, delete: bool, ctx: Option<VClock>, idem: Option<String> },
     Read { key: String },
 }
 
@@ -537,6 +555,12 @@ impl<'w> Sim<'w> {
         u64::try_from(t.duration_since(self.base).as_micros()).expect("virtual time fits")
     }
 
+    fn trace(&self, what: impl FnOnce() -> String) {
+        if self.world.trace {
+            eprintln!("{:>9.3} ms  {}", self.now as f64 / MS as f64, what());
+        }
+    }
+
     fn violation(&mut self, what: String) {
         self.violations.push(format!("at {} ms: {what}", self.now / MS));
     }
@@ -569,7 +593,7 @@ impl<'w> Sim<'w> {
             return;
         }
         let delay = if self.faulty && self.rng.random_bool(LONG_DELAY) {
-            self.rng.random_range(100 * MS..400 * MS)
+            self.rng.random_range(100 * MS..600 * MS)
         } else {
             self.rng.random_range(500..15 * MS)
         };
@@ -669,13 +693,18 @@ impl<'w> Sim<'w> {
             }
             Ev::Crash(i) => {
                 if self.nodes[i].up {
+                    self.trace(|| format!("s{i} crashes"));
                     self.stats.crashes += 1;
                     self.nodes[i].up = false;
                     self.nodes[i].inc += 1;
                 }
             }
-            Ev::Restart(i) => self.nodes[i].up = true,
+            Ev::Restart(i) => {
+                self.trace(|| format!("s{i} restarts"));
+                self.nodes[i].up = true;
+            }
             Ev::Partition(i, until) => {
+                self.trace(|| format!("s{i} partitioned until {} ms", until / MS));
                 self.stats.partitions += 1;
                 self.nodes[i].partitioned_until = self.nodes[i].partitioned_until.max(until);
             }
@@ -727,9 +756,15 @@ impl<'w> Sim<'w> {
                         Resolution::Merged(v) => Some(v),
                     },
                 };
+                let what = match (&keep, data.get(&key)) {
+                    (Some(v), _) => format!("takes {}", brief(v)),
+                    (None, Some(stored)) => format!("keeps {}", brief(stored)),
+                    (None, None) => unreachable!("a node with nothing takes the write"),
+                };
                 if let Some(v) = keep {
-                    data.insert(key, v);
+                    data.insert(key.clone(), v);
                 }
+                self.trace(|| format!("s{i} {rpc:?} of {key}: {what}"));
                 // Applied (and, on a real node, fsynced) before the ack is sent.
                 self.send(me, Addr::Coord, Body::Ack { rpc });
             }
@@ -756,13 +791,14 @@ impl<'w> Sim<'w> {
                     self.violation(format!("attempt {attempt} arrived twice"));
                 }
                 let origin = Origin::Client { client, attempt };
-                if self.now > deadline {
+                if self.now > deadline && !self.world.accept_expired {
+                    self.stats.expired += 1;
                     self.answer(&origin, Answer::Expired);
                     return;
                 }
                 match op {
-                    ClientOp::Write { key, value, ctx, idem } => {
-                        self.start_write(origin, key, value, ctx, idem)
+                    ClientOp::Write { key, value, delete, ctx, idem } => {
+                        self.start_write(origin, key, value, delete, ctx, idem)
                     }
                     ClientOp::Read { key } => self.start_read(origin, key),
                 }
@@ -815,6 +851,7 @@ impl<'w> Sim<'w> {
     fn answer(&mut self, origin: &Origin, answer: Answer) {
         match *origin {
             Origin::Client { client, attempt } => {
+                self.trace(|| format!("coordinator answers attempt {attempt}: {answer:?}"));
                 let n = {
                     let n = self.answers_sent.entry(attempt).or_default();
                     *n += 1;
@@ -844,13 +881,15 @@ impl<'w> Sim<'w> {
         origin: Origin,
         key: String,
         value: Bytes,
+        delete: bool,
         ctx: Option<VClock>,
         idem: Option<String>,
     ) {
         let mut claimed = None;
-        if let Some(idem_key) = idem {
+        if let Some(idem_key) = &idem {
+            let idem_key = idem_key.clone();
             let ik = IdempotencyKey::new(TENANT, &key, &idem_key);
-            let fp = fingerprint(false, 2, &value);
+            let fp = fingerprint(delete, 2, &value);
             match self.idem.claim(&ik, fp, self.instant(self.now)) {
                 Claim::Claimed => claimed = Some((ik, fp, idem_key)),
                 Claim::InProgress => {
@@ -875,15 +914,18 @@ impl<'w> Sim<'w> {
                 }
                 Claim::Unavailable => {}
             }
-            if let Some((_, _, idem_key)) = &claimed {
-                if self.idem_done.contains_key(idem_key) {
-                    self.violation(format!("{idem_key} claimed again after it completed"));
-                }
+        }
+        if let Some(idem_key) = &idem {
+            if self.idem_done.contains_key(idem_key) {
+                self.violation(format!("{idem_key} is stamped again after it completed"));
             }
         }
         let core = self.rng.random_range(0..CORES);
-        let now_us = EPOCH_US + i64::try_from(self.now).expect("virtual time fits");
-        let version = self.stampers[core].stamp(ctx, value, false, now_us);
+        let wall = i64::try_from(self.now).expect("virtual time fits");
+        let skew = self.world.skew_us * i64::try_from(core).expect("core index");
+        let now_us = EPOCH_US + wall + skew;
+        let version = self.stampers[core].stamp(ctx, value, delete, now_us);
+        self.trace(|| format!("coordinator stamps {origin:?} as {}", brief(&version)));
         let replicas = self.world.replicas[&key].clone();
         let deadline = self.instant(self.now + REQUEST_TIMEOUT);
         let req = WriteRequest::new(
@@ -1216,6 +1258,7 @@ impl<'w> Sim<'w> {
             let idem = self.rng.random_bool(0.5).then(|| format!("c{c}-{req_no}"));
             let op = ClientOp::Write {
                 value: Bytes::from(format!("{key}#{seq}")),
+                delete: self.rng.random_bool(0.1),
                 ctx: client.ctx.get(&key).cloned(),
                 key,
                 idem,
@@ -1248,6 +1291,7 @@ impl<'w> Sim<'w> {
         p.sent.insert(attempt);
         let deadline = (now + ATTEMPT_TIMEOUT).min(p.deadline);
         let op = p.op.clone();
+        self.trace(|| format!("client {c} sends attempt {attempt}: {op:?}"));
         self.send(Addr::Client(c), Addr::Coord, Body::Request { attempt, deadline, op });
         self.schedule_at(deadline, Ev::ClientAttemptTimer(c, attempt));
     }
@@ -1279,6 +1323,7 @@ impl<'w> Sim<'w> {
     }
 
     fn client_finish(&mut self, c: usize) {
+        self.trace(|| format!("client {c} ends its request"));
         let client = &mut self.clients[c];
         client.cur = None;
         client.finished += 1;
@@ -1288,6 +1333,7 @@ impl<'w> Sim<'w> {
 
     fn client_recv(&mut self, c: usize, body: Body) {
         let Body::Answer { attempt, answer } = body else { panic!("client got {body:?}") };
+        self.trace(|| format!("client {c} gets attempt {attempt}: {answer:?}"));
         let n = {
             let n = self.answers_received.entry(attempt).or_default();
             *n += 1;
@@ -1324,7 +1370,8 @@ impl<'w> Sim<'w> {
         };
         match answer {
             Answer::Written(v) | Answer::Duplicate(v) => {
-                if seq_of(&v) != wseq {
+                let delete = matches!(p.op, ClientOp::Write { delete: true, .. });
+                if seq_of(&v) != wseq || v.tombstone != delete {
                     self.violation(format!(
                         "write {key}#{wseq} answered with {}",
                         encode_version(&v).escape_ascii()
@@ -1352,9 +1399,6 @@ impl<'w> Sim<'w> {
                 self.schedule(50 * MS, Ev::ClientRetry(c, req_no));
             }
             Answer::Failed(_) | Answer::Expired if current => {
-                if matches!(answer, Answer::Expired) {
-                    self.stats.expired += 1;
-                }
                 self.clients[c].cur.as_mut().expect("request").live = None;
                 self.client_retry_or_give_up(c, false);
             }
