@@ -73,6 +73,7 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 use pairdb::core::health::{HealthPolicy, NodeHealth};
 use pairdb::core::hints::{owes_hint, HintBuffer};
+use pairdb::core::idempotency::{fingerprint, Operation};
 use pairdb::core::ids::NodeId;
 use pairdb::core::quorum::Level;
 use pairdb::core::read::ReadRequest;
@@ -81,10 +82,8 @@ use pairdb::core::ring::{key_token, Member, Ring};
 use pairdb::core::vclock::VClock;
 use pairdb::core::version::{resolve, Resolution, Version};
 use pairdb::core::write::{Stamper, WriteRequest};
-// The idempotency store may move to `pairdb::idempotency`: this is the one line to change.
-use pairdb::meta::idempotency::{
-    fingerprint, Claim, EmbeddedIdempotencyStore, IdempotencyConfig, IdempotencyKey,
-};
+// The idempotency store, through one line.
+use pairdb::idempotency::{Claim, EmbeddedIdempotencyStore, IdempotencyConfig, IdempotencyKey};
 
 /// Seeds run by default (`SIM_SEEDS` overrides).
 const DEFAULT_SEEDS: u64 = 500;
@@ -889,7 +888,8 @@ impl<'w> Sim<'w> {
         if let Some(idem_key) = &idem {
             let idem_key = idem_key.clone();
             let ik = IdempotencyKey::new(TENANT, &key, &idem_key);
-            let fp = fingerprint(delete, 2, &value);
+            let op = if delete { Operation::Delete } else { Operation::Write };
+            let fp = fingerprint(op, Level::Quorum, &value, ctx.as_ref());
             match self.idem.claim(&ik, fp, self.instant(self.now)) {
                 Claim::Claimed => claimed = Some((ik, fp, idem_key)),
                 Claim::InProgress => {
