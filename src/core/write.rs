@@ -4,7 +4,8 @@
 //! [`Stamper`] turns a client's causal context into a new version: it increments this core's
 //! actor in the clock with a counter that never goes backwards (the wall clock in microseconds,
 //! floored by the last counter issued, so two writes on one core in the same microsecond still
-//! order). [`WriteRequest`] wraps [`QuorumWrite`] with the sends it owes and the per-replica
+//! order), and stamps it no earlier than the versions the context descends from, whatever this
+//! core's wall clock says (a hybrid logical clock; see [`Stamper::stamp`]). [`WriteRequest`] wraps [`QuorumWrite`] with the sends it owes and the per-replica
 //! reasons a failure message reports.
 //!
 //! Hints are not decided here. A write's slow replicas may settle long after the client was
@@ -46,6 +47,15 @@ impl Stamper {
 
     /// A new version of a key whose client last saw `context` (empty for a blind write):
     /// `context` with this actor's entry moved past both the last counter issued and `now_us`.
+    ///
+    /// Its `timestamp_us` is `now_us`, raised to the largest counter in `context` when that is
+    /// higher: a hybrid logical clock, so that a version is never stamped earlier than the
+    /// versions it descends from, even when this core's wall clock is behind the one that
+    /// stamped them. Every counter is floored by its stamper's `now_us` and moved past it, so the
+    /// largest counter of a context exceeds the timestamp of every version in it. Without that,
+    /// a write that follows another but was stamped by a lagging clock loses the timestamp
+    /// tie-break to its own predecessor against any concurrent third version (a failed write's
+    /// leftover copy), and an acked write is lost.
     pub fn stamp(
         &mut self,
         context: Option<VClock>,
@@ -54,9 +64,11 @@ impl Stamper {
         now_us: i64,
     ) -> Version {
         let mut clock = context.unwrap_or_default();
-        let floor = self.last_counter.max(u64::try_from(now_us).unwrap_or(0));
+        let causal = clock.entries().iter().map(|&(_, counter)| counter).max().unwrap_or(0);
+        let timestamp_us = now_us.max(i64::try_from(causal).unwrap_or(i64::MAX));
+        let floor = self.last_counter.max(u64::try_from(timestamp_us).unwrap_or(0));
         self.last_counter = clock.increment(&self.actor, floor);
-        Version { value, clock, timestamp_us: now_us, writer: self.actor.clone(), tombstone }
+        Version { value, clock, timestamp_us, writer: self.actor.clone(), tombstone }
     }
 }
 
@@ -201,6 +213,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::core::version::newest;
 
     fn nodes(names: &[&str]) -> Vec<NodeId> {
         names.iter().map(|n| NodeId::new(*n)).collect()
@@ -227,6 +240,25 @@ mod tests {
         assert!(v.tombstone);
         assert!(v.clock.entries().iter().any(|(a, n)| a == "other/0" && *n == 8));
         assert!(v.clock.entries().iter().any(|(a, _)| a == "c/1"));
+    }
+
+    #[test]
+    fn a_version_is_never_stamped_before_what_it_descends_from() {
+        // Core a's wall clock runs ahead of core b's; a client writes through a, then through b.
+        let (mut a, mut b, mut c) = (Stamper::new("c/a"), Stamper::new("c/b"), Stamper::new("c/c"));
+        let first = a.stamp(None, Bytes::from_static(b"first"), false, 2_000);
+        let second =
+            b.stamp(Some(first.clock.clone()), Bytes::from_static(b"second"), false, 1_000);
+        assert!(second.timestamp_us > first.timestamp_us, "{second:?}");
+        // A version concurrent with both (a failed write's copy on one replica), merged with the
+        // first, must not beat the second, which follows the first.
+        let stray = c.stamp(None, Bytes::from_static(b"stray"), false, 1_500);
+        let merged = newest(&first, &stray);
+        assert_eq!(merged.value, first.value);
+        assert_eq!(newest(&merged, &second).value, second.value);
+        assert_eq!(newest(&second, &merged).value, second.value);
+        // Without a context the wall clock stands, even behind.
+        assert_eq!(b.stamp(None, Bytes::new(), false, 900).timestamp_us, 900);
     }
 
     #[test]
