@@ -25,13 +25,14 @@
 //! - Network: every message has a random latency (so messages reorder), some are lost, a few
 //!   take a long tail past the request deadline, and a node can be partitioned for a while
 //!   (cut from everyone, both ways, messages in flight included).
-//! - Coordinator (3 cores, so 3 vector-clock actors, one drawn per request): per client request a [`WriteRequest`]
-//!   (stamped by that core's [`Stamper`]) or a [`ReadRequest`], driven in the documented drain
-//!   order, one timer per request from `poll_timeout`, one answer from `poll_outcome`. Read
-//!   repairs go through a bounded [`RepairQueue`] (retries as timers); writes and repairs a
-//!   replica missed become hints ([`owes_hint`]) in a bounded [`HintBuffer`], replayed to a node
-//!   as repairs once [`NodeHealth`] (fed by probes) has it up. Nodes known down fail at once.
-//!   Idempotent writes claim / complete / release in the [`EmbeddedIdempotencyStore`].
+//! - Coordinator (3 cores, so 3 vector-clock actors, one drawn per request): per client request
+//!   a [`WriteRequest`] (stamped by that core's [`Stamper`]) or a [`ReadRequest`], driven in the
+//!   documented drain order, one timer per request from `poll_timeout`, one answer from
+//!   `poll_outcome`. Read repairs go through a bounded [`RepairQueue`] (retries as timers);
+//!   writes and repairs a replica missed become hints ([`owes_hint`]) in a bounded
+//!   [`HintBuffer`], replayed to a node as repairs once [`NodeHealth`] (fed by probes) has it
+//!   up. Nodes known down fail at once. Idempotent writes claim / complete / release in the
+//!   [`EmbeddedIdempotencyStore`].
 //! - Clients: 3, each the single writer of its own 3 keys, doing QUORUM writes (context: the
 //!   clock of their last read or write of the key; 1 in 10 is a delete, which keeps its
 //!   `key#seq` value in the sim so that reads can name it) and QUORUM reads of any key. Half the
@@ -57,7 +58,8 @@
 //!    never written to substitute replicas); a write with the client's context dominates every
 //!    version the client saw, and a write the client did not see (an earlier failed or
 //!    timed-out one, whose partial copies may survive) is concurrent with it and loses on the
-//!    timestamp, because it was stamped earlier on the same clock.
+//!    timestamp, because it was stamped earlier on the same clock. Both assumptions, one clock
+//!    and no attempt started after its client gave up, are what the caveats below relax.
 //! 2. Replicas converge once faults stop: after the hint replay, a read of every key and the
 //!    repairs drained, all replicas of a key hold the same version, no older than the last ack.
 //! 3. Every request the coordinator receives is answered exactly once; every client request
