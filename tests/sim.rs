@@ -524,6 +524,8 @@ struct Sim<'w> {
     idem_done: HashMap<String, Bytes>,
     /// The version each idempotent request was answered with, at the client (property 4).
     idem_answers: HashMap<String, Version>,
+    /// The idempotency key each attempt of an idempotent write carried.
+    attempt_idem: HashMap<u64, String>,
     /// The clock of every version stamped, by (value, writer, timestamp): what a stored version,
     /// merged or not, was first stamped as.
     stamps: HashMap<(Bytes, String, i64), VClock>,
@@ -574,6 +576,7 @@ impl<'w> Sim<'w> {
             }),
             idem_done: HashMap::new(),
             idem_answers: HashMap::new(),
+            attempt_idem: HashMap::new(),
             stamps: HashMap::new(),
             next_attempt: 0,
             arrived: BTreeSet::new(),
@@ -1374,6 +1377,9 @@ impl<'w> Sim<'w> {
         p.sent.insert(attempt);
         let deadline = (now + ATTEMPT_TIMEOUT).min(p.deadline);
         let op = p.op.clone();
+        if let ClientOp::Write { idem: Some(idem), .. } = &op {
+            self.attempt_idem.insert(attempt, idem.clone());
+        }
         self.trace(|| format!("client {c} sends attempt {attempt}: {op:?}"));
         self.send(Addr::Client(c), Addr::Coord, Body::Request { attempt, deadline, op });
         self.schedule_at(deadline, Ev::ClientAttemptTimer(c, attempt));
@@ -1427,7 +1433,7 @@ impl<'w> Sim<'w> {
         }
         // 4: every answer of an idempotent write, late or not, carries the same version.
         if let Answer::Written(v) | Answer::Duplicate(v) = &answer {
-            if let Some(idem) = self.idem_of_attempt(c, attempt, v) {
+            if let Some(idem) = self.attempt_idem.get(&attempt).cloned() {
                 match self.idem_answers.get(&idem) {
                     Some(first) if first != v => self.violation(format!(
                         "{idem} answered {} after {}",
@@ -1489,21 +1495,6 @@ impl<'w> Sim<'w> {
             // A late "in progress" or failure of an earlier attempt: the current one decides.
             Answer::InProgress | Answer::Failed(_) | Answer::Expired => {}
         }
-    }
-
-    /// The idempotency key of the write that `attempt` belonged to, if it had one.
-    fn idem_of_attempt(&self, c: usize, attempt: u64, v: &Version) -> Option<String> {
-        if let Some(p) = &self.clients[c].cur {
-            if p.sent.contains(&attempt) {
-                return match &p.op {
-                    ClientOp::Write { idem, .. } => idem.clone(),
-                    ClientOp::Read { .. } => None,
-                };
-            }
-        }
-        // A late answer to a request that ended: find it by its value among acked idempotent
-        // answers (the value names the key and the sequence number, so it is unique).
-        self.idem_answers.iter().find(|(_, first)| first.value == v.value).map(|(k, _)| k.clone())
     }
 
     /// Property 1: a read issued at `issued_at` returns the newest write acked before it, or a
