@@ -27,6 +27,10 @@ use crate::{
     error::{PairError, ReplicaReport},
 };
 
+/// How far [`Stamper::stamp`] lets a context move a timestamp past the wall clock: 1 s, far above
+/// the clock skew between healthy coordinators (milliseconds), far below a broken clock's.
+pub const MAX_CLOCK_LEAD_US: i64 = 1_000_000;
+
 /// Issues versions for one actor (one coordinator core).
 #[derive(Clone, Debug)]
 pub struct Stamper {
@@ -56,6 +60,10 @@ impl Stamper {
     /// a write that follows another but was stamped by a lagging clock loses the timestamp
     /// tie-break to its own predecessor against any concurrent third version (a failed write's
     /// leftover copy), and an acked write is lost.
+    ///
+    /// The raise is capped at [`MAX_CLOCK_LEAD_US`] past `now_us`: contexts come from clients,
+    /// and a counter far in the future (a broken clock, or a made-up context) must not carry
+    /// every later timestamp of the key, and this core's counters, along with it.
     pub fn stamp(
         &mut self,
         context: Option<VClock>,
@@ -65,7 +73,8 @@ impl Stamper {
     ) -> Version {
         let mut clock = context.unwrap_or_default();
         let causal = clock.entries().iter().map(|&(_, counter)| counter).max().unwrap_or(0);
-        let timestamp_us = now_us.max(i64::try_from(causal).unwrap_or(i64::MAX));
+        let lead_limit = now_us.saturating_add(MAX_CLOCK_LEAD_US);
+        let timestamp_us = now_us.max(i64::try_from(causal).unwrap_or(i64::MAX).min(lead_limit));
         let floor = self.last_counter.max(u64::try_from(timestamp_us).unwrap_or(0));
         self.last_counter = clock.increment(&self.actor, floor);
         Version { value, clock, timestamp_us, writer: self.actor.clone(), tombstone }
@@ -259,6 +268,20 @@ mod tests {
         assert_eq!(newest(&second, &merged).value, second.value);
         // Without a context the wall clock stands, even behind.
         assert_eq!(b.stamp(None, Bytes::new(), false, 900).timestamp_us, 900);
+    }
+
+    #[test]
+    fn a_context_from_the_far_future_moves_the_timestamp_by_at_most_the_lead_limit() {
+        let mut s = Stamper::new("c/0");
+        let far = VClock::from_entries([("x".to_string(), u64::MAX)]);
+        let v = s.stamp(Some(far), Bytes::new(), false, 5_000);
+        assert_eq!(v.timestamp_us, 5_000 + MAX_CLOCK_LEAD_US);
+        let counter = |v: &Version| v.clock.counter("c/0");
+        assert_eq!(counter(&v), 5_001 + MAX_CLOCK_LEAD_US as u64);
+        // The next write on this core, blind, is back on the wall clock.
+        let next = s.stamp(None, Bytes::new(), false, 6_000);
+        assert_eq!(next.timestamp_us, 6_000);
+        assert_eq!(counter(&next), counter(&v) + 1);
     }
 
     #[test]
