@@ -90,12 +90,27 @@ pub struct CoordinatorConfig {
     pub shutdown_timeout_secs: u64,
     /// The admin HTTP port.
     pub admin: AdminConfig,
+    /// The HTTP/JSON API, served on the request cores; off unless `http_api.port` is set.
+    pub http_api: HttpApiSection,
     /// Log format, level and the slow-request threshold.
     pub log: LogConfig,
     /// Where tenants, nodes, migrations and hints live.
     pub metadata: MetadataSection,
     /// Where idempotency records live.
     pub idempotency: IdempotencySection,
+}
+
+/// The `http_api:` section: the HTTP/1.1 + JSON API (`/v1/key-value`, `/v1/tenants`,
+/// `/v1/admin/...`), served by every request core on one SO_REUSEPORT port and answered by the
+/// same handlers as gRPC. Off by default.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpApiSection {
+    /// Address to listen on; empty means the same as the gRPC `host`.
+    pub host: String,
+    /// Port; unset (the default) serves no HTTP API at all; 0 picks a free one (printed in the
+    /// ready line).
+    pub port: Option<u16>,
 }
 
 /// `metadata.backend`: which store keeps tenants, nodes, migrations and hints.
@@ -215,6 +230,7 @@ impl Default for CoordinatorConfig {
             storage_nodes: Vec::new(),
             shutdown_timeout_secs: 10,
             admin: AdminConfig::default(),
+            http_api: HttpApiSection::default(),
             log: LogConfig::default(),
             metadata: MetadataSection::default(),
             idempotency: IdempotencySection::default(),
@@ -297,12 +313,27 @@ impl CoordinatorConfig {
         ])?;
         self.admin_addr()?;
         self.log.validate()?;
-        self.listen_addr().map(|_| ())
+        let grpc = self.listen_addr()?;
+        if let Some(http) = self.http_api_addr()? {
+            // The same address would join the gRPC listeners' SO_REUSEPORT group, and the kernel
+            // would hand HTTP clients to gRPC listeners and the other way round.
+            if http.port() != 0 && http == grpc {
+                return Err(invalid("http_api.port", "must differ from the gRPC port"));
+            }
+        }
+        Ok(())
     }
 
     /// The resolved listen address.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         resolve("host", &self.host, self.port)
+    }
+
+    /// The resolved HTTP API address, `None` when `http_api.port` is unset (the API is off).
+    pub fn http_api_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(port) = self.http_api.port else { return Ok(None) };
+        let host = if self.http_api.host.is_empty() { &self.host } else { &self.http_api.host };
+        resolve("http_api.host", host, port).map(Some)
     }
 
     /// The resolved admin address.
@@ -339,6 +370,18 @@ mod tests {
         assert_eq!(cfg.idempotency.backend, IdempotencyBackendKind::Redis);
         assert_eq!(cfg.idempotency.on_unavailable, OnUnavailable::Reject);
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn http_api_is_off_unless_a_port_is_set() {
+        let cfg: CoordinatorConfig = serde_yaml::from_str("node_id: c\n").unwrap();
+        assert_eq!(cfg.http_api_addr().unwrap(), None);
+        let cfg: CoordinatorConfig = serde_yaml::from_str("http_api: { port: 8080 }\n").unwrap();
+        assert_eq!(cfg.http_api_addr().unwrap(), Some("127.0.0.1:8080".parse().unwrap()));
+        cfg.validate().unwrap();
+        let cfg: CoordinatorConfig =
+            serde_yaml::from_str("port: 7000\nhttp_api: { port: 7000 }\n").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("http_api.port"));
     }
 
     #[test]

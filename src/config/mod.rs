@@ -24,7 +24,7 @@ pub mod env;
 mod storage;
 
 pub use coordinator::{
-    CoordinatorConfig, IdempotencyBackendKind, IdempotencySection, MetadataBackend,
+    CoordinatorConfig, HttpApiSection, IdempotencyBackendKind, IdempotencySection, MetadataBackend,
     MetadataSection, OnUnavailable, StorageNodeEntry, DEFAULT_COORDINATOR_ADMIN_PORT,
     DEFAULT_HINT_MAX_STORED,
 };

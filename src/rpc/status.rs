@@ -65,6 +65,26 @@ impl Code {
         }
     }
 
+    /// The HTTP status that stands for this code in an HTTP/JSON API, as grpc-gateway maps them
+    /// (`HTTPStatusFromCode`): the inverse direction of [`Status::from_http_status`].
+    pub fn http_status(self) -> u16 {
+        match self {
+            Code::OK => 200,
+            Code::CANCELLED => 499,
+            Code::INVALID_ARGUMENT | Code::FAILED_PRECONDITION | Code::OUT_OF_RANGE => 400,
+            Code::UNAUTHENTICATED => 401,
+            Code::PERMISSION_DENIED => 403,
+            Code::NOT_FOUND => 404,
+            Code::ALREADY_EXISTS | Code::ABORTED => 409,
+            Code::RESOURCE_EXHAUSTED => 429,
+            Code::UNIMPLEMENTED => 501,
+            Code::UNAVAILABLE => 503,
+            Code::DEADLINE_EXCEEDED => 504,
+            // UNKNOWN, INTERNAL, DATA_LOSS and codes outside the spec.
+            _ => 500,
+        }
+    }
+
     /// The pre-encoded `grpc-status` header value.
     fn header_value(self) -> HeaderValue {
         const VALUES: [&str; 17] = [
@@ -295,6 +315,29 @@ mod tests {
         Status::new(Code(42), "").write_headers(&mut headers);
         assert_eq!(Status::from_headers(&headers).map(|s| s.code), Some(Code(42)));
         assert_eq!(Code(42).name(), "CODE(42)");
+    }
+
+    #[test]
+    fn http_status_of_codes() {
+        let cases = [
+            (Code::OK, 200),
+            (Code::INVALID_ARGUMENT, 400),
+            (Code::FAILED_PRECONDITION, 400),
+            (Code::NOT_FOUND, 404),
+            (Code::ALREADY_EXISTS, 409),
+            (Code::ABORTED, 409),
+            (Code::RESOURCE_EXHAUSTED, 429),
+            (Code::UNAVAILABLE, 503),
+            (Code::DEADLINE_EXCEEDED, 504),
+            (Code::UNIMPLEMENTED, 501),
+            (Code::INTERNAL, 500),
+            (Code::UNAUTHENTICATED, 401),
+            (Code::PERMISSION_DENIED, 403),
+            (Code(42), 500),
+        ];
+        for (code, want) in cases {
+            assert_eq!(code.http_status(), want, "{code}");
+        }
     }
 
     #[test]
