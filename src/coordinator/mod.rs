@@ -31,11 +31,14 @@
 //! - [`report`]: what a core reports when scraped.
 //! - [`background`]: health checks, hint flush and replay, read repair, sweeps.
 //! - [`backends`]: the configured metadata and idempotency stores, and following PostgreSQL.
+//! - [`http`]: the HTTP/JSON API (`http_api.port`), on the request cores, calling the same
+//!   handlers as gRPC.
 //! - [`server`]: the process runner (`pairdb coordinator`, `pairdb dev`).
 
 pub mod backends;
 pub mod background;
 pub mod driver;
+pub mod http;
 pub mod kv;
 pub mod link;
 pub mod manage;

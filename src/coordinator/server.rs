@@ -4,7 +4,10 @@
 use std::{
     net::SocketAddr,
     rc::Rc,
-    sync::{atomic::AtomicU64, Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -13,13 +16,21 @@ use glommio::net::TcpListener;
 use crate::{
     admin::AdminSource,
     config::CoordinatorConfig,
-    coordinator::{backends, background, report, shard::Shard, Shared, Update},
+    coordinator::{backends, background, http, report, shard::Shard, Shared, Update},
     meta::{MetaError, NodeRecord, NodeState, TenantRecord},
     metrics::{self, MetricsHub, Sample},
     rpc::RpcMetrics,
     rpc::{health, health::HealthState, reflection, server, Router, ServerConfig},
-    runtime::shutdown::Shutdown,
+    runtime::{listen::Reservation, shutdown::Shutdown},
 };
+
+/// One core's listeners: gRPC, and the HTTP/JSON API when `http_api.port` is set.
+pub struct CoreListeners {
+    /// The gRPC listener.
+    pub grpc: TcpListener,
+    /// The HTTP API listener.
+    pub http: Option<TcpListener>,
+}
 
 /// One coordinator process, shared by its cores until each has built its own state.
 pub struct Coordinator {
@@ -28,16 +39,25 @@ pub struct Coordinator {
     nodes: Vec<crate::coordinator::ResolvedNode>,
     tenants: Vec<TenantRecord>,
     addr: SocketAddr,
+    /// The HTTP API address, when it is served.
+    http_addr: Option<SocketAddr>,
+    /// Holds the HTTP API port (0 resolved) until every core has bound it.
+    http_reservation: Mutex<Option<Reservation>>,
+    http_bound: AtomicUsize,
+    cores: usize,
     server: ServerConfig,
     metrics: MetricsHub,
 }
 
 impl Coordinator {
     /// Opens the configured stores (see [`backends`]), registers the configured storage nodes
-    /// and loads the membership and tenants. Blocking: call before the executors start.
+    /// and loads the membership and tenants. Blocking: call before the executors start. `http`
+    /// is the reserved HTTP API port ([`crate::runtime::listen::reserve`] of
+    /// `config.http_api_addr()`), `None` to serve no HTTP API.
     pub fn open(
         config: CoordinatorConfig,
         addr: SocketAddr,
+        http: Option<Reservation>,
         cores: usize,
     ) -> Result<Arc<Coordinator>, MetaError> {
         let stores = backends::open(&config)?;
@@ -83,6 +103,10 @@ impl Coordinator {
             nodes: crate::coordinator::resolve_nodes(nodes),
             tenants,
             addr,
+            http_addr: http.as_ref().map(|r| r.addr),
+            http_reservation: Mutex::new(http),
+            http_bound: AtomicUsize::new(0),
+            cores,
             server,
             metrics: MetricsHub::new(),
         }))
@@ -138,16 +162,35 @@ impl Coordinator {
         self.addr
     }
 
-    /// Binds this core's SO_REUSEPORT listener.
-    pub fn bind(&self) -> std::io::Result<TcpListener> {
-        TcpListener::bind(self.addr).map_err(Into::into)
+    /// Where the HTTP API is served, when it is.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Binds this core's SO_REUSEPORT listeners: gRPC, and the HTTP API when it is served.
+    pub fn bind(&self) -> std::io::Result<CoreListeners> {
+        let grpc = TcpListener::bind(self.addr)?;
+        let http = match self.http_addr {
+            None => None,
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)?;
+                if self.http_bound.fetch_add(1, Ordering::SeqCst) + 1 == self.cores {
+                    // Every core listens: the reservation has done its job.
+                    if let Ok(mut r) = self.http_reservation.lock() {
+                        r.take();
+                    }
+                }
+                Some(listener)
+            }
+        };
+        Ok(CoreListeners { grpc, http })
     }
 
     /// Builds core `index` and serves on it until `shutdown` fired and calls drained.
     pub async fn serve_core(
         self: Arc<Self>,
         index: usize,
-        listener: TcpListener,
+        listeners: CoreListeners,
         shutdown: Shutdown,
     ) {
         let inbox =
@@ -187,8 +230,27 @@ impl Coordinator {
             reflection::add(health::add(core.register(Router::new()), self.shared.health.clone()))
                 .with_metrics(rpc);
         let drain = Duration::from_secs(self.shared.config.shutdown_timeout_secs);
-        server::serve(listener, Rc::new(router), Rc::new(self.server.clone()), shutdown, drain)
-            .await;
+        let http_api = listeners.http.map(|listener| {
+            let max_body = http::max_body_bytes(&self.shared.config);
+            glommio::spawn_local(http::serve(
+                listener,
+                core.clone(),
+                max_body,
+                shutdown.clone(),
+                drain,
+            ))
+        });
+        server::serve(
+            listeners.grpc,
+            Rc::new(router),
+            Rc::new(self.server.clone()),
+            shutdown,
+            drain,
+        )
+        .await;
+        if let Some(http_api) = http_api {
+            http_api.await;
+        }
         // In-flight calls are done: persist the hints they produced.
         flusher.await;
         background::persist_hints(&core).await;

@@ -103,7 +103,7 @@ impl StorageProcess {
             .arg(dir.join("data"))
             .args(["--cores", &cores.to_string(), "--admin-port", "0"]);
         let log = dir.join("storage.log");
-        let (child, addr, admin) =
+        let (child, addr, admin, _) =
             launch(cmd, &log, &format!("pairdb storage {node_id} listening on "));
         StorageProcess { child, addr, node_id: node_id.into(), admin, log }
     }
@@ -159,9 +159,14 @@ impl Drop for StorageProcess {
 
 /// Spawns `cmd` (a `pairdb` server subcommand) with its stderr appended to `log`, and waits for
 /// the stdout line starting with `ready_prefix`, which must go on with the listening address and
-/// name the admin address (`admin on http://ADDR`). The process gets `PR_SET_PDEATHSIG`: it dies
-/// with the thread that called this.
-fn launch(mut cmd: Command, log: &Path, ready_prefix: &str) -> (Child, SocketAddr, SocketAddr) {
+/// name the admin address (`admin on http://ADDR`); a coordinator serving the HTTP API names it
+/// too (`http api on http://ADDR`). The process gets `PR_SET_PDEATHSIG`: it dies with the thread
+/// that called this.
+fn launch(
+    mut cmd: Command,
+    log: &Path,
+    ready_prefix: &str,
+) -> (Child, SocketAddr, SocketAddr, Option<SocketAddr>) {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -190,11 +195,13 @@ fn launch(mut cmd: Command, log: &Path, ready_prefix: &str) -> (Child, SocketAdd
             let Ok(line) = line else { break };
             if let Some(rest) = line.strip_prefix(&prefix) {
                 let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
-                let admin = rest
-                    .split_once("admin on http://")
-                    .map(|(_, a)| a.split([',', ' ']).next().unwrap_or_default().to_owned())
-                    .unwrap_or_default();
-                let _ = tx.send((addr, admin));
+                let after = |marker: &str| {
+                    rest.split_once(marker)
+                        .map(|(_, a)| a.split([',', ' ']).next().unwrap_or_default().to_owned())
+                };
+                let admin = after("admin on http://").unwrap_or_default();
+                let http = after("http api on http://");
+                let _ = tx.send((addr, admin, http));
                 break;
             }
         }
@@ -202,8 +209,11 @@ fn launch(mut cmd: Command, log: &Path, ready_prefix: &str) -> (Child, SocketAdd
         for _ in lines {}
     });
     match rx.recv_timeout(READY_TIMEOUT) {
-        Ok((addr, admin)) => match (addr.parse(), admin.parse()) {
-            (Ok(addr), Ok(admin)) => (child, addr, admin),
+        Ok((addr, admin, http)) => match (addr.parse(), admin.parse()) {
+            (Ok(addr), Ok(admin)) => {
+                let http = http.map(|h| h.parse().expect("unparsable http api address"));
+                (child, addr, admin, http)
+            }
             (addr, admin) => {
                 kill_unreaped(&mut child);
                 panic!("unparsable addresses in the ready line: {addr:?}, admin {admin:?}")
@@ -278,6 +288,8 @@ pub struct CoordinatorProcess {
     pub node_id: String,
     /// Its admin HTTP port (`/metrics`, `/health/...`), started on a free port.
     pub admin: SocketAddr,
+    /// Its HTTP/JSON API, when its config sets `http_api.port`.
+    pub http: Option<SocketAddr>,
     log: PathBuf,
 }
 
@@ -303,8 +315,8 @@ impl CoordinatorProcess {
         }
         let log = dir.join("coordinator.log");
         let prefix = format!("pairdb coordinator {} listening on ", options.node_id);
-        let (child, addr, admin) = launch(cmd, &log, &prefix);
-        CoordinatorProcess { child, addr, node_id: options.node_id.into(), admin, log }
+        let (child, addr, admin, http) = launch(cmd, &log, &prefix);
+        CoordinatorProcess { child, addr, node_id: options.node_id.into(), admin, http, log }
     }
 
     /// The process id.

@@ -27,7 +27,7 @@ use pairdb::{
     config::{
         self, ConfigError, CoordinatorConfig, LogConfig, LogFormat, StorageConfig, StorageNodeEntry,
     },
-    coordinator::server::Coordinator,
+    coordinator::server::{Coordinator, CoreListeners},
     runtime::{
         listen,
         pool::{self, PoolConfig},
@@ -54,6 +54,10 @@ pub struct CoordinatorArgs {
     /// Send storage operations one RPC each instead of as Batch calls (for comparison).
     #[arg(long)]
     no_batching: bool,
+    /// Serve the HTTP/JSON API on this port, on the request cores (0 picks a free one; default:
+    /// `http_api.port`, unset = no HTTP API).
+    #[arg(long)]
+    http_port: Option<u16>,
 }
 
 /// Flags every server role takes; each overrides the config key of the same name.
@@ -137,6 +141,9 @@ pub struct DevArgs {
     /// a free one, printed at start).
     #[arg(long, default_value_t = 0)]
     admin_port: u16,
+    /// Serve the coordinator's HTTP/JSON API on this port (0 picks a free one; default: none).
+    #[arg(long)]
+    http_port: Option<u16>,
 }
 
 fn parse_node(s: &str) -> Result<StorageNodeEntry, String> {
@@ -177,6 +184,8 @@ trait Role {
     type Config: DeserializeOwned + Default;
     /// What the role opens once and shares with every core.
     type Server: Send + Sync + 'static;
+    /// What one core listens on.
+    type Listener: 'static;
     /// The role in the ready line: `pairdb {NAME} {node_id} listening on ...`.
     const NAME: &'static str;
     /// The executor threads' name prefix.
@@ -200,12 +209,16 @@ trait Role {
     /// The gRPC address served.
     fn addr(server: &Self::Server) -> SocketAddr;
     /// Binds this core's listener.
-    fn bind(server: &Self::Server) -> std::io::Result<TcpListener>;
+    fn bind(server: &Self::Server) -> std::io::Result<Self::Listener>;
+    /// What the ready line says after the admin address (other ports served); empty by default.
+    fn ready_suffix(_server: &Self::Server) -> String {
+        String::new()
+    }
     /// Serves on core `core` until the shutdown fired and calls drained.
     fn serve_core(
         server: Arc<Self::Server>,
         core: usize,
-        listener: TcpListener,
+        listener: Self::Listener,
         shutdown: Shutdown,
     ) -> impl Future<Output = ()> + 'static;
     /// Runs after every core stopped: final syncs, and the last log line.
@@ -237,9 +250,10 @@ fn serve<R: Role>(args: &ServerArgs, overrides: impl FnOnce(&mut R::Config)) -> 
         cores,
         reservation,
         format!(
-            "pairdb {} {node_id} listening on {} ({cores} cores){admin}",
+            "pairdb {} {node_id} listening on {} ({cores} cores){admin}{}",
             R::NAME,
-            R::addr(&server)
+            R::addr(&server),
+            R::ready_suffix(&server)
         ),
     );
     let entry_server = server.clone();
@@ -268,6 +282,7 @@ struct Storage;
 impl Role for Storage {
     type Config = StorageConfig;
     type Server = StorageNode;
+    type Listener = TcpListener;
     const NAME: &'static str = "storage";
     const THREADS: &'static str = "pairdb-storage";
 
@@ -341,6 +356,7 @@ struct CoordinatorRole;
 impl Role for CoordinatorRole {
     type Config = CoordinatorConfig;
     type Server = Coordinator;
+    type Listener = CoreListeners;
     const NAME: &'static str = "coordinator";
     const THREADS: &'static str = "pairdb-coord";
 
@@ -377,7 +393,13 @@ impl Role for CoordinatorRole {
         cores: usize,
     ) -> anyhow::Result<Arc<Coordinator>> {
         let data_dir = cfg.data_dir.clone();
-        Coordinator::open(cfg, addr, cores)
+        let http = match cfg.http_api_addr()? {
+            Some(http) => Some(listen::reserve(http).with_context(|| {
+                format!("binding the HTTP API port {http} (http_api.port, --http-port)")
+            })?),
+            None => None,
+        };
+        Coordinator::open(cfg, addr, http, cores)
             .with_context(|| format!("opening the metadata store in {}", data_dir.display()))
     }
 
@@ -389,14 +411,18 @@ impl Role for CoordinatorRole {
         coordinator.addr()
     }
 
-    fn bind(coordinator: &Coordinator) -> std::io::Result<TcpListener> {
+    fn bind(coordinator: &Coordinator) -> std::io::Result<CoreListeners> {
         coordinator.bind()
+    }
+
+    fn ready_suffix(coordinator: &Coordinator) -> String {
+        http_suffix(coordinator)
     }
 
     fn serve_core(
         coordinator: Arc<Coordinator>,
         core: usize,
-        listener: TcpListener,
+        listener: CoreListeners,
         shutdown: Shutdown,
     ) -> impl Future<Output = ()> + 'static {
         coordinator.serve_core(core, listener, shutdown)
@@ -416,7 +442,7 @@ pub fn run_storage(args: StorageArgs) -> anyhow::Result<()> {
 
 /// `pairdb coordinator`.
 pub fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
-    let CoordinatorArgs { server, storage_nodes, no_batching } = args;
+    let CoordinatorArgs { server, storage_nodes, no_batching, http_port } = args;
     serve::<CoordinatorRole>(&server, move |cfg| {
         if !storage_nodes.is_empty() {
             cfg.storage_nodes = storage_nodes;
@@ -424,7 +450,15 @@ pub fn run_coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
         if no_batching {
             cfg.batching = false;
         }
+        if let Some(port) = http_port {
+            cfg.http_api.port = Some(port);
+        }
     })
+}
+
+/// The ready line's mention of the HTTP API (`, http api on http://ADDR`), empty when off.
+fn http_suffix(coordinator: &Coordinator) -> String {
+    coordinator.http_addr().map(|a| format!(", http api on http://{a}")).unwrap_or_default()
 }
 
 /// Binds the admin HTTP port and serves it from a thread of its own. Returns the suffix for the
@@ -515,8 +549,19 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         storage.push((cfg, node));
         reservations.push(reservation);
     }
+    let http_reservation = match args.http_port {
+        Some(port) => Some(
+            listen::reserve(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+                .with_context(|| format!("HTTP API port {port} is taken; pass --http-port"))?,
+        ),
+        None => None,
+    };
     let coordinator_cfg = CoordinatorConfig {
         port: coordinator_reservation.addr.port(),
+        http_api: pairdb::config::HttpApiSection {
+            port: http_reservation.as_ref().map(|r| r.addr.port()),
+            ..Default::default()
+        },
         data_dir: data_dir.join("coordinator"),
         cores: args.cores,
         batching: !args.no_batching,
@@ -536,8 +581,9 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         PoolConfig { cores: args.cores, name: "pairdb-dev".into(), ..Default::default() };
     let cores = pool_cfg.effective_cores();
     let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.admin_port));
-    let coordinator = Coordinator::open(coordinator_cfg, coordinator_reservation.addr, cores)
-        .context("opening the coordinator's metadata store")?;
+    let coordinator =
+        Coordinator::open(coordinator_cfg, coordinator_reservation.addr, http_reservation, cores)
+            .context("opening the coordinator's metadata store")?;
     let admin = start_admin(true, admin_addr, coordinator.admin_source())?;
     if coordinator.ensure_tenant("default", 3)? {
         tracing::info!("created tenant default (replication factor 3)");
@@ -546,11 +592,19 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let nodes: Vec<String> =
         storage.iter().map(|(c, n)| format!("{} on {}", c.node_id, n.addr())).collect();
     reservations.push(coordinator_reservation);
+    let http = http_suffix(&coordinator);
+    let http_try = match coordinator.http_addr() {
+        Some(a) => {
+            format!("http: curl -s 'http://{a}/v1/key-value?tenant_id=default&key=greeting'\n")
+        }
+        None => String::new(),
+    };
     let line = format!(
-        "pairdb dev: coordinator on {addr} ({cores} cores){admin}, storage nodes {}; data in {}\n\
+        "pairdb dev: coordinator on {addr} ({cores} cores){admin}{http}, storage nodes {}; data in {}\n\
          try:  pairdb kv put --addr {addr} greeting hello && pairdb kv get --addr {addr} greeting\n\
          or:   grpcurl -plaintext -d '{{\"tenant_id\":\"default\",\"key\":\"greeting\"}}' {addr} \
          pairdb.coordinator.v1.CoordinatorService/ReadKeyValue\n\
+         {http_try}\
          load: cargo run --release -p pairdb-loadtest -- --addr {addr} --duration 10s\n\
          press Ctrl-C to stop",
         nodes.join(", "),
