@@ -391,6 +391,16 @@ mod tests {
     }
 
     #[test]
+    fn http_api_port_has_its_variable() {
+        let mut doc = Value::Null;
+        let applied =
+            apply::<CoordinatorConfig>(&mut doc, vars(&[("PAIRDB_HTTP_API_PORT", "8080")]));
+        assert_eq!(applied.used, ["PAIRDB_HTTP_API_PORT"]);
+        let cfg: CoordinatorConfig = serde_yaml::from_value(doc).unwrap();
+        assert_eq!(cfg.http_api.port, Some(8080));
+    }
+
+    #[test]
     fn nested_keys_kinds_and_precedence() {
         let mut doc: Value = serde_yaml::from_str("port: 1\nadmin: {port: 2}\n").unwrap();
         let applied = apply::<CoordinatorConfig>(
