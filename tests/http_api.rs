@@ -212,6 +212,16 @@ fn listening_ports(pid: libc::pid_t) -> HashSet<u16> {
     ports
 }
 
+/// Sums the samples of `name` whose labels contain `labels` in the coordinator's `/metrics`.
+fn metric(admin: SocketAddr, name: &str, labels: &str) -> f64 {
+    let (status, text) = pairdb::admin::get(admin, "/metrics", Duration::from_secs(5)).unwrap();
+    assert_eq!(status, 200);
+    text.lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 #[test]
 fn every_route_with_grpc_semantics() {
     let cluster = start("api", "http_api: { port: 0 }\n", 3);
@@ -434,6 +444,14 @@ fn every_route_with_grpc_semantics() {
     reply.assert_ok();
     assert_eq!(reply.header("connection"), Some("close"));
     assert!(c.is_closed(), "the server closes after Connection: close");
+
+    // Counted by route and status.
+    let admin = cluster.coordinator.admin;
+    let writes =
+        metric(admin, "pairdb_http_requests_total", r#"route="POST /v1/key-value",status="200""#);
+    assert_eq!(writes, 5.0, "five successful writes");
+    let unknown = metric(admin, "pairdb_http_requests_total", r#"route="other",status="404""#);
+    assert_eq!(unknown, 2.0, "two unknown routes");
 }
 
 #[test]
@@ -490,6 +508,34 @@ fn bounds_and_malformed_requests() {
     c.read_reply().assert_error(400, "INVALID_REQUEST");
     c.send_raw(b"POST /v1/tenants HTTP/1.1\r\ncontent-length: x\r\n\r\n");
     c.read_reply().assert_error(400, "INVALID_REQUEST");
+
+    // Arbitrary bytes and mangled requests (seeded, so a failure replays): every one gets an
+    // answer or a close, and the coordinator goes on serving.
+    let valid = request("POST", "/v1/tenants", &[("Idempotency-Key", "k")], r#"{"tenant_id":"t"}"#);
+    let mut seed: u64 = 0x5eed;
+    let mut next = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    for round in 0..200 {
+        let mut bytes = valid.clone();
+        match round % 3 {
+            0 => bytes = (0..next() % 300).map(|_| next() as u8).collect(),
+            1 => {
+                for _ in 0..1 + next() % 8 {
+                    let at = next() % bytes.len();
+                    bytes[at] = next() as u8;
+                }
+            }
+            _ => bytes.truncate(next() % bytes.len()),
+        }
+        let mut c = Conn::open(http);
+        c.send_raw(&bytes);
+        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+        while c.try_read_reply().is_some() {}
+    }
+    let mut c = Conn::open(http);
+    c.call("GET", "/v1/nope", &[], None).assert_error(404, "UNKNOWN_METHOD");
     let mut cluster = cluster;
     cluster.coordinator.assert_running();
 }

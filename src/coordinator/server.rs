@@ -220,10 +220,14 @@ impl Coordinator {
             .detach();
         }
         let rpc = Rc::new(RpcMetrics::default());
+        let http_metrics = Rc::new(http::HttpMetrics::default());
         let scrapes = self.metrics.register();
-        let (scraped, scraped_rpc) = (core.clone(), rpc.clone());
+        let (scraped, scraped_rpc, scraped_http) =
+            (core.clone(), rpc.clone(), http_metrics.clone());
         glommio::spawn_local(metrics::answer_scrapes(scrapes, move || {
-            report::samples(&scraped, &scraped_rpc)
+            let mut samples = report::samples(&scraped, &scraped_rpc);
+            scraped_http.samples(&mut samples);
+            samples
         }))
         .detach();
         let router =
@@ -235,6 +239,7 @@ impl Coordinator {
             glommio::spawn_local(http::serve(
                 listener,
                 core.clone(),
+                http_metrics,
                 max_body,
                 shutdown.clone(),
                 drain,

@@ -41,16 +41,21 @@ pub(crate) struct Request<'a> {
     pub peer: Option<SocketAddr>,
 }
 
-/// What goes back: the HTTP status, the JSON body and, for 405, the methods allowed.
+/// What goes back: the HTTP status, the JSON body and, for 405, the methods allowed; `route`
+/// names the route for the metrics (`POST /v1/key-value`, `other` for no route).
 pub(crate) struct Reply {
     pub status: u16,
     pub body: Vec<u8>,
     pub allow: Option<&'static str>,
+    pub route: &'static str,
 }
+
+/// The metrics' route label of requests that match no route (or are refused before routing).
+pub(crate) const OTHER_ROUTE: &str = "other";
 
 impl Reply {
     fn ok(body: Value) -> Reply {
-        Reply { status: 200, body: body.to_string().into_bytes(), allow: None }
+        Reply { status: 200, body: body.to_string().into_bytes(), allow: None, route: OTHER_ROUTE }
     }
 
     /// The error reply of `e`: its status and code from the one gRPC mapping; `http_status`
@@ -66,6 +71,7 @@ impl Reply {
             status: http_status.unwrap_or_else(|| status.code.http_status()),
             body: body.to_string().into_bytes(),
             allow: None,
+            route: OTHER_ROUTE,
         }
     }
 }
@@ -109,6 +115,24 @@ impl Route {
         })
     }
 
+    /// The metrics' label of `method` on this route; [`OTHER_ROUTE`] for a method it does not
+    /// answer.
+    fn label(&self, method: &str) -> &'static str {
+        match (self, method) {
+            (Route::KeyValue, "POST") => "POST /v1/key-value",
+            (Route::KeyValue, "GET") => "GET /v1/key-value",
+            (Route::KeyValue, "DELETE") => "DELETE /v1/key-value",
+            (Route::Tenants, "POST") => "POST /v1/tenants",
+            (Route::Tenant(_), "GET") => "GET /v1/tenants/{id}",
+            (Route::TenantReplicationFactor(_), "PUT") => "PUT /v1/tenants/{id}/replication-factor",
+            (Route::StorageNodes, "POST") => "POST /v1/admin/storage-nodes",
+            (Route::StorageNodes, "GET") => "GET /v1/admin/storage-nodes",
+            (Route::StorageNode(_), "DELETE") => "DELETE /v1/admin/storage-nodes/{id}",
+            (Route::Migration(_), "GET") => "GET /v1/admin/migrations/{id}",
+            _ => OTHER_ROUTE,
+        }
+    }
+
     /// The methods the route answers, for `Allow`.
     fn allow(&self) -> &'static str {
         match self {
@@ -140,6 +164,7 @@ pub(crate) async fn handle(shard: Rc<Shard>, req: Request<'_>) -> Reply {
         shard.resync().await;
     }
     let ctx = CallContext { deadline: None, peer: req.peer };
+    let label = route.label(req.method);
     let result = match (&route, req.method) {
         (Route::KeyValue, "POST") => write(shard, &req, ctx).await,
         (Route::KeyValue, "GET") => read(shard, &req, ctx).await,
@@ -164,10 +189,12 @@ pub(crate) async fn handle(shard: Rc<Shard>, req: Request<'_>) -> Reply {
             return reply;
         }
     };
-    match result {
+    let mut reply = match result {
         Ok(body) => Reply::ok(body),
         Err(e) => Reply::error(&e, None),
-    }
+    };
+    reply.route = label;
+    reply
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@
 //! No authentication: gRPC has none yet either; when it does, this takes the same.
 
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
     net::SocketAddr,
     panic::AssertUnwindSafe,
     pin::{pin, Pin},
@@ -29,6 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ahash::AHashMap;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_util::FutureExt;
 use glommio::net::{TcpListener, TcpStream};
@@ -37,6 +38,7 @@ use crate::{
     config::CoordinatorConfig,
     coordinator::shard::Shard,
     error::PairError,
+    metrics::{Hist, Sample},
     runtime::shutdown::{Shutdown, Wait},
 };
 
@@ -66,12 +68,67 @@ pub fn max_body_bytes(config: &CoordinatorConfig) -> usize {
     config.max_message_bytes.max(value + config.max_key_bytes * 6 + (64 << 10))
 }
 
+/// One core's HTTP API requests by route and status, and their latency.
+#[derive(Default)]
+pub struct HttpMetrics {
+    routes: RefCell<AHashMap<&'static str, RouteStats>>,
+}
+
+#[derive(Default)]
+struct RouteStats {
+    by_status: AHashMap<u16, u64>,
+    latency: Hist,
+}
+
+impl HttpMetrics {
+    /// A request to `route` was answered `status` after `elapsed` (from its head to its reply).
+    fn finish(&self, route: &'static str, status: u16, elapsed: Duration) {
+        let mut routes = self.routes.borrow_mut();
+        let stats = routes.entry(route).or_default();
+        *stats.by_status.entry(status).or_default() += 1;
+        stats.latency.record_duration(elapsed);
+    }
+
+    /// This core's samples: `pairdb_http_requests_total{route, status}` and
+    /// `pairdb_http_latency_seconds{route}`. Routes are a fixed set, so the series are bounded.
+    pub fn samples(&self, out: &mut Vec<Sample>) {
+        let routes = self.routes.borrow();
+        let mut names: Vec<&&'static str> = routes.keys().collect();
+        names.sort();
+        for route in names {
+            let stats = &routes[*route];
+            let mut statuses: Vec<(&u16, &u64)> = stats.by_status.iter().collect();
+            statuses.sort();
+            for (status, n) in statuses {
+                out.push(
+                    Sample::counter(
+                        "pairdb_http_requests_total",
+                        "HTTP/JSON API requests answered, by route and HTTP status.",
+                        *n,
+                    )
+                    .label("route", *route)
+                    .label("status", status.to_string()),
+                );
+            }
+            out.push(
+                Sample::latency(
+                    "pairdb_http_latency_seconds",
+                    "HTTP/JSON API request latency, from the request head to the reply.",
+                    &stats.latency,
+                )
+                .label("route", *route),
+            );
+        }
+    }
+}
+
 /// Serves the HTTP API on `listener` with core `shard` until `shutdown` fires, then stops
 /// accepting, closes idle connections, and returns once the others finished their request or
-/// `drain_timeout` passed.
+/// `drain_timeout` passed. Requests are counted in `metrics`.
 pub async fn serve(
     listener: TcpListener,
     shard: Rc<Shard>,
+    metrics: Rc<HttpMetrics>,
     max_body: usize,
     shutdown: Shutdown,
     drain_timeout: Duration,
@@ -100,8 +157,9 @@ pub async fn serve(
         }
         open.set(open.get() + 1);
         let (shard, shutdown, open) = (shard.clone(), shutdown.clone(), open.clone());
+        let metrics = metrics.clone();
         glommio::spawn_local(async move {
-            Connection::new(stream, max_body).serve(shard, shutdown).await;
+            Connection::new(stream, max_body, metrics).serve(shard, shutdown).await;
             open.set(open.get() - 1);
         })
         .detach();
@@ -207,14 +265,15 @@ struct Connection {
     /// Bytes received and not consumed yet: at most one head's worth plus one body.
     buf: Vec<u8>,
     max_body: usize,
+    metrics: Rc<HttpMetrics>,
 }
 
 impl Connection {
-    fn new(stream: TcpStream, max_body: usize) -> Connection {
+    fn new(stream: TcpStream, max_body: usize, metrics: Rc<HttpMetrics>) -> Connection {
         let peer = stream.peer_addr().ok();
         // Replies are small and latency-bound; Nagle would hold them for up to 40 ms.
         let _ = stream.set_nodelay(true);
-        Connection { stream, peer, buf: Vec::with_capacity(4096), max_body }
+        Connection { stream, peer, buf: Vec::with_capacity(4096), max_body, metrics }
     }
 
     async fn serve(mut self, shard: Rc<Shard>, shutdown: Shutdown) {
@@ -246,6 +305,7 @@ impl Connection {
             if self.read_body(head.content_length).await.is_err() {
                 return;
             }
+            let started = Instant::now();
             let rest = self.buf.split_off(head.content_length);
             let body = std::mem::replace(&mut self.buf, rest);
             let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
@@ -265,6 +325,7 @@ impl Connection {
                     api::Reply::error(&PairError::Internal("the handler panicked".into()), None)
                 }
             };
+            self.metrics.finish(reply.route, reply.status, started.elapsed());
             let keep_alive = head.keep_alive && !shutdown.is_triggered();
             if self.reply(&reply, keep_alive).await.is_err() || !keep_alive {
                 return;
@@ -387,6 +448,7 @@ impl Connection {
     /// rather than a connection reset.
     async fn refuse(mut self, refusal: Refusal) {
         let reply = api::Reply::error(&refusal.error, Some(refusal.status));
+        self.metrics.finish(reply.route, reply.status, Duration::ZERO);
         if self.reply(&reply, false).await.is_err() {
             return;
         }
