@@ -370,6 +370,21 @@ fn every_route_with_grpc_semantics() {
     wrong.assert_error(405, "UNKNOWN_METHOD");
     assert_eq!(wrong.header("allow"), Some("GET, POST, DELETE"));
 
+    // A client deadline in Grpc-Timeout, as over gRPC: 1 ns passes before any replica answers.
+    // The fan-out's deadline is the same instant, so either the request is dropped at it (504)
+    // or its read gives up first (503), as a gRPC call would.
+    let late = c.call("GET", "/v1/key-value?tenant_id=t&key=k", &[("grpc-timeout", "1n")], None);
+    match late.status {
+        504 => late.assert_error(504, "DEADLINE_EXCEEDED"),
+        _ => late.assert_error(503, "QUORUM_NOT_REACHED"),
+    };
+    // A malformed header is refused before the body, which closes that connection.
+    Conn::open(http)
+        .call("GET", "/v1/key-value?tenant_id=t&key=k", &[("grpc-timeout", "soon")], None)
+        .assert_error(400, "INVALID_REQUEST");
+    let body = c.call("GET", "/v1/tenants/t", &[("grpc-timeout", "5S")], None).assert_ok();
+    assert_eq!(body["tenant_id"], "t");
+
     // Replication factor and migrations.
     let body = c
         .call(

@@ -9,7 +9,7 @@
 //! `From<&PairError> for Status` that gRPC uses, under the HTTP status of its gRPC code
 //! (`rpc::Code::http_status`).
 
-use std::{collections::HashMap, net::SocketAddr, rc::Rc};
+use std::{collections::HashMap, net::SocketAddr, rc::Rc, time::Instant};
 
 use base64::{
     alphabet,
@@ -39,6 +39,8 @@ pub(crate) struct Request<'a> {
     pub idempotency_key: Option<&'a str>,
     pub body: &'a [u8],
     pub peer: Option<SocketAddr>,
+    /// When the client stops waiting (`Grpc-Timeout`), if it said.
+    pub deadline: Option<Instant>,
 }
 
 /// What goes back: the HTTP status, the JSON body and, for 405, the methods allowed; `route`
@@ -163,7 +165,7 @@ pub(crate) async fn handle(shard: Rc<Shard>, req: Request<'_>) -> Reply {
     if shard.catch_up() {
         shard.resync().await;
     }
-    let ctx = CallContext { deadline: None, peer: req.peer };
+    let ctx = CallContext { deadline: req.deadline, peer: req.peer };
     let label = route.label(req.method);
     let result = match (&route, req.method) {
         (Route::KeyValue, "POST") => write(shard, &req, ctx).await,

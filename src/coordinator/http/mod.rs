@@ -17,7 +17,10 @@
 //! [`READ_TIMEOUT`] once started and an idle keep-alive connection is closed after
 //! [`IDLE_TIMEOUT`]. Requests are answered one at a time per connection, in order (pipelined
 //! requests wait in the bounded buffer). Chunked request bodies are refused (411): every client
-//! that sends JSON knows its length. A handler that panics is answered 500 and the core goes on.
+//! that sends JSON knows its length. A client deadline comes in a `Grpc-Timeout` header (as
+//! grpc-gateway reads it), with the gRPC meaning: the fan-out ends by then (503
+//! QUORUM_NOT_REACHED if too few replicas answered) and the request is dropped at it (504
+//! DEADLINE_EXCEEDED). A handler that panics is answered 500 and the core goes on.
 //! No authentication: gRPC has none yet either; when it does, this takes the same.
 
 use std::{
@@ -180,6 +183,8 @@ struct Head {
     keep_alive: bool,
     expect_continue: bool,
     idempotency_key: Option<String>,
+    /// From `Grpc-Timeout` (grpc-gateway's header for a client deadline, in gRPC's format).
+    timeout: Option<Duration>,
 }
 
 /// A request refused before its body was read: the HTTP status and the error; the connection
@@ -203,6 +208,7 @@ impl Head {
         let mut keep_alive = http11;
         let mut expect_continue = false;
         let mut idempotency_key = None;
+        let mut timeout = None;
         for h in req.headers.iter() {
             let value = || std::str::from_utf8(h.value).map(str::trim);
             if h.name.eq_ignore_ascii_case("content-length") {
@@ -237,6 +243,13 @@ impl Head {
                 } else {
                     return Err(refuse(417, PairError::invalid("only Expect: 100-continue")));
                 }
+            } else if h.name.eq_ignore_ascii_case("grpc-timeout") {
+                let t = crate::rpc::server::parse_timeout(h.value).ok_or_else(|| {
+                    bad("malformed Grpc-Timeout (gRPC's format: up to 8 digits and a unit \
+                         H, M, S, m, u or n, e.g. 500m)"
+                        .into())
+                })?;
+                timeout = Some(t);
             } else if h.name.eq_ignore_ascii_case("idempotency-key") {
                 let v = value().map_err(|_| bad("Idempotency-Key is not UTF-8".into()))?;
                 idempotency_key = Some(v.to_owned());
@@ -250,6 +263,7 @@ impl Head {
             keep_alive,
             expect_continue,
             idempotency_key,
+            timeout,
         })
     }
 }
@@ -316,14 +330,31 @@ impl Connection {
                 idempotency_key: head.idempotency_key.as_deref(),
                 body: &body,
                 peer: self.peer,
+                deadline: head.timeout.map(|t| started + t),
             };
-            let reply = match AssertUnwindSafe(api::handle(shard.clone(), req)).catch_unwind().await
-            {
-                Ok(reply) => reply,
-                Err(_) => {
+            // As gRPC does with grpc-timeout: the handler is dropped at the deadline (which
+            // releases an idempotency claim it holds) and the answer is DEADLINE_EXCEEDED.
+            let work = AssertUnwindSafe(api::handle(shard.clone(), req)).catch_unwind();
+            let outcome = match head.timeout {
+                None => Some(work.await),
+                Some(t) => {
+                    futures_lite::future::or(async { Some(work.await) }, async {
+                        glommio::timer::sleep(t).await;
+                        None
+                    })
+                    .await
+                }
+            };
+            let reply = match outcome {
+                Some(Ok(reply)) => reply,
+                Some(Err(_)) => {
                     tracing::error!(method = %head.method, path, "HTTP API handler panicked");
                     api::Reply::error(&PairError::Internal("the handler panicked".into()), None)
                 }
+                None => api::Reply::error(
+                    &PairError::DeadlineExceeded("deadline from Grpc-Timeout passed".into()),
+                    None,
+                ),
             };
             self.metrics.finish(reply.route, reply.status, started.elapsed());
             let keep_alive = head.keep_alive && !shutdown.is_triggered();
