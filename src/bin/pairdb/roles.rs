@@ -550,6 +550,16 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         reservations.push(reservation);
     }
     let http_reservation = match args.http_port {
+        // SO_REUSEPORT would let it join a listener group of this process: refuse instead.
+        Some(port)
+            if port != 0
+                && (port == coordinator_reservation.addr.port()
+                    || storage.iter().any(|(cfg, _)| cfg.port == port)) =>
+        {
+            anyhow::bail!(
+                "--http-port {port} is the gRPC port of the coordinator or a storage node"
+            )
+        }
         Some(port) => Some(
             listen::reserve(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
                 .with_context(|| format!("HTTP API port {port} is taken; pass --http-port"))?,
