@@ -316,8 +316,9 @@ impl CoordinatorConfig {
         let grpc = self.listen_addr()?;
         if let Some(http) = self.http_api_addr()? {
             // The same address would join the gRPC listeners' SO_REUSEPORT group, and the kernel
-            // would hand HTTP clients to gRPC listeners and the other way round.
-            if http.port() != 0 && http == grpc {
+            // would hand HTTP clients to gRPC listeners and the other way round; on another host
+            // address it would shadow or be shadowed by gRPC. One port, one protocol.
+            if http.port() != 0 && http.port() == grpc.port() {
                 return Err(invalid("http_api.port", "must differ from the gRPC port"));
             }
         }
@@ -381,6 +382,9 @@ mod tests {
         cfg.validate().unwrap();
         let cfg: CoordinatorConfig =
             serde_yaml::from_str("port: 7000\nhttp_api: { port: 7000 }\n").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("http_api.port"));
+        let cfg: CoordinatorConfig =
+            serde_yaml::from_str("port: 7000\nhttp_api: { port: 7000, host: 0.0.0.0 }\n").unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("http_api.port"));
     }
 
