@@ -523,7 +523,8 @@ class Client:
                     break
             tried.add(index)
             try:
-                return getattr(self._stub(index), method)(request, timeout=attempt_timeout), ambiguous
+                call = getattr(self._stub(index), method)
+                return call(request, timeout=attempt_timeout), ambiguous
             except grpc.RpcError as rpc_error:
                 err = errors.from_rpc_error(rpc_error)
             last = err

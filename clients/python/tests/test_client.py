@@ -294,8 +294,42 @@ def test_concurrent_updates_lose_no_increment(addr, key):
         )
 
 
+@pytest.mark.parametrize("racer_value", [None, b"100"])
+def test_update_that_loses_the_race_reads_again(addr, key, racer_value):
+    """Another updater commits between this update's read and its write: with the same new
+    value (a duplicate answer) or another one (an idempotency-key conflict), this update reads
+    again and applies `fn` to the racer's value."""
+    with Client([addr], timeout=10.0) as a, Client([addr], timeout=10.0) as b:
+        a.put("default", key, b"10")
+        seen = []
+
+        def fn(old):
+            seen.append(old)
+            if len(seen) == 1:
+                b.update("default", key, racer_value and (lambda _: racer_value) or _increment)
+            return _increment(old)
+
+        result = a.update("default", key, fn)
+        racer = racer_value or b"11"
+        assert seen == [b"10", racer]
+        assert not result.is_duplicate
+        assert a.get("default", key).value == _increment(racer).encode()
+
+        # Out of rounds: only the racer's increment is written.
+        def racing_increment(old):
+            b.update("default", key, _increment)
+            return _increment(old)
+
+        before = int(a.get("default", key).value)
+        with pytest.raises(pairdb_client.UpdateConflict) as e:
+            a.update("default", key, racing_increment, max_rounds=1)
+        assert e.value.code is None and not e.value.retryable
+        assert int(a.get("default", key).value) == before + 1
+
+
 def test_update_after_delete_starts_over(addr, key):
-    with Client([addr], timeout=1.0, retries=3) as c:
+    # The creation after the delete waits up to one timeout: keep it short, not tight.
+    with Client([addr], timeout=3.0, retries=3) as c:
         for _ in range(3):
             c.update("default", key, _increment)
         assert c.get("default", key).value == b"3"
