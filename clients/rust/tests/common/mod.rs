@@ -1,0 +1,189 @@
+//! A real `pairdb dev` cluster for the client's tests, and fake coordinators that fail in
+//! chosen ways.
+//!
+//! The cluster is the `pairdb` binary of this workspace, found at `$PAIRDB_BIN`, else next to
+//! the test executable's profile directory (`target/debug/pairdb`), else in `$CARGO_TARGET_DIR`
+//! or `<workspace>/target`. `cargo test --workspace` builds it first; a missing binary fails the
+//! test with the command that builds it, never skips.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead as _, BufReader},
+    net::{SocketAddr, TcpListener},
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc, Arc,
+    },
+    time::{Duration, Instant},
+};
+
+/// How long `pairdb dev` may take to print its banner: generous, for a debug build on a loaded
+/// two-core machine.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long `pairdb dev` gets to exit after SIGTERM before it is SIGKILLed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `pairdb` binary to run.
+pub fn pairdb_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PAIRDB_BIN") {
+        let bin = PathBuf::from(bin);
+        assert!(bin.is_file(), "PAIRDB_BIN={} is not a file", bin.display());
+        return bin;
+    }
+    let mut candidates = Vec::new();
+    // target/<profile>/deps/<test exe> -> target/<profile>/pairdb
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(profile_dir) = exe.parent().and_then(Path::parent) {
+            candidates.push(profile_dir.join("pairdb"));
+        }
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        let dir = PathBuf::from(dir);
+        let dir = if dir.is_relative() { workspace.join(dir) } else { dir };
+        candidates.push(dir.join("debug/pairdb"));
+    }
+    candidates.push(workspace.join("target/debug/pairdb"));
+    for candidate in &candidates {
+        if candidate.is_file() {
+            return candidate.clone();
+        }
+    }
+    panic!(
+        "the pairdb binary is missing (looked at {candidates:?}): run `cargo build --bin pairdb` \
+         in the workspace first (cargo test --workspace does), or set PAIRDB_BIN"
+    );
+}
+
+/// A running `pairdb dev` (a coordinator and three storage nodes, tenant `default`), with its
+/// data in a temporary directory. SIGTERMed, then SIGKILLed, by PID when dropped.
+pub struct Dev {
+    child: Child,
+    /// The coordinator's address, `127.0.0.1:PORT`.
+    pub addr: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Dev {
+    /// Starts `pairdb dev --port 0 --cores 1` and waits for its banner.
+    pub fn start() -> Dev {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("dev.log");
+        let log_file = std::fs::File::create(&log).expect("creating the log");
+        let mut cmd = Command::new(pairdb_bin());
+        cmd.arg("dev")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--port", "0", "--cores", "1", "--admin-port", "0"])
+            .env("PAIRDB_LOG", std::env::var("PAIRDB_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                // Dies with the thread that started it, even if no destructor runs.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            // Keep draining, so that the process never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let mut dev = Dev { child, addr: String::new(), log, _dir: dir };
+        let prefix = "pairdb dev: coordinator on ";
+        match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(line) if line.starts_with(prefix) => {
+                let addr = line[prefix.len()..].split_whitespace().next().unwrap_or_default();
+                assert!(addr.parse::<SocketAddr>().is_ok(), "no address in {line:?}");
+                dev.addr = addr.to_owned();
+                dev
+            }
+            outcome => {
+                let exited = dev.child.try_wait().ok().flatten();
+                panic!(
+                    "pairdb dev printed no {prefix:?} line within {READY_TIMEOUT:?} (got \
+                     {outcome:?}, exit status {exited:?}); log:\n{}",
+                    dev.log_tail()
+                );
+            }
+        }
+    }
+
+    /// The last lines of the cluster's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on our own child, not reaped yet (only `Child::wait` reaps it), so
+        // the pid cannot have been reused.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// An address where nothing listens: connections are refused.
+pub fn dead_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr");
+    drop(listener);
+    addr.to_string()
+}
+
+/// A listener that never accepts: connections complete (the kernel's backlog) but nothing ever
+/// answers. Keep it alive for as long as the address is used.
+pub fn silent_listener() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr").to_string();
+    (listener, addr)
+}
+
+/// A listener that accepts every connection and closes it at once, counting them.
+pub fn closing_listener() -> (Arc<AtomicUsize>, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local_addr").to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            count.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (accepted, addr)
+}
