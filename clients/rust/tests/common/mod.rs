@@ -187,3 +187,118 @@ pub fn closing_listener() -> (Arc<AtomicUsize>, String) {
     });
     (accepted, addr)
 }
+
+/// What a [`FakeCoordinator`] answers one request with.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// A Trailers-Only error: gRPC code and `pairdb-error-code` (empty: none).
+    Fail(i32, &'static str),
+    /// OK with this encoded protobuf message.
+    Ok(Vec<u8>),
+}
+
+/// One request a [`FakeCoordinator`] received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// Which fake (its `name`).
+    pub server: &'static str,
+    /// The method path.
+    pub path: String,
+    /// The request message (the gRPC frame's payload).
+    pub message: Vec<u8>,
+}
+
+/// A fake coordinator on a raw HTTP/2 server: it answers each request by `script(n)`, `n`
+/// counting the requests of all fakes sharing `log`, and records every request in `log`.
+pub struct FakeCoordinator {
+    /// Its address.
+    pub addr: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The requests shared by a set of fakes, in arrival order.
+pub type Log = Arc<std::sync::Mutex<Vec<Received>>>;
+
+impl FakeCoordinator {
+    /// Starts a fake named `name` on a free port, in the current tokio runtime.
+    pub async fn start(
+        name: &'static str,
+        log: Log,
+        script: impl Fn(usize) -> Reply + Send + Sync + 'static,
+    ) -> FakeCoordinator {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local_addr").to_string();
+        let script = Arc::new(script);
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let (log, script) = (log.clone(), script.clone());
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(socket).await else { return };
+                    while let Some(Ok((request, respond))) = conn.accept().await {
+                        let (log, script) = (log.clone(), script.clone());
+                        tokio::spawn(answer(name, request, respond, log, script));
+                    }
+                });
+            }
+        });
+        FakeCoordinator { addr, task }
+    }
+}
+
+impl Drop for FakeCoordinator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(
+    name: &'static str,
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<bytes::Bytes>,
+    log: Log,
+    script: Arc<dyn Fn(usize) -> Reply + Send + Sync>,
+) {
+    let path = request.uri().path().to_owned();
+    let mut body = request.into_body();
+    let mut frame = Vec::new();
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+        frame.extend_from_slice(&chunk);
+    }
+    let message = frame.get(5..).unwrap_or_default().to_vec();
+    let n = {
+        let mut log = log.lock().unwrap();
+        log.push(Received { server: name, path, message });
+        log.len() - 1
+    };
+    let grpc = |status: i32| {
+        http::Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc")
+            .header("grpc-status", status.to_string())
+    };
+    match script(n) {
+        Reply::Fail(code, error_code) => {
+            let mut response = grpc(code).header("grpc-message", "scripted");
+            if !error_code.is_empty() {
+                response = response.header("pairdb-error-code", error_code);
+            }
+            let _ = respond.send_response(response.body(()).unwrap(), true);
+        }
+        Reply::Ok(message) => {
+            let response = http::Response::builder()
+                .status(200)
+                .header("content-type", "application/grpc")
+                .body(())
+                .unwrap();
+            let Ok(mut stream) = respond.send_response(response, false) else { return };
+            let mut data = vec![0u8];
+            data.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+            data.extend_from_slice(&message);
+            let _ = stream.send_data(data.into(), false);
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            let _ = stream.send_trailers(trailers);
+        }
+    }
+}
