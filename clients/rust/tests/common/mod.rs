@@ -18,15 +18,12 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         mpsc, Arc,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 /// How long `pairdb dev` may take to print its banner: generous, for a debug build on a loaded
 /// two-core machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How long `pairdb dev` gets to exit after SIGTERM before it is SIGKILLed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `pairdb` binary to run.
 pub fn pairdb_bin() -> PathBuf {
@@ -61,7 +58,7 @@ pub fn pairdb_bin() -> PathBuf {
 }
 
 /// A running `pairdb dev` (a coordinator and three storage nodes, tenant `default`), with its
-/// data in a temporary directory. SIGTERMed, then SIGKILLed, by PID when dropped.
+/// data in a temporary directory. SIGKILLed by PID when dropped.
 pub struct Dev {
     child: Child,
     /// The coordinator's address, `127.0.0.1:PORT`.
@@ -140,20 +137,14 @@ impl Dev {
 }
 
 impl Drop for Dev {
+    /// SIGKILLs the cluster by PID and reaps it. Not SIGTERM: a graceful shutdown waits for
+    /// clients to close their connections, and the test's client (on a current-thread runtime
+    /// blocked in this very drop) cannot.
     fn drop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal(libc::SIGKILL);
+            let _ = self.child.wait();
         }
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.signal(libc::SIGKILL);
-        let _ = self.child.wait();
     }
 }
 
