@@ -186,8 +186,10 @@ struct Shared {
 
 /// A PairDB client: cheap to clone (clones share connections), safe to use from many tasks.
 ///
-/// Needs a tokio runtime with the time driver enabled. See the crate documentation for the
-/// retry and idempotency rules.
+/// Needs a tokio runtime with the time driver enabled. Each address's connection is made on its
+/// first use and belongs to that runtime: build a client per runtime (not one `static` client
+/// shared by several `#[tokio::test]` runtimes). See the crate documentation for the retry and
+/// idempotency rules.
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
