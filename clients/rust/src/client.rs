@@ -799,6 +799,25 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn update_locks_serialize_per_tenant_and_key_and_are_forgotten() {
+        let c = Client::connect("127.0.0.1:1").unwrap();
+        let held = c.lock_key("k").await;
+        // Another key, or the same key of another tenant, is not blocked.
+        drop(c.lock_key("other").await);
+        drop(c.with_tenant("t2").lock_key("k").await);
+        let c2 = c.clone();
+        let waiter = tokio::spawn(async move { drop(c2.lock_key("k").await) });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished(), "the same key waits");
+        assert_eq!(c.shared.key_locks.lock().unwrap().len(), 1);
+        drop(held);
+        waiter.await.unwrap();
+        assert!(c.shared.key_locks.lock().unwrap().is_empty(), "no lock outlives its users");
+    }
+
     #[test]
     fn build_checks_addresses() {
         assert!(matches!(Client::builder().build(), Err(Error::Config { .. })));
