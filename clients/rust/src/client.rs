@@ -738,7 +738,8 @@ impl Client {
     }
 }
 
-/// Releases an update lock, and forgets it when no one else holds or waits for it.
+/// Releases an update lock, and forgets it when no one else holds or waits for it. (A waiter
+/// cancelled while waiting leaves the entry behind; the next update of that key removes it.)
 struct KeyGuard {
     shared: Arc<Shared>,
     key: (Arc<str>, String),
