@@ -8,7 +8,8 @@
 //!   reads have created the lazily made series: `X_bucket`, `X_sum` and `X_count` of a histogram
 //!   `X`, any other name as is. Each label a selector matches on or an aggregation groups by is
 //!   one the metric carries (Prometheus's own `instance` and `job` aside), and each exact
-//!   label value a selector asks for (`service="..."`) occurs.
+//!   label value a selector asks for (`service="..."`) occurs. `pairdb_migrations` counts the
+//!   migration a replication change stores.
 
 mod common;
 
@@ -401,9 +402,30 @@ fn every_queried_metric_is_exported() {
                 .await
                 .expect("ReadKeyValue");
         }
+        // A replication change stores a migration record (COMPLETED at once: no data moves).
+        let _: api::UpdateReplicationFactorResponse = ch
+            .unary(
+                &coordinator_path("UpdateReplicationFactor"),
+                &api::UpdateReplicationFactorRequest {
+                    tenant_id: "dash".into(),
+                    new_replication_factor: 2,
+                },
+                Some(CALL_TIMEOUT),
+            )
+            .await
+            .expect("UpdateReplicationFactor");
     });
     let mut exported = Exported::default();
-    exported.add(&scrape(coordinator.admin));
+    let coordinator_text = scrape(coordinator.admin);
+    for line in [
+        "pairdb_migrations{status=\"COMPLETED\"} 1\n",
+        "pairdb_migrations{status=\"PENDING\"} 0\n",
+        "pairdb_migrations{status=\"IN_PROGRESS\"} 0\n",
+        "pairdb_migrations{status=\"FAILED\"} 0\n",
+    ] {
+        assert!(coordinator_text.contains(line), "no {line:?} in:\n{coordinator_text}");
+    }
+    exported.add(&coordinator_text);
     for s in &storage {
         exported.add(&scrape(s.admin));
     }
