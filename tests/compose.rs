@@ -19,6 +19,8 @@
 //! - `grafana_provisions_the_datasource_and_dashboard`: the provisioning directory mounted into
 //!   Grafana holds a Prometheus data source at the Prometheus service and a dashboard provider
 //!   whose path is where `deploy/grafana/pairdb.json` is mounted.
+//! - `compose_file_matches_the_compose_spec`: the Compose Specification schema accepts the file
+//!   (check-jsonschema; skipped without it, except under `CI=true`).
 
 mod common;
 
@@ -518,4 +520,59 @@ fn grafana_provisions_the_datasource_and_dashboard() {
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).expect("dashboard JSON");
     let vars = dash["templating"]["list"].as_array().expect("templating");
     assert!(vars.iter().any(|v| v["type"] == "datasource" && v["query"] == "prometheus"));
+}
+
+/// `check-jsonschema` (PyPI, tests/python/requirements.txt): its command when on PATH, else its
+/// Python module; None when neither answers.
+fn schema_checker() -> Option<Command> {
+    let candidates: [(&str, &[&str]); 2] =
+        [("check-jsonschema", &[]), ("python3", &["-m", "check_jsonschema"])];
+    candidates.into_iter().find_map(|(program, prefix)| {
+        let version = Command::new(program).args(prefix).arg("--version").output();
+        version.is_ok_and(|out| out.status.success()).then(|| {
+            let mut command = Command::new(program);
+            command.args(prefix);
+            command
+        })
+    })
+}
+
+/// Validates `file` against the Compose Specification's JSON schema, which check-jsonschema
+/// vendors (offline): None when it is not installed.
+fn compose_spec_check(file: &Path) -> Option<(bool, String)> {
+    let out = schema_checker()?
+        .args(["--builtin-schema", "vendor.compose-spec"])
+        .arg(file)
+        .output()
+        .ok()?;
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Some((out.status.success(), text))
+}
+
+/// `compose.yaml` is a valid Compose file by the Compose Specification's schema (what `docker
+/// compose config` checks before anything else). Skipped without check-jsonschema, except under
+/// `CI=true`, where it fails, as tests/k8s.rs does for the Kubernetes schemas.
+#[test]
+fn compose_file_matches_the_compose_spec() {
+    let Some((ok, report)) = compose_spec_check(&repo_root().join("compose.yaml")) else {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true but check-jsonschema is not installed (neither the command nor python3 -m \
+             check_jsonschema answers): scripts/test installs it from \
+             tests/python/requirements.txt; CI must not pass without the schema check"
+        );
+        eprintln!(
+            "check-jsonschema is not installed (pip install check-jsonschema): compose-spec \
+             validation skipped; compose.yaml was cross-checked against the project only"
+        );
+        return;
+    };
+    assert!(ok, "compose.yaml does not match the Compose Specification:\n{report}");
+    // The checker does reject a broken file (so the pass above means something).
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let broken = tmp.path().join("compose.yaml");
+    std::fs::write(&broken, "services:\n  a:\n    image: x:1\n    restartt: always\n").unwrap();
+    let (ok, report) = compose_spec_check(&broken).expect("installed");
+    assert!(!ok, "a broken compose file passed:\n{report}");
 }
