@@ -111,8 +111,8 @@ impl Coordinator {
         }
     }
 
-    /// What the admin port reports: every core's metrics, readiness, and the hints pending in
-    /// the hint store (read at scrape time, on the admin thread).
+    /// What the admin port reports: every core's metrics, readiness, the hints pending in the
+    /// hint store and the migrations by status (both read at scrape time, on the admin thread).
     pub fn admin_source(&self) -> AdminSource {
         let hints = self.shared.hints.clone();
         let meta = self.shared.meta.clone();
