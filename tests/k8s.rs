@@ -215,6 +215,81 @@ fn manifests_are_complete_and_consistent() {
     }
 }
 
+/// Every PairDB pod template tells Prometheus where its metrics are: `prometheus.io/scrape:
+/// "true"`, `prometheus.io/path: /metrics` and `prometheus.io/port` equal to the container's
+/// `admin` port, which is the admin port the pod's config (its ConfigMap, then any
+/// `PAIRDB_ADMIN_PORT` in the container's environment) gives the role.
+#[test]
+fn pods_carry_prometheus_scrape_annotations() {
+    let docs: Vec<Value> = manifests().into_iter().flat_map(|(_, docs)| docs).collect();
+    let config_map = |name: &str| {
+        docs.iter()
+            .find(|d| {
+                str_at(d, &["kind"]) == Some("ConfigMap")
+                    && str_at(d, &["metadata", "name"]) == Some(name)
+            })
+            .unwrap_or_else(|| panic!("no ConfigMap {name}"))
+    };
+    let mut checked = Vec::new();
+    for doc in &docs {
+        if !matches!(str_at(doc, &["kind"]), Some("Deployment" | "StatefulSet")) {
+            continue;
+        }
+        let name = str_at(doc, &["metadata", "name"]).unwrap_or_default();
+        let template = at(doc, &["spec", "template"]).expect("a pod template");
+        let annotation = |k: &str| {
+            at(template, &["metadata", "annotations", k])
+                .and_then(Value::as_str)
+                .unwrap_or_else(|| panic!("{name}: no pod annotation {k} (a string)"))
+        };
+        assert_eq!(annotation("prometheus.io/scrape"), "true", "{name}");
+        assert_eq!(annotation("prometheus.io/path"), "/metrics", "{name}");
+        let port: u16 = annotation("prometheus.io/port")
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}: prometheus.io/port: {e}"));
+        let container = at(template, &["spec", "containers"])
+            .and_then(Value::as_sequence)
+            .and_then(|c| c.first())
+            .expect("a container");
+        let admin_port = at(container, &["ports"])
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .find(|p| str_at(p, &["name"]) == Some("admin"))
+            .and_then(|p| p.get("containerPort"))
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| panic!("{name}: no container port named admin"));
+        assert_eq!(u64::from(port), admin_port, "{name}: prometheus.io/port is not the admin port");
+        // The port the process will really open.
+        let map = at(template, &["spec", "volumes"])
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .find_map(|v| str_at(v, &["configMap", "name"]))
+            .unwrap_or_else(|| panic!("{name}: no ConfigMap volume"));
+        let data = at(config_map(map), &["data"]).expect("ConfigMap data");
+        let configured = if let Some(text) = str_at(data, &["coordinator.yaml"]) {
+            let cfg: CoordinatorConfig = serde_yaml::from_str(text).expect("coordinator.yaml");
+            cfg.admin.port.unwrap_or(pairdb::config::DEFAULT_COORDINATOR_ADMIN_PORT)
+        } else {
+            let text = str_at(data, &["storage.yaml"]).expect("a PairDB config in the ConfigMap");
+            let cfg: StorageConfig = serde_yaml::from_str(text).expect("storage.yaml");
+            cfg.admin.port.unwrap_or(pairdb::config::DEFAULT_STORAGE_ADMIN_PORT)
+        };
+        let from_env = at(container, &["env"])
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .find(|e| str_at(e, &["name"]) == Some("PAIRDB_ADMIN_PORT"))
+            .and_then(|e| str_at(e, &["value"]))
+            .map(|v| v.parse::<u16>().expect("PAIRDB_ADMIN_PORT"));
+        assert_eq!(port, from_env.unwrap_or(configured), "{name}: not the configured admin port");
+        checked.push(name.to_owned());
+    }
+    checked.sort();
+    assert_eq!(checked, ["pairdb-coordinator", "pairdb-storage"]);
+}
+
 /// The validator: its command when on PATH, else its Python module (pip may install scripts to
 /// a directory off PATH); None when neither answers.
 fn validator() -> Option<Command> {

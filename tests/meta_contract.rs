@@ -294,9 +294,12 @@ fn upsert_node_inserts_and_replaces(store: &dyn MetadataStore) {
 
 fn migration_put_get_and_update(store: &dyn MetadataStore) {
     assert_eq!(store.migration("mig-1").unwrap(), None);
+    assert_eq!(store.migration_counts().unwrap(), vec![]);
     let m = migration("mig-1", "n4");
     store.put_migration(&m).unwrap();
     assert_eq!(store.migration("mig-1").unwrap(), Some(m.clone()));
+    store.put_migration(&migration("mig-0", "n5")).unwrap();
+    assert_eq!(store.migration_counts().unwrap(), vec![(MigrationRecord::PENDING.into(), 2)]);
 
     let failed = MigrationRecord {
         status: MigrationRecord::FAILED.into(),
@@ -308,6 +311,11 @@ fn migration_put_get_and_update(store: &dyn MetadataStore) {
     store.put_migration(&failed).unwrap();
     assert_eq!(store.migration("mig-1").unwrap(), Some(failed));
     assert_eq!(store.migration("mig-2").unwrap(), None);
+    // An update moves the migration from one status's count to the other's.
+    let counts = store.migration_counts().unwrap();
+    let want: Vec<(String, u64)> =
+        vec![(MigrationRecord::FAILED.into(), 1), (MigrationRecord::PENDING.into(), 1)];
+    assert_eq!(counts, want);
 }
 
 fn empty_ids_are_invalid(store: &dyn MetadataStore) {

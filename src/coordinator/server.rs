@@ -2,6 +2,7 @@
 //! every core build the [`Core`], its background tasks and its gRPC server.
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     rc::Rc,
     sync::{
@@ -17,7 +18,9 @@ use crate::{
     admin::AdminSource,
     config::CoordinatorConfig,
     coordinator::{backends, background, http, report, shard::Shard, Shared, Update},
-    meta::{MetaError, NodeRecord, NodeState, TenantRecord},
+    meta::{
+        HintStore, MetaError, MetadataStore, MigrationRecord, NodeRecord, NodeState, TenantRecord,
+    },
     metrics::{self, MetricsHub, Sample},
     rpc::RpcMetrics,
     rpc::{health, health::HealthState, reflection, server, Router, ServerConfig},
@@ -132,27 +135,17 @@ impl Coordinator {
         }
     }
 
-    /// What the admin port reports: every core's metrics, readiness, and the hints pending in
-    /// the hint store (read at scrape time, on the admin thread).
+    /// What the admin port reports: every core's metrics, readiness, the hints pending in the
+    /// hint store and the migrations by status (both read at scrape time, on the admin thread).
     pub fn admin_source(&self) -> AdminSource {
         let hints = self.shared.hints.clone();
+        let meta = self.shared.meta.clone();
         AdminSource {
             hub: self.metrics.clone(),
             health: self.shared.health.clone(),
-            extra: Box::new(move |out| match hints.pending_counts() {
-                Ok(counts) => {
-                    for (node, pending) in counts {
-                        out.push(
-                            Sample::gauge(
-                                "pairdb_hints_pending",
-                                "Hints in the hint store waiting for their node, per node.",
-                                pending as f64,
-                            )
-                            .label("node", node),
-                        );
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot count pending hints for /metrics"),
+            extra: Box::new(move |out| {
+                hint_samples(hints.as_ref(), meta.as_ref(), out);
+                migration_samples(meta.as_ref(), out);
             }),
         }
     }
@@ -273,6 +266,68 @@ impl Coordinator {
             hints_dropped = core.stats.hints_dropped.get(),
             quorum_failures = core.stats.quorum_failures.get(),
             "core stopped"
+        );
+    }
+}
+
+/// `pairdb_hints_pending`, read from the hint store at scrape time: one series per node with
+/// hints, and a 0 for every registered node without any, so that the series exist before the
+/// first hint.
+fn hint_samples(hints: &dyn HintStore, meta: &dyn MetadataStore, out: &mut Vec<Sample>) {
+    let mut pending: BTreeMap<String, u64> = match meta.nodes() {
+        Ok(nodes) => nodes.into_iter().map(|n| (n.node_id, 0)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list storage nodes for /metrics");
+            BTreeMap::new()
+        }
+    };
+    match hints.pending_counts() {
+        Ok(counts) => pending.extend(counts),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count pending hints for /metrics");
+            return;
+        }
+    }
+    for (node, n) in pending {
+        out.push(
+            Sample::gauge(
+                "pairdb_hints_pending",
+                "Hints in the hint store waiting for their node, per node.",
+                n as f64,
+            )
+            .label("node", node),
+        );
+    }
+}
+
+/// `pairdb_migrations`, read from the metadata store at scrape time: migration records by
+/// status, each known status present (0 when none). Migrations move no data yet, so every
+/// record is COMPLETED when it is stored.
+fn migration_samples(meta: &dyn MetadataStore, out: &mut Vec<Sample>) {
+    let mut by_status: BTreeMap<String, u64> = [
+        MigrationRecord::PENDING,
+        MigrationRecord::IN_PROGRESS,
+        MigrationRecord::COMPLETED,
+        MigrationRecord::FAILED,
+    ]
+    .into_iter()
+    .map(|s| (s.to_owned(), 0))
+    .collect();
+    match meta.migration_counts() {
+        Ok(counts) => by_status.extend(counts),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count migrations for /metrics");
+            return;
+        }
+    }
+    for (status, n) in by_status {
+        out.push(
+            Sample::gauge(
+                "pairdb_migrations",
+                "Migration records in the metadata store, by status.",
+                n as f64,
+            )
+            .label("status", status),
         );
     }
 }

@@ -353,6 +353,10 @@ pub trait MetadataStore: Send + Sync {
 
     /// The migration with this id, if any.
     fn migration(&self, migration_id: &str) -> Result<Option<MigrationRecord>, MetaError>;
+
+    /// How many migrations there are in each status, ordered by status (statuses with none are
+    /// absent). Read by the coordinator's `/metrics` at scrape time.
+    fn migration_counts(&self) -> Result<Vec<(String, u64)>, MetaError>;
 }
 
 /// Hints for hinted handoff. Every write is durable when the call returns.

@@ -140,6 +140,19 @@ impl MetadataStore for EmbeddedStore {
             found.map(|g| decode_migration(migration_id, g.value())).transpose()
         })
     }
+
+    fn migration_counts(&self) -> Result<Vec<(String, u64)>, MetaError> {
+        self.read(|txn| {
+            let table = txn.open_table(MIGRATIONS)?;
+            let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+            for row in table.iter()? {
+                let (k, v) = row?;
+                let m = decode_migration(k.value(), v.value())?;
+                *counts.entry(m.status).or_default() += 1;
+            }
+            Ok(counts.into_iter().collect())
+        })
+    }
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -161,6 +161,22 @@ impl MetadataStore for PostgresStore {
             }))
         })
     }
+
+    fn migration_counts(&self) -> Result<Vec<(String, u64)>, MetaError> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT status, count(*) FROM migrations GROUP BY status ORDER BY status",
+                &[],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| {
+                    let n: i64 = r.get(1);
+                    (r.get(0), n as u64)
+                })
+                .collect())
+        })
+    }
 }
 
 fn put_migration(tx: &mut Transaction<'_>, m: &MigrationRecord) -> Result<(), Fail> {

@@ -1,0 +1,277 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Consistency(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSISTENCY_UNSPECIFIED: _ClassVar[Consistency]
+    ONE: _ClassVar[Consistency]
+    QUORUM: _ClassVar[Consistency]
+    ALL: _ClassVar[Consistency]
+CONSISTENCY_UNSPECIFIED: Consistency
+ONE: Consistency
+QUORUM: Consistency
+ALL: Consistency
+
+class VectorClockEntry(_message.Message):
+    __slots__ = ("coordinator_node_id", "logical_timestamp")
+    COORDINATOR_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    LOGICAL_TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    coordinator_node_id: str
+    logical_timestamp: int
+    def __init__(self, coordinator_node_id: _Optional[str] = ..., logical_timestamp: _Optional[int] = ...) -> None: ...
+
+class VectorClock(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[VectorClockEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[VectorClockEntry, _Mapping]]] = ...) -> None: ...
+
+class WriteKeyValueRequest(_message.Message):
+    __slots__ = ("tenant_id", "key", "value", "consistency", "idempotency_key", "vector_clock")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_CLOCK_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    key: str
+    value: bytes
+    consistency: Consistency
+    idempotency_key: str
+    vector_clock: VectorClock
+    def __init__(self, tenant_id: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[bytes] = ..., consistency: _Optional[_Union[Consistency, str]] = ..., idempotency_key: _Optional[str] = ..., vector_clock: _Optional[_Union[VectorClock, _Mapping]] = ...) -> None: ...
+
+class WriteKeyValueResponse(_message.Message):
+    __slots__ = ("key", "idempotency_key", "vector_clock", "replica_count", "consistency", "is_duplicate")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_CLOCK_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    IS_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    idempotency_key: str
+    vector_clock: VectorClock
+    replica_count: int
+    consistency: Consistency
+    is_duplicate: bool
+    def __init__(self, key: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., vector_clock: _Optional[_Union[VectorClock, _Mapping]] = ..., replica_count: _Optional[int] = ..., consistency: _Optional[_Union[Consistency, str]] = ..., is_duplicate: _Optional[bool] = ...) -> None: ...
+
+class ReadKeyValueRequest(_message.Message):
+    __slots__ = ("tenant_id", "key", "consistency")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    key: str
+    consistency: Consistency
+    def __init__(self, tenant_id: _Optional[str] = ..., key: _Optional[str] = ..., consistency: _Optional[_Union[Consistency, str]] = ...) -> None: ...
+
+class ReadKeyValueResponse(_message.Message):
+    __slots__ = ("key", "value", "vector_clock", "replica_count")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_CLOCK_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_COUNT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: bytes
+    vector_clock: VectorClock
+    replica_count: int
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., vector_clock: _Optional[_Union[VectorClock, _Mapping]] = ..., replica_count: _Optional[int] = ...) -> None: ...
+
+class DeleteKeyValueRequest(_message.Message):
+    __slots__ = ("tenant_id", "key", "consistency", "idempotency_key", "vector_clock")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_CLOCK_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    key: str
+    consistency: Consistency
+    idempotency_key: str
+    vector_clock: VectorClock
+    def __init__(self, tenant_id: _Optional[str] = ..., key: _Optional[str] = ..., consistency: _Optional[_Union[Consistency, str]] = ..., idempotency_key: _Optional[str] = ..., vector_clock: _Optional[_Union[VectorClock, _Mapping]] = ...) -> None: ...
+
+class DeleteKeyValueResponse(_message.Message):
+    __slots__ = ("key", "vector_clock", "replica_count", "idempotency_key", "is_duplicate")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_CLOCK_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_COUNT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    IS_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    vector_clock: VectorClock
+    replica_count: int
+    idempotency_key: str
+    is_duplicate: bool
+    def __init__(self, key: _Optional[str] = ..., vector_clock: _Optional[_Union[VectorClock, _Mapping]] = ..., replica_count: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., is_duplicate: _Optional[bool] = ...) -> None: ...
+
+class CreateTenantRequest(_message.Message):
+    __slots__ = ("tenant_id", "replication_factor")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    replication_factor: int
+    def __init__(self, tenant_id: _Optional[str] = ..., replication_factor: _Optional[int] = ...) -> None: ...
+
+class CreateTenantResponse(_message.Message):
+    __slots__ = ("tenant_id", "replication_factor", "created_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    replication_factor: int
+    created_at: int
+    def __init__(self, tenant_id: _Optional[str] = ..., replication_factor: _Optional[int] = ..., created_at: _Optional[int] = ...) -> None: ...
+
+class UpdateReplicationFactorRequest(_message.Message):
+    __slots__ = ("tenant_id", "new_replication_factor")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    NEW_REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    new_replication_factor: int
+    def __init__(self, tenant_id: _Optional[str] = ..., new_replication_factor: _Optional[int] = ...) -> None: ...
+
+class UpdateReplicationFactorResponse(_message.Message):
+    __slots__ = ("tenant_id", "old_replication_factor", "new_replication_factor", "migration_id", "updated_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    NEW_REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    old_replication_factor: int
+    new_replication_factor: int
+    migration_id: str
+    updated_at: int
+    def __init__(self, tenant_id: _Optional[str] = ..., old_replication_factor: _Optional[int] = ..., new_replication_factor: _Optional[int] = ..., migration_id: _Optional[str] = ..., updated_at: _Optional[int] = ...) -> None: ...
+
+class GetTenantRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class GetTenantResponse(_message.Message):
+    __slots__ = ("tenant_id", "replication_factor", "created_at", "updated_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    replication_factor: int
+    created_at: int
+    updated_at: int
+    def __init__(self, tenant_id: _Optional[str] = ..., replication_factor: _Optional[int] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ...) -> None: ...
+
+class AddStorageNodeRequest(_message.Message):
+    __slots__ = ("node_id", "host", "port", "virtual_nodes")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_NODES_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    host: str
+    port: int
+    virtual_nodes: int
+    def __init__(self, node_id: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., virtual_nodes: _Optional[int] = ...) -> None: ...
+
+class AddStorageNodeResponse(_message.Message):
+    __slots__ = ("node_id", "migration_id", "message")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    migration_id: str
+    message: str
+    def __init__(self, node_id: _Optional[str] = ..., migration_id: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class RemoveStorageNodeRequest(_message.Message):
+    __slots__ = ("node_id", "force")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    force: bool
+    def __init__(self, node_id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class RemoveStorageNodeResponse(_message.Message):
+    __slots__ = ("node_id", "migration_id", "message")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    migration_id: str
+    message: str
+    def __init__(self, node_id: _Optional[str] = ..., migration_id: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class GetMigrationStatusRequest(_message.Message):
+    __slots__ = ("migration_id",)
+    MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    migration_id: str
+    def __init__(self, migration_id: _Optional[str] = ...) -> None: ...
+
+class MigrationProgress(_message.Message):
+    __slots__ = ("keys_migrated", "total_keys", "percentage")
+    KEYS_MIGRATED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_KEYS_FIELD_NUMBER: _ClassVar[int]
+    PERCENTAGE_FIELD_NUMBER: _ClassVar[int]
+    keys_migrated: int
+    total_keys: int
+    percentage: float
+    def __init__(self, keys_migrated: _Optional[int] = ..., total_keys: _Optional[int] = ..., percentage: _Optional[float] = ...) -> None: ...
+
+class GetMigrationStatusResponse(_message.Message):
+    __slots__ = ("migration_id", "migration_type", "node_id", "status", "progress", "started_at", "completed_at", "error_message")
+    MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_TYPE_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    migration_id: str
+    migration_type: str
+    node_id: str
+    status: str
+    progress: MigrationProgress
+    started_at: int
+    completed_at: int
+    error_message: str
+    def __init__(self, migration_id: _Optional[str] = ..., migration_type: _Optional[str] = ..., node_id: _Optional[str] = ..., status: _Optional[str] = ..., progress: _Optional[_Union[MigrationProgress, _Mapping]] = ..., started_at: _Optional[int] = ..., completed_at: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class ListStorageNodesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StorageNodeInfo(_message.Message):
+    __slots__ = ("node_id", "host", "port", "status", "virtual_nodes", "keys_count", "disk_usage_percent")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_NODES_FIELD_NUMBER: _ClassVar[int]
+    KEYS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DISK_USAGE_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    host: str
+    port: int
+    status: str
+    virtual_nodes: int
+    keys_count: int
+    disk_usage_percent: float
+    def __init__(self, node_id: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., status: _Optional[str] = ..., virtual_nodes: _Optional[int] = ..., keys_count: _Optional[int] = ..., disk_usage_percent: _Optional[float] = ...) -> None: ...
+
+class ListStorageNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[StorageNodeInfo]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[StorageNodeInfo, _Mapping]]] = ...) -> None: ...
