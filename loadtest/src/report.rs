@@ -206,17 +206,20 @@ impl Chart {
         Y::CoordDescType: ValueFormatter<f64>,
     {
         let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 20))
+            .caption(&self.title, ("sans-serif", 22))
             .margin(12)
-            .x_label_area_size(44)
-            .y_label_area_size(70)
+            .x_label_area_size(50)
+            .y_label_area_size(76)
             .build_cartesian_2d(x, y)
             .map_err(plot_error)?;
         let nines = |v: &f64| nines_label(*v);
         let plain = |v: &f64| trim_number(*v);
         let log125 = |v: &f64| log_label(*v);
         let mut mesh = chart.configure_mesh();
-        mesh.x_desc(self.x_desc).y_desc(self.y_desc);
+        mesh.x_desc(self.x_desc)
+            .y_desc(self.y_desc)
+            .axis_desc_style(("sans-serif", 17))
+            .label_style(("sans-serif", 15));
         if self.y_log {
             // Ticks at 1..9 x 10^k, labels at 1, 2 and 5 x 10^k only.
             mesh.y_labels(40).y_label_formatter(&log125);
@@ -250,7 +253,7 @@ impl Chart {
             .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(160, 160, 160))
-            .label_font(("sans-serif", 14))
+            .label_font(("sans-serif", 16))
             .draw()
             .map_err(plot_error)?;
         Ok(())

@@ -308,11 +308,11 @@ pub fn percentile_curve(h: &Histogram<u64>) -> Vec<CurvePoint> {
     if h.is_empty() {
         return Vec::new();
     }
-    let mut points: Vec<CurvePoint> = (3..=50)
-        .map(|k| {
-            let q = 1.0 - 10f64.powf(-(k as f64) / 10.0);
-            CurvePoint { percentile: q * 100.0, latency_us: h.value_at_quantile(q) }
-        })
+    // 1 - 10^-0.3 is 49.9%: start at the median itself instead.
+    let quantiles =
+        std::iter::once(0.5).chain((4..=50).map(|k| 1.0 - 10f64.powf(-k as f64 / 10.0)));
+    let mut points: Vec<CurvePoint> = quantiles
+        .map(|q| CurvePoint { percentile: q * 100.0, latency_us: h.value_at_quantile(q) })
         .collect();
     points.push(CurvePoint { percentile: 100.0, latency_us: h.max() });
     points
@@ -602,5 +602,48 @@ mod tests {
         assert_eq!(report.operations["write"].latency.max_us, 5);
         assert!(!report.operations.contains_key("delete"));
         assert!(report.human().contains("UNAVAILABLE 2"));
+    }
+
+    #[test]
+    fn progress_keeps_operations_and_statuses_apart_and_a_second_summarizes_them() {
+        let mut a = Progress::default();
+        let mut b = Progress::default();
+        for us in 1..=100 {
+            a.record(OpKind::Read, Duration::from_micros(us), Outcome::Ok);
+            b.record(OpKind::Write, Duration::from_micros(1000 + us), Outcome::Ok);
+        }
+        a.record(OpKind::Write, Duration::from_secs(1), Outcome::Error(Code::DEADLINE_EXCEEDED));
+        b.record(OpKind::Read, Duration::from_millis(2), Outcome::Error(Code::UNAVAILABLE));
+        b.record(OpKind::Read, Duration::from_millis(2), Outcome::Error(Code::UNAVAILABLE));
+        a.merge(&b);
+        let second = Second::of(3, false, &a);
+        assert_eq!((second.second, second.completed, second.errors), (3, 203, 3));
+        assert_eq!(second.errors_by_status["UNAVAILABLE"], 2);
+        assert_eq!(second.errors_by_status["DEADLINE_EXCEEDED"], 1);
+        let (read, write) = (&second.operations["read"], &second.operations["write"]);
+        assert_eq!((read.completed, read.errors, read.latency.max_us), (102, 2, 100));
+        assert_eq!((write.completed, write.errors, write.latency.p50_us), (101, 1, 1050));
+        // Failed calls are not timed: the slow error does not reach the latencies.
+        assert_eq!(second.latency.max_us, 1100);
+        assert!(!second.operations.contains_key("delete"));
+    }
+
+    #[test]
+    fn percentile_curve_rises_from_the_median_to_the_maximum() {
+        let mut h = new_histogram();
+        for us in 1..=10_000 {
+            h.record(us).unwrap();
+        }
+        let curve = percentile_curve(&h);
+        assert_eq!(curve.first().map(|p| p.latency_us), Some(h.value_at_quantile(0.5)));
+        assert_eq!(curve.last().map(|p| (p.percentile, p.latency_us)), Some((100.0, h.max())));
+        assert!(h.max() >= 10_000);
+        assert!(curve.windows(2).all(|w| w[0].percentile < w[1].percentile));
+        assert!(curve.windows(2).all(|w| w[0].latency_us <= w[1].latency_us));
+        assert!(percentile_curve(&new_histogram()).is_empty());
+        let mut stats = ThreadStats::default();
+        stats.record(OpKind::Write, Duration::from_micros(7), Outcome::Ok);
+        let curves = percentile_curves(&stats);
+        assert_eq!(curves.keys().collect::<Vec<_>>(), ["all", "write"]);
     }
 }
