@@ -122,7 +122,7 @@ struct Args {
 /// DIR/index.html overlaying their throughput, latency and percentile curves, with a summary
 /// table of both and their ratios (B / A).
 #[derive(Parser, Debug)]
-#[command(name = "pairdb-loadtest compare")]
+#[command(name = "pairdb-loadtest compare", bin_name = "pairdb-loadtest compare")]
 struct CompareArgs {
     /// report.json of the baseline run (A).
     a: PathBuf,

@@ -416,4 +416,20 @@ fn real_run_writes_a_report_that_chromium_renders() {
     assert_plot(figure(&dom, "latency-read"), &["p50", "p99", "p99.9"], 3);
     assert_plot(figure(&dom, "percentiles"), &["percentile", "all"], 1);
     check_screenshot(&chromium, &page);
+
+    // The run compared with itself, through the binary's `compare`.
+    let json = dir.path().join("report.json");
+    let ab = dir.path().join("ab");
+    let out = Command::new(env!("CARGO_BIN_EXE_pairdb-loadtest"))
+        .arg("compare")
+        .args([&json, &json])
+        .arg("--report")
+        .arg(&ab)
+        .args(["--name-a", "first", "--name-b", "second"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "compare failed: {}", String::from_utf8_lossy(&out.stderr));
+    let dom = dump_dom(&chromium, &ab.join("index.html"));
+    assert!(dom.contains("<td class=\"l\">p99 ms</td>"), "no summary row for p99");
+    assert_plot(figure(&dom, "throughput"), &["first: calls/s", "second: calls/s"], 2);
 }
