@@ -244,8 +244,15 @@ impl Chart {
                     .draw_series(LineSeries::new(line.points.iter().copied(), style))
                     .map_err(plot_error)?
             };
+            let dashed = line.dashed;
             series.label(line.name.clone()).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                let style = color.stroke_width(2);
+                // A sample of the line in two pieces: apart for a dashed series, end to end
+                // for a solid one.
+                let (gap_start, gap_end) = if dashed { (8, 12) } else { (10, 10) };
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (gap_start, 0)], style)
+                    + PathElement::new(vec![(gap_end, 0), (20, 0)], style)
             });
         }
         chart
@@ -742,4 +749,46 @@ pub fn render_compare(a: (&str, &RunData), b: (&str, &RunData)) -> anyhow::Resul
     figure(&mut out, "errors", "Errors", &chart.svg()?);
     out.push_str("</body>\n</html>\n");
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::stats::{percentile_curves, ThreadStats};
+
+    #[test]
+    fn nines_axis_labels_read_as_percentiles() {
+        for (x, want) in
+            [(1.0, "90%"), (2.0, "99%"), (3.0, "99.9%"), (5.0, "99.999%"), (0.5, "68.4%")]
+        {
+            assert_eq!(nines_label(x), want, "{x}");
+        }
+        assert!((nines(99.9) - 3.0).abs() < 1e-9);
+        assert_eq!(log_label(20.0), "20");
+        assert_eq!(log_label(0.5), "0.5");
+        assert_eq!(log_label(30.0), "");
+    }
+
+    #[test]
+    fn a_run_without_calls_still_renders_and_text_is_escaped() {
+        let stats = ThreadStats::default();
+        let settings = serde_json::json!({"tenant": "<t>"});
+        let report = Report::build(settings, &stats, Duration::from_secs(1), None);
+        let data = RunData {
+            report,
+            command: "pairdb-loadtest --tenant '<t>'".into(),
+            timeline: Vec::new(),
+            percentile_curves: percentile_curves(&stats),
+        };
+        let page = render_run(&data).unwrap();
+        assert_eq!(page.matches("<svg").count(), 4);
+        assert!(page.contains("--tenant &#39;&lt;t&gt;&#39;"));
+        assert!(!page.contains("<t>"));
+        let cmp = render_compare(("a", &data), ("b", &data)).unwrap();
+        assert_eq!(cmp.matches("<svg").count(), 4);
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("--addr=127.0.0.1:1"), "--addr=127.0.0.1:1");
+    }
 }
