@@ -1,28 +1,15 @@
-//! `pairdb-loadtest`: closed- and open-loop load against a PairDB coordinator or storage node,
-//! with latency percentiles from merged HdrHistograms.
-//!
-//! - [`zipf`]: key choice (uniform, YCSB zipfian).
-//! - [`schedule`]: the open-loop send schedule and its coordinated-omission correction.
-//! - [`workload`]: the operation mix and the calls each target takes.
-//! - [`stats`]: per-executor counters, merging, and the report.
-//! - [`run`]: executors, connections, closed and open loops, progress lines.
-//!
-//! The binary parses and checks its flags here and nowhere else; `run` gets a typed [`Config`].
+//! The `pairdb-loadtest` binary: flags, their checks, and the output (see the library, `lib.rs`,
+//! for the modules that do the work).
 
-mod run;
-mod schedule;
-mod stats;
-mod workload;
-mod zipf;
-
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, ValueEnum};
 
-use crate::{
-    run::Config,
-    stats::Report,
+use pairdb_loadtest::{
+    report::{self, RunData},
+    run::{self, Config},
+    stats::{self, Report},
     workload::{Consistency, Mix, Target},
     zipf::{KeyChooser, Zipfian},
 };
@@ -33,6 +20,10 @@ use crate::{
 /// `--rate`, where latency counts from each call's intended send time. Progress goes to stderr
 /// once a second; the report goes to stdout (JSON with `--json`). Exits non-zero when it cannot
 /// connect, or when every call failed.
+///
+/// `--report DIR` also writes DIR/index.html (plots of throughput, latency and errors per
+/// second, and the latency percentile curve) and DIR/report.json. Two runs' report.json files
+/// compare with `pairdb-loadtest compare A/report.json B/report.json --report DIR`.
 #[derive(Parser, Debug)]
 #[command(name = "pairdb-loadtest", version)]
 struct Args {
@@ -121,6 +112,31 @@ struct Args {
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
+    /// Also write an HTML report with plots, DIR/index.html, and its data, DIR/report.json (the
+    /// `--json` report plus the per-second timeline and the percentile curves).
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+}
+
+/// Compares two runs: `pairdb-loadtest compare A/report.json B/report.json --report DIR` writes
+/// DIR/index.html overlaying their throughput, latency and percentile curves, with a summary
+/// table of both and their ratios (B / A).
+#[derive(Parser, Debug)]
+#[command(name = "pairdb-loadtest compare", bin_name = "pairdb-loadtest compare")]
+struct CompareArgs {
+    /// report.json of the baseline run (A).
+    a: PathBuf,
+    /// report.json of the run compared with it (B).
+    b: PathBuf,
+    /// Directory to write index.html to.
+    #[arg(long, value_name = "DIR")]
+    report: PathBuf,
+    /// Name of run A in the page (default: the directory holding its report.json).
+    #[arg(long)]
+    name_a: Option<String>,
+    /// Name of run B in the page (default: the directory holding its report.json).
+    #[arg(long)]
+    name_b: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -131,15 +147,23 @@ enum Distribution {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "compare") {
+        return compare(CompareArgs::parse_from(std::env::args_os().skip(1)));
+    }
     let args = Args::parse();
     let json = args.json;
     let result = config(&args).and_then(|cfg| {
+        if let Some(dir) = &args.report {
+            // Fail before the load, not after it.
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         let settings = settings(&args, &cfg);
         let outcomes = run::run(cfg.clone())?;
-        Ok(Report::build(settings, &outcomes.stats, outcomes.measured, cfg.rate))
+        let report = Report::build(settings, &outcomes.stats, outcomes.measured, cfg.rate);
+        Ok((report, outcomes))
     });
     match result {
-        Ok(report) => {
+        Ok((report, outcomes)) => {
             if json {
                 match serde_json::to_string_pretty(&report) {
                     Ok(text) => println!("{text}"),
@@ -151,7 +175,23 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", report.human());
             }
-            if report.completed > 0 && report.ok + report.misses == 0 {
+            let all_failed = report.completed > 0 && report.ok + report.misses == 0;
+            if let Some(dir) = &args.report {
+                let data = RunData {
+                    percentile_curves: stats::percentile_curves(&outcomes.stats),
+                    report,
+                    command: report::command_line(),
+                    timeline: outcomes.timeline,
+                };
+                match report::write_run(dir, &data) {
+                    Ok(page) => eprintln!("pairdb-loadtest: report written to {}", page.display()),
+                    Err(e) => {
+                        eprintln!("pairdb-loadtest: cannot write the report: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            if all_failed {
                 eprintln!("pairdb-loadtest: every call failed (see errors by status)");
                 return ExitCode::FAILURE;
             }
@@ -159,6 +199,37 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("pairdb-loadtest: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pairdb-loadtest compare`.
+fn compare(args: CompareArgs) -> ExitCode {
+    let name = |path: &PathBuf, given: &Option<String>, fallback: &str| {
+        given.clone().unwrap_or_else(|| {
+            path.canonicalize()
+                .ok()
+                .and_then(|p| p.parent()?.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| fallback.to_owned())
+        })
+    };
+    let (mut name_a, mut name_b) =
+        (name(&args.a, &args.name_a, "A"), name(&args.b, &args.name_b, "B"));
+    if name_a == name_b {
+        (name_a, name_b) = (format!("A ({name_a})"), format!("B ({name_b})"));
+    }
+    let result = RunData::read(&args.a).and_then(|a| {
+        let b = RunData::read(&args.b)?;
+        report::write_compare(&args.report, (&name_a, &a), (&name_b, &b))
+    });
+    match result {
+        Ok(page) => {
+            eprintln!("pairdb-loadtest: comparison written to {}", page.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pairdb-loadtest compare: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -42,7 +42,7 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 use crate::{
     schedule::{self, Schedule, LATE_AFTER},
-    stats::{OpKind, Outcome, Progress, ThreadStats},
+    stats::{OpKind, Outcome, Progress, Second, ThreadStats},
     workload::{Mix, Target, Workload},
     zipf::KeyChooser,
 };
@@ -97,7 +97,7 @@ pub struct Config {
 enum Msg {
     ConnectFailed { thread: usize, error: String },
     Prefilled { thread: usize, written: u64, errors: u64, took: Duration },
-    Tick { second: u64, progress: Progress },
+    Tick { second: u64, progress: Box<Progress> },
     Done { stats: Box<ThreadStats> },
 }
 
@@ -112,6 +112,8 @@ struct Shared {
 pub struct Outcomes {
     pub stats: ThreadStats,
     pub measured: Duration,
+    /// One entry per whole second of the run, warmup included (so bounded by its length).
+    pub timeline: Vec<Second>,
 }
 
 /// Runs the load described by `cfg` and returns the merged stats.
@@ -153,7 +155,7 @@ pub fn run(cfg: Config) -> anyhow::Result<Outcomes> {
                     );
                 }
             }
-            Msg::Tick { second, progress } => ticks.add(second, progress),
+            Msg::Tick { second, progress } => ticks.add(second, *progress),
             Msg::Done { stats } => merged.merge(&stats),
         }
     }
@@ -164,7 +166,7 @@ pub fn run(cfg: Config) -> anyhow::Result<Outcomes> {
     if let Some(error) = connect_error {
         bail!("could not connect to {:?}: {error}", cfg.addrs);
     }
-    Ok(Outcomes { stats: merged, measured: cfg.duration })
+    Ok(Outcomes { stats: merged, measured: cfg.duration, timeline: ticks.timeline })
 }
 
 /// Prints one line per second once every executor has reported that second.
@@ -175,6 +177,8 @@ struct TickPrinter {
     pending: std::collections::BTreeMap<u64, (usize, Progress)>,
     so_far: Progress,
     in_warmup: bool,
+    /// Every printed second, summarized (one per second of the run).
+    timeline: Vec<Second>,
 }
 
 impl TickPrinter {
@@ -186,6 +190,7 @@ impl TickPrinter {
             pending: Default::default(),
             so_far: Progress::default(),
             in_warmup: !cfg.warmup.is_zero(),
+            timeline: Vec::new(),
         }
     }
 
@@ -210,6 +215,7 @@ impl TickPrinter {
             self.so_far = Progress::default();
         }
         self.so_far.merge(progress);
+        self.timeline.push(Second::of(second, warmup, progress));
         if self.quiet {
             return;
         }
@@ -306,7 +312,7 @@ impl Executor {
 
     /// Counts a finished call; only calls meant to start inside the window enter the stats.
     fn record(&self, kind: OpKind, started: Instant, latency: Duration, outcome: Outcome) {
-        self.progress.borrow_mut().record(latency, outcome);
+        self.progress.borrow_mut().record(kind, latency, outcome);
         if let Some(p) = self.phases.get() {
             if started >= p.measure_start && started < p.run_end {
                 self.stats.borrow_mut().record(kind, latency, outcome);
@@ -408,7 +414,7 @@ async fn tick(ex: Rc<Executor>, phases: Phases, tx: mpsc::Sender<Msg>) {
         }
         sleep_until(at).await;
         let progress = std::mem::take(&mut *ex.progress.borrow_mut());
-        let _ = tx.send(Msg::Tick { second, progress });
+        let _ = tx.send(Msg::Tick { second, progress: Box::new(progress) });
     }
 }
 

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 
 use hdrhistogram::Histogram;
 use pairdb::rpc::Code;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest latency the histograms hold; longer ones saturate to it.
 pub const MAX_LATENCY_US: u64 = 60_000_000;
@@ -163,22 +163,44 @@ pub struct Progress {
     pub errors: u64,
     /// Latencies of replies, µs.
     pub latency_us: Histogram<u64>,
+    /// Per operation type (indexed by `OpKind as usize`): calls finished, any outcome.
+    pub op_completed: [u64; 3],
+    /// Per operation type: calls that failed.
+    pub op_errors: [u64; 3],
+    /// Per operation type: latencies of replies, µs; allocated on the type's first reply.
+    pub op_latency_us: [Option<Histogram<u64>>; 3],
+    /// Failed calls by gRPC status code.
+    pub errors_by_status: BTreeMap<i32, u64>,
 }
 
 impl Default for Progress {
     fn default() -> Self {
-        Progress { completed: 0, errors: 0, latency_us: new_histogram() }
+        Progress {
+            completed: 0,
+            errors: 0,
+            latency_us: new_histogram(),
+            op_completed: [0; 3],
+            op_errors: [0; 3],
+            op_latency_us: [None, None, None],
+            errors_by_status: BTreeMap::new(),
+        }
     }
 }
 
 impl Progress {
     /// Records one finished call.
-    pub fn record(&mut self, latency: Duration, outcome: Outcome) {
+    pub fn record(&mut self, kind: OpKind, latency: Duration, outcome: Outcome) {
+        let k = kind as usize;
         self.completed += 1;
-        if let Outcome::Error(_) = outcome {
+        self.op_completed[k] += 1;
+        if let Outcome::Error(code) = outcome {
             self.errors += 1;
+            self.op_errors[k] += 1;
+            *self.errors_by_status.entry(code.0).or_default() += 1;
         } else {
-            self.latency_us.saturating_record(latency_us(latency));
+            let us = latency_us(latency);
+            self.latency_us.saturating_record(us);
+            self.op_latency_us[k].get_or_insert_with(new_histogram).saturating_record(us);
         }
     }
 
@@ -187,7 +209,128 @@ impl Progress {
         self.completed += other.completed;
         self.errors += other.errors;
         self.latency_us.add(&other.latency_us).expect("histograms share bounds");
+        for k in 0..3 {
+            self.op_completed[k] += other.op_completed[k];
+            self.op_errors[k] += other.op_errors[k];
+            if let Some(theirs) = &other.op_latency_us[k] {
+                self.op_latency_us[k]
+                    .get_or_insert_with(new_histogram)
+                    .add(theirs)
+                    .expect("histograms share bounds");
+            }
+        }
+        for (code, n) in &other.errors_by_status {
+            *self.errors_by_status.entry(*code).or_default() += n;
+        }
     }
+}
+
+/// One operation type's part of one second of the timeline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SecondOp {
+    /// Calls finished in the second, any outcome.
+    pub completed: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// Latencies of the second's replies.
+    pub latency: Percentiles,
+}
+
+/// One second of the run, every executor merged: the report's per-second timeline.
+///
+/// A second counts the calls that *finished* in it (what the progress lines show), so the warmup
+/// and the drain of calls sent just before the end are attributed by completion time, unlike the
+/// totals, which count calls sent inside the measurement window.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Second {
+    /// Seconds since the load started (warmup included); this entry covers (second - 1, second].
+    pub second: u64,
+    /// Whether the second lies in the warmup.
+    pub warmup: bool,
+    /// Calls finished, any outcome.
+    pub completed: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// Failed calls by gRPC status name.
+    pub errors_by_status: BTreeMap<String, u64>,
+    /// Latencies of every reply of the second.
+    pub latency: Percentiles,
+    /// Per operation type that finished a call in the second.
+    pub operations: BTreeMap<String, SecondOp>,
+}
+
+impl Second {
+    /// Summarizes one merged second.
+    pub fn of(second: u64, warmup: bool, p: &Progress) -> Second {
+        let mut operations = BTreeMap::new();
+        for kind in OpKind::ALL {
+            let k = kind as usize;
+            if p.op_completed[k] == 0 {
+                continue;
+            }
+            let latency = match &p.op_latency_us[k] {
+                Some(h) => Percentiles::of(h),
+                None => Percentiles::of(&new_histogram()),
+            };
+            operations.insert(
+                kind.name().to_owned(),
+                SecondOp { completed: p.op_completed[k], errors: p.op_errors[k], latency },
+            );
+        }
+        Second {
+            second,
+            warmup,
+            completed: p.completed,
+            errors: p.errors,
+            errors_by_status: p
+                .errors_by_status
+                .iter()
+                .map(|(code, n)| (Code(*code).name().into_owned(), *n))
+                .collect(),
+            latency: Percentiles::of(&p.latency_us),
+            operations,
+        }
+    }
+}
+
+/// One point of a latency percentile curve.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Percentile, 0 to 100.
+    pub percentile: f64,
+    /// Latency at that percentile, µs.
+    pub latency_us: u64,
+}
+
+/// The percentile curve of `h`: from the median to 99.999% in steps of a tenth of a "nine"
+/// (`1 - 10^(-k/10)`), then the maximum (percentile 100). Empty when `h` is.
+pub fn percentile_curve(h: &Histogram<u64>) -> Vec<CurvePoint> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    // 1 - 10^-0.3 is 49.9%: start at the median itself instead.
+    let quantiles =
+        std::iter::once(0.5).chain((4..=50).map(|k| 1.0 - 10f64.powf(-k as f64 / 10.0)));
+    let mut points: Vec<CurvePoint> = quantiles
+        .map(|q| CurvePoint { percentile: q * 100.0, latency_us: h.value_at_quantile(q) })
+        .collect();
+    points.push(CurvePoint { percentile: 100.0, latency_us: h.max() });
+    points
+}
+
+/// The percentile curves of a run: `all`, and each operation type that has replies.
+pub fn percentile_curves(stats: &ThreadStats) -> BTreeMap<String, Vec<CurvePoint>> {
+    let mut all = new_histogram();
+    let mut curves = BTreeMap::new();
+    for kind in OpKind::ALL {
+        let h = &stats.ops[kind as usize].latency_us;
+        all.add(h).expect("histograms share bounds");
+        if !h.is_empty() {
+            curves.insert(kind.name().to_owned(), percentile_curve(h));
+        }
+    }
+    curves.insert("all".to_owned(), percentile_curve(&all));
+    curves
 }
 
 fn latency_us(latency: Duration) -> u64 {
@@ -195,7 +338,7 @@ fn latency_us(latency: Duration) -> u64 {
 }
 
 /// Latency percentiles of one operation type, µs.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Percentiles {
     pub p50_us: u64,
     pub p95_us: u64,
@@ -230,7 +373,7 @@ impl Percentiles {
 }
 
 /// One operation type's part of the report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct OpReport {
     pub count: u64,
     pub ok: u64,
@@ -242,7 +385,7 @@ pub struct OpReport {
 }
 
 /// Open-loop schedule keeping.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ScheduleReport {
     /// Target rate, requests per second.
     pub target_rate: f64,
@@ -255,7 +398,7 @@ pub struct ScheduleReport {
 }
 
 /// The final report: the run's settings and what was measured.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     pub settings: serde_json::Value,
     /// Length of the measurement window, seconds (warmup excluded).
@@ -459,5 +602,48 @@ mod tests {
         assert_eq!(report.operations["write"].latency.max_us, 5);
         assert!(!report.operations.contains_key("delete"));
         assert!(report.human().contains("UNAVAILABLE 2"));
+    }
+
+    #[test]
+    fn progress_keeps_operations_and_statuses_apart_and_a_second_summarizes_them() {
+        let mut a = Progress::default();
+        let mut b = Progress::default();
+        for us in 1..=100 {
+            a.record(OpKind::Read, Duration::from_micros(us), Outcome::Ok);
+            b.record(OpKind::Write, Duration::from_micros(1000 + us), Outcome::Ok);
+        }
+        a.record(OpKind::Write, Duration::from_secs(1), Outcome::Error(Code::DEADLINE_EXCEEDED));
+        b.record(OpKind::Read, Duration::from_millis(2), Outcome::Error(Code::UNAVAILABLE));
+        b.record(OpKind::Read, Duration::from_millis(2), Outcome::Error(Code::UNAVAILABLE));
+        a.merge(&b);
+        let second = Second::of(3, false, &a);
+        assert_eq!((second.second, second.completed, second.errors), (3, 203, 3));
+        assert_eq!(second.errors_by_status["UNAVAILABLE"], 2);
+        assert_eq!(second.errors_by_status["DEADLINE_EXCEEDED"], 1);
+        let (read, write) = (&second.operations["read"], &second.operations["write"]);
+        assert_eq!((read.completed, read.errors, read.latency.max_us), (102, 2, 100));
+        assert_eq!((write.completed, write.errors, write.latency.p50_us), (101, 1, 1050));
+        // Failed calls are not timed: the slow error does not reach the latencies.
+        assert_eq!(second.latency.max_us, 1100);
+        assert!(!second.operations.contains_key("delete"));
+    }
+
+    #[test]
+    fn percentile_curve_rises_from_the_median_to_the_maximum() {
+        let mut h = new_histogram();
+        for us in 1..=10_000 {
+            h.record(us).unwrap();
+        }
+        let curve = percentile_curve(&h);
+        assert_eq!(curve.first().map(|p| p.latency_us), Some(h.value_at_quantile(0.5)));
+        assert_eq!(curve.last().map(|p| (p.percentile, p.latency_us)), Some((100.0, h.max())));
+        assert!(h.max() >= 10_000);
+        assert!(curve.windows(2).all(|w| w[0].percentile < w[1].percentile));
+        assert!(curve.windows(2).all(|w| w[0].latency_us <= w[1].latency_us));
+        assert!(percentile_curve(&new_histogram()).is_empty());
+        let mut stats = ThreadStats::default();
+        stats.record(OpKind::Write, Duration::from_micros(7), Outcome::Ok);
+        let curves = percentile_curves(&stats);
+        assert_eq!(curves.keys().collect::<Vec<_>>(), ["all", "write"]);
     }
 }
