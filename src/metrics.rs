@@ -143,6 +143,11 @@ impl Sample {
         Self::number(name, help, Kind::Counter, value as f64)
     }
 
+    /// A counter of a fractional quantity (seconds, for example).
+    pub fn counter_f64(name: &'static str, help: &'static str, value: f64) -> Self {
+        Self::number(name, help, Kind::Counter, value)
+    }
+
     /// A gauge, summed over cores.
     pub fn gauge(name: &'static str, help: &'static str, value: f64) -> Self {
         Self::number(name, help, Kind::Gauge, value)

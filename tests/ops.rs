@@ -227,6 +227,8 @@ fn metrics_and_readiness() {
         "pairdb_hints_replayed_total",
         "pairdb_batch_ops_count",
         "pairdb_storage_node_up",
+        "pairdb_executor_poll_lag_seconds_count",
+        "pairdb_executor_poll_lag_max_seconds",
     ] {
         assert!(lines.iter().any(|(n, _, _)| n == family), "{family} missing:\n{text}");
     }
@@ -296,9 +298,19 @@ fn storage_node_admin_port() {
     );
     assert_eq!(calls, Some(3.0), "{text}");
     assert_eq!(value(&lines, "pairdb_rpc_in_flight", &[("core", "0")]), Some(0.0), "{text}");
-    for engine in ["pairdb_storage_records", "pairdb_storage_disk_bytes"] {
+    for engine in [
+        "pairdb_storage_records",
+        "pairdb_storage_disk_bytes",
+        "pairdb_storage_sealed_memtables",
+        "pairdb_storage_write_stalls_total",
+        "pairdb_storage_write_stall_seconds_total",
+    ] {
         assert!(value(&lines, engine, &[]).is_some(), "{engine} missing:\n{text}");
     }
+    // The stall probe of the core has run by now (every 20 ms), and a fresh node did not stall.
+    assert_eq!(value(&lines, "pairdb_storage_write_stalls_total", &[]), Some(0.0), "{text}");
+    let probes = value(&lines, "pairdb_executor_poll_lag_seconds_count", &[("core", "0")]);
+    assert!(probes.is_some_and(|n| n >= 1.0), "{text}");
     promtool_check(&text);
     // The container health check: `pairdb probe` exits 0 on 200 only.
     let ready = format!("http://{admin}/health/ready");

@@ -226,8 +226,10 @@ impl TickPrinter {
                 p.latency_us.value_at_quantile(0.99) as f64 / 1000.0
             }
         };
+        // The second's worst call: a stall shows here even when it is too short to move a p99.
+        let max_ms = progress.latency_us.max() as f64 / 1000.0;
         eprintln!(
-            "[{second:>4} s] {:<6} {:>9} calls/s  {:>6} errors  p99 so far {:.3} ms (this second {:.3} ms)",
+            "[{second:>4} s] {:<6} {:>9} calls/s  {:>6} errors  p99 so far {:.3} ms (this second {:.3} ms, max {max_ms:.3} ms)",
             if warmup { "warmup" } else { "run" },
             progress.completed,
             progress.errors,

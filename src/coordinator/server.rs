@@ -217,9 +217,12 @@ impl Coordinator {
         let scrapes = self.metrics.register();
         let (scraped, scraped_rpc, scraped_http) =
             (core.clone(), rpc.clone(), http_metrics.clone());
+        let lag = Rc::new(crate::runtime::lag::PollLag::default());
+        glommio::spawn_local(crate::runtime::lag::probe(lag.clone(), shutdown.clone())).detach();
         glommio::spawn_local(metrics::answer_scrapes(scrapes, move || {
             let mut samples = report::samples(&scraped, &scraped_rpc);
             scraped_http.samples(&mut samples);
+            lag.samples(index, &mut samples);
             samples
         }))
         .detach();

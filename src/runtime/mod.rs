@@ -1,6 +1,7 @@
 //! The thread-per-core runtime: one pinned glommio executor per core, and the signals that cross
 //! cores.
 
+pub mod lag;
 pub mod listen;
 pub mod pool;
 pub mod shutdown;

@@ -72,6 +72,22 @@ impl StorageNode {
             health: self.health.clone(),
             extra: Box::new(move |out| match engine.stats() {
                 Ok(s) => {
+                    let stalls = engine.stall_waits();
+                    out.push(Sample::counter(
+                        "pairdb_storage_write_stalls_total",
+                        "Writes that waited for fjall to flush sealed memtables before applying.",
+                        stalls.count,
+                    ));
+                    out.push(Sample::counter_f64(
+                        "pairdb_storage_write_stall_seconds_total",
+                        "Time writes spent waiting for fjall to flush sealed memtables.",
+                        stalls.waited.as_secs_f64(),
+                    ));
+                    out.push(Sample::gauge(
+                        "pairdb_storage_sealed_memtables",
+                        "Sealed memtables waiting for flush (fjall stalls writers at 4).",
+                        engine.sealed_memtables() as f64,
+                    ));
                     out.push(Sample::gauge(
                         "pairdb_storage_records",
                         "Stored records: live keys plus tombstones not yet purged.",
@@ -136,9 +152,12 @@ impl StorageNode {
         // The core index labels per-core metrics (0 outside the pool: benches, tests).
         let core = crate::runtime::pool::current_core().unwrap_or(0);
         let scraped = rpc.clone();
+        let lag = Rc::new(crate::runtime::lag::PollLag::default());
+        glommio::spawn_local(crate::runtime::lag::probe(lag.clone(), shutdown.clone())).detach();
         glommio::spawn_local(metrics::answer_scrapes(self.metrics.register(), move || {
             let mut out = Vec::new();
             scraped.samples(core, &mut out);
+            lag.samples(core, &mut out);
             out
         }))
         .detach();

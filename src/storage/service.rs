@@ -157,10 +157,16 @@ impl StorageService {
     /// [`MAX_FLUSH_WAIT`]; after that the write goes ahead and fjall applies its own
     /// backpressure.
     async fn wait_for_flush(&self) {
-        let give_up = std::time::Instant::now() + MAX_FLUSH_WAIT;
+        if !self.engine.write_stalled() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let give_up = started + MAX_FLUSH_WAIT;
         while self.engine.write_stalled() && std::time::Instant::now() < give_up {
             glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
         }
+        // Counted (`pairdb_storage_write_stall*`), so that a stall shows in the metrics.
+        self.engine.record_stall_wait(started.elapsed());
     }
 
     fn read(&self, req: &ReadRequest) -> Result<ReadResponse, Status> {

@@ -106,6 +106,15 @@ pub const FJALL_STALL_SEALED_MEMTABLES: usize = 4;
 
 const DATA_KEYSPACE: &str = "data";
 
+/// Writes that waited for fjall to flush, and how long in all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StallWaits {
+    /// Writes that waited.
+    pub count: u64,
+    /// Their total wait.
+    pub waited: Duration,
+}
+
 /// When an acknowledged write is on disk.
 ///
 /// | mode          | process crash (SIGKILL) | power loss / kernel crash               |
@@ -284,6 +293,9 @@ pub struct Engine {
     stripes: Box<[Stripe]>,
     key_count: AtomicU64,
     tombstone_count: AtomicU64,
+    /// Writes that waited for a flush ([`Engine::record_stall_wait`]), and their total wait, µs.
+    stall_waits: AtomicU64,
+    stall_wait_us: AtomicU64,
     /// Bumped after every journal write; the syncer skips the fsync when it has not moved.
     journal_writes: Arc<AtomicU64>,
     /// Dropping this sender disconnects `stop_rx`, which stops the syncer and the purgers.
@@ -325,6 +337,8 @@ impl Engine {
             stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
             key_count: AtomicU64::new(0),
             tombstone_count: AtomicU64::new(0),
+            stall_waits: AtomicU64::new(0),
+            stall_wait_us: AtomicU64::new(0),
             journal_writes,
             stop_tx: Some(stop_tx),
             stop_rx,
@@ -345,6 +359,26 @@ impl Engine {
     /// asynchronously first, so the core keeps serving everything else meanwhile.
     pub fn write_stalled(&self) -> bool {
         self.data.sealed_memtable_count() >= FJALL_STALL_SEALED_MEMTABLES
+    }
+
+    /// Sealed memtables waiting for flush: the flush backlog.
+    pub fn sealed_memtables(&self) -> usize {
+        self.data.sealed_memtable_count()
+    }
+
+    /// Counts one wait of a write for [`Engine::write_stalled`] to clear, of `waited`.
+    pub fn record_stall_wait(&self, waited: Duration) {
+        self.stall_waits.fetch_add(1, Ordering::Relaxed);
+        let us = waited.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.stall_wait_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// The writes that waited for a flush so far, and how long they waited in all.
+    pub fn stall_waits(&self) -> StallWaits {
+        StallWaits {
+            count: self.stall_waits.load(Ordering::Relaxed),
+            waited: Duration::from_micros(self.stall_wait_us.load(Ordering::Relaxed)),
+        }
     }
 
     /// Applies `incoming` to what is stored for `(tenant_id, key)` by the winner rule and stores
