@@ -19,8 +19,11 @@
 //!
 //! - [`plan`]: which token ranges each node gains (with the old replicas to copy them from) or
 //!   loses, cut into segments.
+//! - [`sets`]: per stage, which replicas a key's reads and writes go to, and the dual-quorum
+//!   write rule.
 
 pub mod plan;
+pub mod sets;
 
 /// Where one data movement stands; see the module diagram. Stages only move forward along it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
