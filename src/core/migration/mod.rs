@@ -21,7 +21,12 @@
 //!   loses, cut into segments.
 //! - [`sets`]: per stage, which replicas a key's reads and writes go to, and the dual-quorum
 //!   write rule.
+//! - [`driver`]: the state machine of one change: stages, segment streaming from a quorum of
+//!   sources, barriers, cancel, checkpoints, resume after a crash and progress.
+//! - [`messages`]: the driver's actions, checkpoints, failures and errors, as plain data.
 
+pub mod driver;
+pub mod messages;
 pub mod plan;
 pub mod sets;
 
