@@ -1052,4 +1052,48 @@ mod tests {
         m.handle_barrier(Stage::UseNew);
         assert_eq!(m.stage(), Stage::Completed);
     }
+
+    #[test]
+    fn drives_a_real_plan_to_completion() {
+        use crate::core::ring::{Member, Ring};
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, usize, usize)] = &[
+            // before,  after,     rf0, rf1
+            ("a b c",   "a b c d", 3,   3),
+            ("a b c d", "a b d",   3,   3),
+            ("a b c d", "a b c d", 2,   3),
+            ("a b c d", "a b c d", 3,   2),
+        ];
+        for &(before, after, rf0, rf1) in cases {
+            let ring = |epoch, names: &str| {
+                Ring::new(epoch, ids(names).into_iter().map(|id| Member::new(id, 4)).collect())
+            };
+            let (r0, r1) = (ring(1, before).unwrap(), ring(2, after).unwrap());
+            let plan = Plan::new(&r0, &r1, RfChange { rf0, rf1 }, 4);
+            assert!(!plan.segments.is_empty(), "{before} -> {after}");
+            let mut m = Migration::new(ID, plan, Limits::default());
+            m.start().unwrap();
+            m.handle_barrier(Stage::DualWrite);
+            let mut rounds = 0;
+            while m.stage() == Stage::Streaming {
+                rounds += 1;
+                assert!(rounds < 1_000, "streaming does not end");
+                for action in drain_actions(&mut m) {
+                    if let Action::Stream { segment, source, .. } = action {
+                        m.handle_segment_progress(segment, &source, 1, Cursor(vec![1]));
+                        m.handle_segment_done(segment, &source);
+                    }
+                }
+            }
+            m.handle_barrier(Stage::ReadNew);
+            m.handle_barrier(Stage::UseNew);
+            for action in drain_actions(&mut m) {
+                if let Action::Cleanup { node, keep: Side::New, .. } = action {
+                    m.handle_cleanup_done(&node);
+                }
+            }
+            assert_eq!(m.stage(), Stage::Completed, "{before} -> {after} rf {rf0}->{rf1}");
+            assert_eq!(m.segments_done().0, m.segments_done().1);
+        }
+    }
 }
