@@ -22,7 +22,8 @@
 //!   dead, and a segment left with fewer than q(sources) live sources fails the change
 //! ```
 //!
-//! Entering a stage always persists a [`Checkpoint::Stage`] before anything else; entering one
+//! Entering a stage persists a [`Checkpoint::Stage`] before any action of the new stage (only
+//! the [`Action::StopStream`]s of a revert, which end the old one, come first); entering one
 //! that needs a barrier then asks for it ([`Action::WaitBarrier`]) and does nothing more until
 //! [`Migration::handle_barrier`] confirms that every coordinator applied it and older requests
 //! drained. Progress is persisted per page ([`Checkpoint::Segment`]) and per cleaned node, so
