@@ -14,11 +14,14 @@
 //! - [`validate`]: request checks that fail with the client's error.
 //! - [`idempotency`]: what claims, completions, releases and time do to an idempotency record,
 //!   and THE fingerprint of a keyed request.
+//! - [`migration`]: data movement's plan, per-stage read and write sets and driver (not wired to
+//!   the server yet).
 
 pub mod health;
 pub mod hints;
 pub mod idempotency;
 pub mod ids;
+pub mod migration;
 pub mod quorum;
 pub mod read;
 pub mod repair;
