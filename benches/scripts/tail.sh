@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The tail-latency benchmark (docs/PERFORMANCE.md): the 50/50 zipfian mix over 1M keys of 100 B
+# against a fresh `pairdb dev` (rf 3, QUORUM). First a 4 s write burst (so that reads find data),
+# then the mix's saturation, closed loop (8 connections x 32 in flight, SAT_SECS), then an open
+# loop at each of PCTS percent of that saturation for SECS seconds each (default 180: the stalls
+# this hunts come from flushes and compactions that take a while to build up). For each rate it
+# prints p50/p99/p99.9/max over the run and the worst second (the highest per-second max and the
+# highest per-second p99, from the report's timeline), and keeps the HTML report under OUT/.
+# Needs release builds of pairdb and pairdb-loadtest. Every process it starts is stopped by PID;
+# every run is bounded by its duration.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${SECS:-180}
+SAT_SECS=${SAT_SECS:-10}
+PCTS=${PCTS:-"10 30 50 70"}
+OUT=${OUT:-$(mktemp -d /tmp/pairdb-tail.XXXXXX)}
+BIN=target/release
+MIX=(--keys 1000000 --value-size 100 --read-pct 50 --write-pct 50 --distribution zipfian)
+DEV=
+DIR=$(mktemp -d /tmp/pairdb-tail-dev.XXXXXX)
+cleanup() { [ -n "$DEV" ] && kill "$DEV" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$DIR"; }
+trap cleanup EXIT INT TERM
+$BIN/pairdb dev --data-dir "$DIR/dev" --port 56651 --admin-port 56690 > "$DIR/out" 2> "$DIR/err" &
+DEV=$!
+sleep 2
+$BIN/pairdb-loadtest --addr 127.0.0.1:56651 --keys 1000000 --value-size 100 --quiet \
+  --connections 8 --inflight 32 --write-pct 100 --read-pct 0 --duration 4s > /dev/null
+SAT=$($BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --connections 8 --inflight 32 \
+  --duration "${SAT_SECS}s" --warmup 2s --quiet --json | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ok_per_sec"]))')
+echo "saturation of the mix: $SAT ops/s (closed loop 8x32, ${SAT_SECS}s); reports under $OUT"
+for pct in $PCTS; do
+  rate=$((SAT * pct / 100))
+  $BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --rate "$rate" --connections 8 \
+    --duration "${SECS}s" --warmup 2s --quiet --report "$OUT/$pct" > /dev/null
+  python3 - "$OUT/$pct/report.json" "$pct" "$rate" <<'PY'
+import json, sys
+path, pct, rate = sys.argv[1], sys.argv[2], sys.argv[3]
+r = json.load(open(path))
+ms = lambda us: us / 1000
+lat = {}
+for name, op in r["operations"].items():
+    if op["count"]:
+        lat[name] = op["latency"]
+run = [s for s in r["timeline"] if not s["warmup"] and s["completed"]]
+worst_max = max(run, key=lambda s: s["latency"]["max_us"])
+worst_p99 = max(run, key=lambda s: s["latency"]["p99_us"])
+over50 = sum(1 for s in run if s["latency"]["max_us"] > 50_000)
+print(f"{pct:>3}% = {rate}/s: ok/s {r['ok_per_sec']:.0f}, errors {r['errors']}; worst second: max "
+      f"{ms(worst_max['latency']['max_us']):.1f} ms (s {worst_max['second']}), p99 "
+      f"{ms(worst_p99['latency']['p99_us']):.1f} ms (s {worst_p99['second']}); seconds with max > 50 ms: "
+      f"{over50} of {len(run)}")
+for name, l in lat.items():
+    print(f"       {name:6} p50 {ms(l['p50_us']):.3f}  p99 {ms(l['p99_us']):.3f}  p99.9 {ms(l['p999_us']):.3f}"
+          f"  max {ms(l['max_us']):.3f} ms")
+PY
+done
