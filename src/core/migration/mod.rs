@@ -28,6 +28,7 @@
 pub mod driver;
 pub mod messages;
 pub mod plan;
+pub mod progress;
 pub mod sets;
 
 /// Where one data movement stands; see the module diagram. Stages only move forward along it.
