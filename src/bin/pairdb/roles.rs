@@ -1,4 +1,6 @@
-//! The server subcommands: `pairdb storage`, `pairdb coordinator` and `pairdb dev`.
+//! The server subcommands: `pairdb storage`, `pairdb coordinator` and `pairdb dev`. This file
+//! owns their flags and the start sequence the two roles share; `pairdb dev` is in [`dev`] and
+//! the logger in [`logging`].
 //!
 //! Both roles start the same way, in [`serve`]: load the config file (with the `PAIRDB_*`
 //! variables), apply the flags, validate, install the logger, stop there for `--check-config`,
@@ -24,9 +26,7 @@ use clap::Args;
 use glommio::net::TcpListener;
 use pairdb::{
     admin::AdminSource,
-    config::{
-        self, ConfigError, CoordinatorConfig, LogConfig, LogFormat, StorageConfig, StorageNodeEntry,
-    },
+    config::{self, ConfigError, CoordinatorConfig, LogConfig, StorageConfig, StorageNodeEntry},
     coordinator::server::{Coordinator, CoreListeners},
     runtime::{
         listen,
@@ -37,6 +37,12 @@ use pairdb::{
     storage::node::StorageNode,
 };
 use serde::de::DeserializeOwned;
+
+mod dev;
+mod logging;
+
+pub use dev::{run_dev, DevArgs};
+pub use logging::init_logging;
 
 #[derive(Args)]
 pub struct StorageArgs {
@@ -123,29 +129,6 @@ impl ServerArgs {
     }
 }
 
-#[derive(Args)]
-pub struct DevArgs {
-    /// Where the cluster keeps its data (default: pairdb-dev in the system temp directory).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// The coordinator's gRPC port; the storage nodes take the next free ports.
-    #[arg(long, default_value_t = 50051)]
-    port: u16,
-    /// Executors, one per core (0 = one per allowed CPU).
-    #[arg(long, default_value_t = 0)]
-    cores: usize,
-    /// Send storage operations one RPC each instead of as Batch calls (for comparison).
-    #[arg(long)]
-    no_batching: bool,
-    /// The coordinator's admin HTTP port for /metrics and /health/{live,ready} (default 0:
-    /// a free one, printed at start).
-    #[arg(long, default_value_t = 0)]
-    admin_port: u16,
-    /// Serve the coordinator's HTTP/JSON API on this port (0 picks a free one; default: none).
-    #[arg(long)]
-    http_port: Option<u16>,
-}
-
 fn parse_node(s: &str) -> Result<StorageNodeEntry, String> {
     let (id, addr) = s.split_once('=').ok_or("expected ID=HOST:PORT")?;
     let (host, port) = addr.rsplit_once(':').ok_or("expected ID=HOST:PORT")?;
@@ -156,33 +139,6 @@ fn parse_node(s: &str) -> Result<StorageNodeEntry, String> {
         port,
         virtual_nodes: pairdb::core::ring::DEFAULT_VIRTUAL_NODES,
     })
-}
-
-/// Logs to stderr in `log.format`, filtered by `PAIRDB_LOG` when set, else by `log.level`.
-///
-/// Text is coloured only when stderr is a terminal (and `NO_COLOR` is unset or empty): a log
-/// redirected to a file, a pipe or a container runtime's collector stays plain text, with no ANSI
-/// escapes. JSON is never coloured.
-pub fn init_logging(log: &LogConfig) -> anyhow::Result<()> {
-    let filter = match std::env::var("PAIRDB_LOG") {
-        Ok(directive) => tracing_subscriber::EnvFilter::try_new(&directive)
-            .with_context(|| format!("PAIRDB_LOG={directive:?} is not a log filter"))?,
-        Err(_) => tracing_subscriber::EnvFilter::try_new(&log.level)
-            .with_context(|| format!("log.level {:?} is not a log filter", log.level))?,
-    };
-    let logger = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let installed = match log.format {
-        LogFormat::Json => logger.json().with_ansi(false).try_init(),
-        LogFormat::Text => logger.with_ansi(colour_stderr()).try_init(),
-    };
-    installed.map_err(|e| anyhow::anyhow!("installing the logger: {e}"))
-}
-
-/// Whether text logs on stderr get ANSI colours: only on a terminal, and not under `NO_COLOR`
-/// (<https://no-color.org>).
-fn colour_stderr() -> bool {
-    use std::io::IsTerminal as _;
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -518,153 +474,4 @@ impl Announce {
             let _ = std::io::stdout().flush();
         }
     }
-}
-
-// ------------------------------------------------------------------------------------------------
-// `pairdb dev`.
-// ------------------------------------------------------------------------------------------------
-
-/// `pairdb dev`: a coordinator and three storage nodes in one pool, tenant `default` created.
-pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
-    let data_dir = args.data_dir.unwrap_or_else(|| std::env::temp_dir().join("pairdb-dev"));
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let shutdown = Shutdown::new();
-    signals::install(shutdown.clone()).context("installing signal handling")?;
-    let coordinator_reservation =
-        listen::reserve(std::net::SocketAddr::from(([127, 0, 0, 1], args.port)))
-            .with_context(|| format!("port {} is taken; pass --port", args.port))?;
-    // Storage nodes: the next free ports after the coordinator's.
-    let mut storage = Vec::new();
-    let mut reservations = Vec::new();
-    let mut next_port = coordinator_reservation.addr.port().saturating_add(1);
-    for i in 1..=3 {
-        let reservation = loop {
-            if next_port == u16::MAX {
-                anyhow::bail!("no free port for storage node {i}");
-            }
-            let candidate = std::net::SocketAddr::from(([127, 0, 0, 1], next_port));
-            next_port += 1;
-            if let Ok(r) = listen::reserve(candidate) {
-                break r;
-            }
-        };
-        let cfg = StorageConfig {
-            node_id: format!("storage-{i}"),
-            port: reservation.addr.port(),
-            data_dir: data_dir.join(format!("storage-{i}")),
-            ..StorageConfig::default()
-        };
-        let node = StorageNode::open(&cfg, reservation.addr)
-            .with_context(|| format!("opening storage node {i} in {}", cfg.data_dir.display()))?;
-        storage.push((cfg, node));
-        reservations.push(reservation);
-    }
-    let http_reservation = match args.http_port {
-        // SO_REUSEPORT would let it join a listener group of this process: refuse instead.
-        Some(port)
-            if port != 0
-                && (port == coordinator_reservation.addr.port()
-                    || storage.iter().any(|(cfg, _)| cfg.port == port)) =>
-        {
-            anyhow::bail!(
-                "--http-port {port} is the gRPC port of the coordinator or a storage node"
-            )
-        }
-        Some(port) => Some(
-            listen::reserve(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-                .with_context(|| format!("HTTP API port {port} is taken; pass --http-port"))?,
-        ),
-        None => None,
-    };
-    let coordinator_cfg = CoordinatorConfig {
-        port: coordinator_reservation.addr.port(),
-        http_api: pairdb::config::HttpApiSection {
-            port: http_reservation.as_ref().map(|r| r.addr.port()),
-            ..Default::default()
-        },
-        data_dir: data_dir.join("coordinator"),
-        cores: args.cores,
-        batching: !args.no_batching,
-        storage_nodes: storage
-            .iter()
-            .map(|(cfg, _)| StorageNodeEntry {
-                node_id: cfg.node_id.clone(),
-                host: cfg.host.clone(),
-                port: cfg.port,
-                virtual_nodes: pairdb::core::ring::DEFAULT_VIRTUAL_NODES,
-            })
-            .collect(),
-        ..CoordinatorConfig::default()
-    };
-    coordinator_cfg.validate()?;
-    let pool_cfg =
-        PoolConfig { cores: args.cores, name: "pairdb-dev".into(), ..Default::default() };
-    let cores = pool_cfg.effective_cores();
-    let admin_addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.admin_port));
-    let coordinator =
-        Coordinator::open(coordinator_cfg, coordinator_reservation.addr, http_reservation, cores)
-            .context("opening the coordinator's metadata store")?;
-    let admin = start_admin(true, admin_addr, coordinator.admin_source())?;
-    if coordinator.ensure_tenant("default", 3)? {
-        tracing::info!("created tenant default (replication factor 3)");
-    }
-    let addr = coordinator.addr();
-    let nodes: Vec<String> =
-        storage.iter().map(|(c, n)| format!("{} on {}", c.node_id, n.addr())).collect();
-    reservations.push(coordinator_reservation);
-    let http = http_suffix(&coordinator);
-    let http_try = match coordinator.http_addr() {
-        Some(a) => {
-            format!("http: curl -s 'http://{a}/v1/key-value?tenant_id=default&key=greeting'\n")
-        }
-        None => String::new(),
-    };
-    let line = format!(
-        "pairdb dev: coordinator on {addr} ({cores} cores){admin}{http}, storage nodes {}; data in {}\n\
-         try:  pairdb kv put --addr {addr} greeting hello && pairdb kv get --addr {addr} greeting\n\
-         or:   grpcurl -plaintext -d '{{\"tenant_id\":\"default\",\"key\":\"greeting\"}}' {addr} \
-         pairdb.coordinator.v1.CoordinatorService/ReadKeyValue\n\
-         {http_try}\
-         load: cargo run --release -p pairdb-loadtest -- --addr {addr} --duration 10s\n\
-         press Ctrl-C to stop",
-        nodes.join(", "),
-        data_dir.display()
-    );
-    let announce = Announce::many(cores, reservations, line);
-    let storage_nodes: Vec<_> = storage.into_iter().map(|(_, n)| n).collect();
-    pool::run_per_core(&pool_cfg, move |core| {
-        let (coordinator, storage_nodes, shutdown, announce) =
-            (coordinator.clone(), storage_nodes.clone(), shutdown.clone(), announce.clone());
-        async move {
-            let mut serving = Vec::new();
-            for node in storage_nodes {
-                match node.bind() {
-                    Ok(l) => {
-                        serving.push(glommio::spawn_local(node.serve_core(l, shutdown.clone())))
-                    }
-                    Err(e) => {
-                        tracing::error!(core, error = %e, "cannot bind a storage node; shutting down");
-                        shutdown.trigger();
-                        return;
-                    }
-                }
-            }
-            let listener = match coordinator.bind() {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(core, error = %e, "cannot bind the coordinator; shutting down");
-                    shutdown.trigger();
-                    return;
-                }
-            };
-            announce.bound();
-            coordinator.serve_core(core, listener, shutdown).await;
-            for s in serving {
-                s.await;
-            }
-        }
-    })?;
-    tracing::info!("dev cluster stopped");
-    Ok(())
 }

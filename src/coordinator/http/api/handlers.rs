@@ -1,0 +1,333 @@
+//! The route handlers: one per route and method, each turning the request into the protobuf
+//! request of one `CoordinatorService` method, calling the shard's handler for it (the very one
+//! gRPC calls) and turning the answer into JSON. The request bodies they accept are declared
+//! here beside them; the shared conversions are in [`super::json`].
+
+use std::rc::Rc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    json::{
+        body, clock_json, consistency, consistency_name, decode_base64, idempotency_key, no_body,
+        no_query, query, JsonClock,
+    },
+    Request,
+};
+use crate::{
+    coordinator::shard::Shard, error::PairError, proto::coordinator as api, rpc::CallContext,
+};
+
+// ------------------------------------------------------------------------------------------------
+// Key-value.
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteBody {
+    #[serde(default)]
+    tenant_id: String,
+    #[serde(default)]
+    key: String,
+    /// Base64.
+    value: String,
+    #[serde(default)]
+    consistency: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    vector_clock: Option<JsonClock>,
+}
+
+pub(super) async fn write(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_query(req)?;
+    let b: WriteBody = body(req)?;
+    let value = decode_base64(&b.value)
+        .map_err(|e| PairError::invalid(format!("value is not valid base64: {e}")))?;
+    let grpc = api::WriteKeyValueRequest {
+        tenant_id: b.tenant_id,
+        key: b.key,
+        value: Bytes::from(value),
+        consistency: consistency(b.consistency.as_deref())?,
+        idempotency_key: idempotency_key(req.idempotency_key, b.idempotency_key)?,
+        vector_clock: b.vector_clock.map(JsonClock::into_proto).transpose()?,
+    };
+    let r = shard.write_key_value(grpc, ctx).await?;
+    Ok(json!({
+        "key": r.key,
+        "idempotency_key": r.idempotency_key,
+        "vector_clock": clock_json(r.vector_clock.as_ref()),
+        "replica_count": r.replica_count,
+        "consistency": consistency_name(r.consistency),
+        "is_duplicate": r.is_duplicate,
+    }))
+}
+
+pub(super) async fn read(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_body(req)?;
+    let mut q = query(req.query, &["tenant_id", "key", "consistency"])?;
+    let grpc = api::ReadKeyValueRequest {
+        tenant_id: q.remove("tenant_id").unwrap_or_default(),
+        key: q.remove("key").unwrap_or_default(),
+        consistency: consistency(q.get("consistency").map(String::as_str))?,
+    };
+    let r = shard.read_key_value(grpc, ctx).await?;
+    Ok(json!({
+        "key": r.key,
+        "value": base64::engine::general_purpose::STANDARD.encode(&r.value),
+        "vector_clock": clock_json(r.vector_clock.as_ref()),
+        "replica_count": r.replica_count,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    #[serde(default)]
+    tenant_id: String,
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    consistency: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    vector_clock: Option<JsonClock>,
+}
+
+pub(super) async fn delete(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    // The key in the query string, or everything (a vector clock too) in a JSON body.
+    let b = if req.body.is_empty() {
+        let mut q = query(req.query, &["tenant_id", "key", "consistency", "idempotency_key"])?;
+        DeleteBody {
+            tenant_id: q.remove("tenant_id").unwrap_or_default(),
+            key: q.remove("key").unwrap_or_default(),
+            consistency: q.remove("consistency"),
+            idempotency_key: q.remove("idempotency_key"),
+            vector_clock: None,
+        }
+    } else {
+        if !req.query.is_empty() {
+            return Err(PairError::invalid(
+                "send the key either in the query string or in a JSON body, not both",
+            ));
+        }
+        body(req)?
+    };
+    let grpc = api::DeleteKeyValueRequest {
+        tenant_id: b.tenant_id,
+        key: b.key,
+        consistency: consistency(b.consistency.as_deref())?,
+        idempotency_key: idempotency_key(req.idempotency_key, b.idempotency_key)?,
+        vector_clock: b.vector_clock.map(JsonClock::into_proto).transpose()?,
+    };
+    let r = shard.delete_key_value(grpc, ctx).await?;
+    Ok(json!({
+        "key": r.key,
+        "vector_clock": clock_json(r.vector_clock.as_ref()),
+        "replica_count": r.replica_count,
+        "idempotency_key": r.idempotency_key,
+        "is_duplicate": r.is_duplicate,
+    }))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Tenants.
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenantBody {
+    #[serde(default)]
+    tenant_id: String,
+    #[serde(default)]
+    replication_factor: i32,
+}
+
+pub(super) async fn create_tenant(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_query(req)?;
+    let b: CreateTenantBody = body(req)?;
+    let grpc = api::CreateTenantRequest {
+        tenant_id: b.tenant_id,
+        replication_factor: b.replication_factor,
+    };
+    let r = shard.create_tenant(grpc, ctx).await?;
+    Ok(json!({
+        "tenant_id": r.tenant_id,
+        "replication_factor": r.replication_factor,
+        "created_at": r.created_at.to_string(),
+    }))
+}
+
+pub(super) async fn get_tenant(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    id: &str,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_query(req)?;
+    no_body(req)?;
+    let r = shard.get_tenant(api::GetTenantRequest { tenant_id: id.to_owned() }, ctx).await?;
+    Ok(json!({
+        "tenant_id": r.tenant_id,
+        "replication_factor": r.replication_factor,
+        "created_at": r.created_at.to_string(),
+        "updated_at": r.updated_at.to_string(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplicationFactorBody {
+    /// The proto calls it `new_replication_factor`; both names are accepted.
+    #[serde(alias = "new_replication_factor")]
+    replication_factor: i32,
+}
+
+pub(super) async fn update_replication_factor(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    id: &str,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_query(req)?;
+    let b: ReplicationFactorBody = body(req)?;
+    let grpc = api::UpdateReplicationFactorRequest {
+        tenant_id: id.to_owned(),
+        new_replication_factor: b.replication_factor,
+    };
+    let r = shard.update_replication_factor(grpc, ctx).await?;
+    Ok(json!({
+        "tenant_id": r.tenant_id,
+        "old_replication_factor": r.old_replication_factor,
+        "new_replication_factor": r.new_replication_factor,
+        "migration_id": r.migration_id,
+        "updated_at": r.updated_at.to_string(),
+    }))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Storage nodes and migrations.
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddNodeBody {
+    #[serde(default)]
+    node_id: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    port: i32,
+    #[serde(default)]
+    virtual_nodes: i32,
+}
+
+pub(super) async fn add_storage_node(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_query(req)?;
+    let b: AddNodeBody = body(req)?;
+    let grpc = api::AddStorageNodeRequest {
+        node_id: b.node_id,
+        host: b.host,
+        port: b.port,
+        virtual_nodes: b.virtual_nodes,
+    };
+    let r = shard.add_storage_node(grpc, ctx).await?;
+    Ok(json!({ "node_id": r.node_id, "migration_id": r.migration_id, "message": r.message }))
+}
+
+pub(super) async fn list_storage_nodes(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_query(req)?;
+    no_body(req)?;
+    let r = shard.list_storage_nodes(api::ListStorageNodesRequest {}, ctx).await?;
+    let nodes: Vec<Value> = r
+        .nodes
+        .into_iter()
+        .map(|n| {
+            json!({
+                "node_id": n.node_id,
+                "host": n.host,
+                "port": n.port,
+                "status": n.status,
+                "virtual_nodes": n.virtual_nodes,
+                "keys_count": n.keys_count.to_string(),
+                "disk_usage_percent": n.disk_usage_percent,
+            })
+        })
+        .collect();
+    Ok(json!({ "nodes": nodes }))
+}
+
+pub(super) async fn remove_storage_node(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    id: &str,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_body(req)?;
+    let q = query(req.query, &["force"])?;
+    let force = match q.get("force").map(String::as_str) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") | Some("") => true,
+        Some(other) => {
+            return Err(PairError::invalid(format!("force must be true or false, not {other:?}")))
+        }
+    };
+    let grpc = api::RemoveStorageNodeRequest { node_id: id.to_owned(), force };
+    let r = shard.remove_storage_node(grpc, ctx).await?;
+    Ok(json!({ "node_id": r.node_id, "migration_id": r.migration_id, "message": r.message }))
+}
+
+pub(super) async fn get_migration(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    id: &str,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_query(req)?;
+    no_body(req)?;
+    let grpc = api::GetMigrationStatusRequest { migration_id: id.to_owned() };
+    let r = shard.get_migration_status(grpc, ctx).await?;
+    let progress = r.progress.unwrap_or_default();
+    Ok(json!({
+        "migration_id": r.migration_id,
+        "migration_type": r.migration_type,
+        "node_id": r.node_id,
+        "status": r.status,
+        "progress": {
+            "keys_migrated": progress.keys_migrated.to_string(),
+            "total_keys": progress.total_keys.to_string(),
+            "percentage": progress.percentage,
+        },
+        "started_at": r.started_at.to_string(),
+        "completed_at": r.completed_at.to_string(),
+        "error_message": r.error_message,
+    }))
+}
