@@ -335,13 +335,15 @@ impl MetricsHub {
     /// Asks every core for its samples and waits up to `timeout` for the answers. Returns the
     /// merged samples and how many cores did not answer. Blocking: call off the cores.
     pub fn scrape(&self, timeout: Duration) -> (Vec<Sample>, usize) {
-        let (tx, rx) = flume::unbounded();
         let asked = {
             let cores = self.cores.lock().unwrap_or_else(|p| p.into_inner());
-            cores.iter().filter(|c| c.try_send(tx.clone()).is_ok()).count()
+            // One answer per core at most: a channel of that size never blocks a core.
+            let (tx, rx) = flume::bounded(cores.len().max(1));
+            let asked = cores.iter().filter(|c| c.try_send(tx.clone()).is_ok()).count();
+            (asked, rx)
         };
+        let (asked, rx) = asked;
         let registered = self.cores.lock().map(|c| c.len()).unwrap_or(asked);
-        drop(tx);
         let deadline = Instant::now() + timeout;
         let mut samples = Vec::new();
         let mut answered = 0;

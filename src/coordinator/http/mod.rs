@@ -24,7 +24,7 @@
 //! No authentication: gRPC has none yet either; when it does, this takes the same.
 
 use std::{
-    cell::{Cell, RefCell},
+    cell::RefCell,
     net::SocketAddr,
     panic::AssertUnwindSafe,
     pin::{pin, Pin},
@@ -136,42 +136,20 @@ pub async fn serve(
     shutdown: Shutdown,
     drain_timeout: Duration,
 ) {
-    let open = Rc::new(Cell::new(0usize));
-    let mut stop = pin!(shutdown.wait());
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            (&mut stop).await;
-            None
-        })
-        .await;
-        let stream = match accepted {
-            None => break,
-            Some(Ok(stream)) => stream,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "HTTP API accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if open.get() >= MAX_CONNECTIONS_PER_CORE {
-            tracing::warn!(limit = MAX_CONNECTIONS_PER_CORE, "HTTP API connection limit reached");
-            drop(stream);
-            continue;
-        }
-        open.set(open.get() + 1);
-        let (shard, shutdown, open) = (shard.clone(), shutdown.clone(), open.clone());
-        let metrics = metrics.clone();
-        glommio::spawn_local(async move {
-            Connection::new(stream, max_body, metrics).serve(shard, shutdown).await;
-            open.set(open.get() - 1);
-        })
-        .detach();
-    }
-    drop(listener);
-    let deadline = Instant::now() + drain_timeout;
-    while open.get() > 0 && Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
-    }
+    let limit = MAX_CONNECTIONS_PER_CORE;
+    let stop = shutdown.clone();
+    crate::runtime::accept::serve_connections(
+        listener,
+        "http-api",
+        limit,
+        &stop,
+        drain_timeout,
+        |stream| {
+            let (shard, shutdown, metrics) = (shard.clone(), shutdown.clone(), metrics.clone());
+            async move { Connection::new(stream, max_body, metrics).serve(shard, shutdown).await }
+        },
+    )
+    .await;
 }
 
 /// What the head says about the request, owned (the buffer it was parsed from moves on).

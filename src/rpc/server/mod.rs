@@ -27,7 +27,6 @@
 //! replies, statuses and trailers.
 
 use std::{
-    cell::Cell,
     future::{poll_fn, Future},
     net::SocketAddr,
     panic::AssertUnwindSafe,
@@ -105,46 +104,17 @@ pub async fn serve(
     shutdown: Shutdown,
     drain_timeout: Duration,
 ) {
-    let open = Rc::new(Cell::new(0usize));
-    let mut stop = pin!(shutdown.wait());
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            (&mut stop).await;
-            None
-        })
-        .await;
-        let stream = match accepted {
-            None => break,
-            Some(Ok(stream)) => stream,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "accept failed");
-                // Out of descriptors or memory: back off instead of spinning on the error.
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        if open.get() >= config.max_connections_per_core {
-            tracing::warn!(
-                limit = config.max_connections_per_core,
-                "connection limit reached; closing"
-            );
-            drop(stream);
-            continue;
-        }
-        open.set(open.get() + 1);
-        let (router, config, shutdown, open) =
-            (router.clone(), config.clone(), shutdown.clone(), open.clone());
-        glommio::spawn_local(async move {
-            serve_connection(stream, router, config, shutdown).await;
-            open.set(open.get() - 1);
-        })
-        .detach();
-    }
-    drop(listener);
-    let deadline = Instant::now() + drain_timeout;
-    while open.get() > 0 && Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
-    }
+    let limit = config.max_connections_per_core;
+    let stop = shutdown.clone();
+    crate::runtime::accept::serve_connections(
+        listener,
+        "grpc",
+        limit,
+        &stop,
+        drain_timeout,
+        |stream| serve_connection(stream, router.clone(), config.clone(), shutdown.clone()),
+    )
+    .await;
 }
 
 /// Serves one HTTP/2 connection until the peer leaves or a graceful shutdown completes.
