@@ -33,7 +33,7 @@ pub fn samples(core: &Core, rpc: &RpcMetrics) -> Vec<Sample> {
         (
             "pairdb_read_repairs_dropped_total",
             "Read repairs dropped (queue full or attempts exhausted).",
-            s.repairs_dropped.get(),
+            repairs.dropped_full + repairs.dropped_attempts,
         ),
         (
             "pairdb_read_repair_retries_total",

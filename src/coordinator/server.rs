@@ -264,7 +264,10 @@ impl Coordinator {
             failed_ops = core.link_stats.failed_ops.get(),
             repairs_queued = core.repairs.borrow().stats().queued,
             repairs_done = core.repairs.borrow().stats().done,
-            repairs_dropped = core.stats.repairs_dropped.get(),
+            repairs_dropped = {
+                let r = core.repairs.borrow().stats();
+                r.dropped_full + r.dropped_attempts
+            },
             hints_stored = core.stats.hints_stored.get(),
             hints_dropped = core.stats.hints_dropped.get(),
             quorum_failures = core.stats.quorum_failures.get(),

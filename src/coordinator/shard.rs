@@ -58,8 +58,6 @@ const REPAIR_BACKOFF: Duration = Duration::from_millis(100);
 /// Counters of one core, read into metrics.
 #[derive(Default)]
 pub struct CoreStats {
-    /// Read repairs dropped (queue full or attempts exhausted).
-    pub repairs_dropped: Cell<u64>,
     /// Reads whose late replies were not awaited because [`MAX_UNSETTLED_READS`] were.
     pub repairs_skipped: Cell<u64>,
     /// Hints the hint store accepted (stored or merged into a stored hint of the same key).
@@ -480,10 +478,9 @@ impl Shard {
         format!("{:032x}", self.rng.borrow_mut().random::<u128>())
     }
 
-    /// Queues read repairs; a full queue drops (and counts) them.
+    /// Queues read repairs; a full queue drops them (counted by the queue).
     pub fn enqueue_repair(self: &Rc<Self>, job: RepairJob) {
         if !self.repairs.borrow_mut().handle_enqueue(job) {
-            self.stats.repairs_dropped.set(self.stats.repairs_dropped.get() + 1);
             return;
         }
         if !self.repair_worker_running.get() {
@@ -516,11 +513,7 @@ impl Shard {
                 sent.push(async move { (id, reply.await.1.is_ok()) });
             }
             if let Some((id, ok)) = sent.next().await {
-                let before = self.repairs.borrow().stats().dropped_attempts;
                 self.repairs.borrow_mut().handle_result(id, ok, Instant::now());
-                if self.repairs.borrow().stats().dropped_attempts > before {
-                    self.stats.repairs_dropped.set(self.stats.repairs_dropped.get() + 1);
-                }
                 continue;
             }
             let due = self.repairs.borrow().poll_timeout();
