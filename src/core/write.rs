@@ -203,16 +203,13 @@ pub(crate) fn tried<'a>(
             format!("{node} {report}")
         })
         .collect();
-    if parts.len() < rf {
+    // Too few nodes for the level: the machine sent nothing, and that is what to say.
+    if parts.len() < rf && parts.iter().all(|p| p.ends_with("pending")) {
         let have = parts.len();
-        let mut s = format!(
+        return format!(
             "the ring holds only {have} storage node{} for replication factor {rf}; nothing was sent",
             if have == 1 { "" } else { "s" }
         );
-        if have > 0 && parts.iter().any(|p| !p.ends_with("pending")) {
-            s = format!("asked {have} of rf {rf}: {}", parts.join(", "));
-        }
-        return s;
     }
     format!("asked {} of rf {rf}: {}", parts.len(), parts.join(", "))
 }
