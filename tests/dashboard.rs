@@ -20,10 +20,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{
-    channel, coordinator_path, eventually, repo_root, run_local, CoordinatorOptions,
-    CoordinatorProcess, StorageProcess, CALL_TIMEOUT,
-};
+use common::{channel, coordinator_path, eventually, repo_root, run_local, CALL_TIMEOUT};
 use pairdb::{admin, proto::coordinator as api};
 use serde_json::Value;
 
@@ -340,22 +337,8 @@ fn scrape(admin: SocketAddr) -> String {
 #[test]
 fn every_queried_metric_is_exported() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let storage: Vec<StorageProcess> = (1..=3)
-        .map(|i| {
-            let id = format!("dash-s{i}");
-            StorageProcess::start(&tmp.path().join(&id), &id)
-        })
-        .collect();
-    let nodes = storage.iter().map(|s| (s.node_id.clone(), s.addr)).collect();
-    let coordinator = CoordinatorProcess::start(
-        &tmp.path().join("coordinator"),
-        &CoordinatorOptions {
-            node_id: "dash-coord",
-            cores: 1,
-            storage_nodes: nodes,
-            config_yaml: "health_check_interval_ms: 200\n",
-        },
-    );
+    let common::TestCluster { storage, coordinator } =
+        common::start_cluster(tmp.path(), "dash", 3, 1, "health_check_interval_ms: 200\n");
     let (addr, admin) = (coordinator.addr, coordinator.admin);
     run_local(move || async move {
         eventually("the coordinator is ready", Duration::from_secs(10), || async {

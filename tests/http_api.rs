@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use common::{CoordinatorOptions, CoordinatorProcess, StorageProcess};
+use common::{CoordinatorProcess, StorageProcess};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -24,22 +24,8 @@ struct Cluster {
 
 fn start(name: &str, config_yaml: &str, storage_nodes: usize) -> Cluster {
     let tmp = tempfile::Builder::new().prefix(&format!("pairdb-http-{name}-")).tempdir().unwrap();
-    let storage: Vec<StorageProcess> = (1..=storage_nodes)
-        .map(|i| {
-            let id = format!("{name}-s{i}");
-            StorageProcess::start(&tmp.path().join(&id), &id)
-        })
-        .collect();
-    let nodes = storage.iter().map(|s| (s.node_id.clone(), s.addr)).collect();
-    let coordinator = CoordinatorProcess::start(
-        &tmp.path().join("coordinator"),
-        &CoordinatorOptions {
-            node_id: &format!("{name}-coord"),
-            cores: 1,
-            storage_nodes: nodes,
-            config_yaml,
-        },
-    );
+    let common::TestCluster { storage, coordinator } =
+        common::start_cluster(tmp.path(), name, storage_nodes, 1, config_yaml);
     Cluster { _tmp: tmp, _storage: storage, coordinator }
 }
 

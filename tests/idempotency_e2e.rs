@@ -14,7 +14,7 @@ mod common;
 use std::fmt::Debug;
 
 use bytes::Bytes;
-use common::{channel, run_local, CoordinatorOptions, CoordinatorProcess, StorageProcess};
+use common::{channel, run_local, CoordinatorProcess, StorageProcess};
 use pairdb::{
     proto::coordinator as api,
     rpc::{Code, Status},
@@ -57,21 +57,8 @@ impl Cluster {
             .prefix(&format!("pairdb-e2e-{name}-"))
             .tempdir()
             .expect("tempdir");
-        let storage: Vec<StorageProcess> = (1..=3)
-            .map(|i| {
-                let id = format!("{name}-s{i}");
-                StorageProcess::start(&tmp.path().join(&id), &id)
-            })
-            .collect();
-        let coordinator = CoordinatorProcess::start(
-            &tmp.path().join("coordinator"),
-            &CoordinatorOptions {
-                node_id: &format!("{name}-coord"),
-                cores: 1,
-                storage_nodes: storage.iter().map(|s| (s.node_id.clone(), s.addr)).collect(),
-                config_yaml: "",
-            },
-        );
+        let common::TestCluster { storage, coordinator } =
+            common::start_cluster(tmp.path(), name, 3, 1, "");
         let cluster = Cluster { _tmp: tmp, _storage: storage, coordinator };
         wait_active(cluster.coordinator.addr, 3);
         cluster

@@ -23,8 +23,7 @@ use std::{
 
 use bytes::Bytes;
 use common::{
-    channel, coordinator_path, run_local, CoordinatorOptions, CoordinatorProcess, StorageProcess,
-    CALL_TIMEOUT,
+    channel, coordinator_path, run_local, CoordinatorProcess, StorageProcess, CALL_TIMEOUT,
 };
 use pairdb::{
     proto::coordinator as api,
@@ -48,23 +47,8 @@ fn start(name: &str) -> Cluster {
 
 fn start_with(name: &str, config_yaml: &str) -> Cluster {
     let tmp = tempfile::Builder::new().prefix(&format!("pairdb-fix-{name}-")).tempdir().unwrap();
-    let storage: Vec<StorageProcess> = (1..=3)
-        .map(|i| {
-            let id = format!("{name}-s{i}");
-            StorageProcess::start(&tmp.path().join(&id), &id)
-        })
-        .collect();
-    let nodes: Vec<(String, SocketAddr)> =
-        storage.iter().map(|s| (s.node_id.clone(), s.addr)).collect();
-    let coordinator = CoordinatorProcess::start(
-        &tmp.path().join("coordinator"),
-        &CoordinatorOptions {
-            node_id: &format!("{name}-coord"),
-            cores: 1,
-            storage_nodes: nodes,
-            config_yaml,
-        },
-    );
+    let common::TestCluster { storage, coordinator } =
+        common::start_cluster(tmp.path(), name, 3, 1, config_yaml);
     Cluster { _tmp: tmp, storage, coordinator }
 }
 

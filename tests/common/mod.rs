@@ -366,6 +366,42 @@ impl Drop for CoordinatorProcess {
     }
 }
 
+/// A coordinator (`{name}-coord`, `cores` cores) in front of `nodes` storage nodes
+/// (`{name}-s1`, ...), each process in its own folder under `dir`.
+pub struct TestCluster {
+    /// The storage nodes, in order.
+    pub storage: Vec<StorageProcess>,
+    /// The coordinator, which knows every node.
+    pub coordinator: CoordinatorProcess,
+}
+
+/// Starts a [`TestCluster`]; `config_yaml` is the coordinator's config (see
+/// [`CoordinatorOptions::config_yaml`]).
+pub fn start_cluster(
+    dir: &Path,
+    name: &str,
+    nodes: usize,
+    cores: usize,
+    config_yaml: &str,
+) -> TestCluster {
+    let storage: Vec<StorageProcess> = (1..=nodes)
+        .map(|i| {
+            let id = format!("{name}-s{i}");
+            StorageProcess::start(&dir.join(&id), &id)
+        })
+        .collect();
+    let coordinator = CoordinatorProcess::start(
+        &dir.join("coordinator"),
+        &CoordinatorOptions {
+            node_id: &format!("{name}-coord"),
+            cores,
+            storage_nodes: storage.iter().map(|s| (s.node_id.clone(), s.addr)).collect(),
+            config_yaml,
+        },
+    );
+    TestCluster { storage, coordinator }
+}
+
 /// How often [`eventually`] probes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
