@@ -76,6 +76,17 @@ pub enum PairError {
     /// The node still holds data (or cannot be shown not to) and removing it would lose copies.
     #[error("{0}")]
     NodeInUse(String),
+    /// Another change of the ring or of a replication factor is running; one runs at a time.
+    #[error("{0}")]
+    MigrationInProgress(String),
+    /// The migration has moved reads and writes to the new placement (or ended): going back
+    /// would lose writes the old replicas no longer get.
+    #[error("{0}")]
+    MigrationNotCancellable(String),
+    /// This coordinator lost contact with the cluster's migration barrier and refuses key-value
+    /// traffic until it has caught up, so that it never writes to a placement the others left.
+    #[error("{0}")]
+    PlacementStale(String),
     /// Too few replicas answered; `tried` says which were asked and what each did.
     #[error("quorum not reached: {acks} of {required} required replicas answered ({tried})")]
     QuorumNotReached {

@@ -285,6 +285,7 @@ impl Shard {
             started_at: m.started_at,
             completed_at: m.completed_at,
             error_message: m.error_message,
+            ..Default::default()
         })
     }
 

@@ -261,6 +261,11 @@ impl From<&PairError> for Status {
             E::TenantExists(_) => (Code::ALREADY_EXISTS, "TENANT_EXISTS"),
             E::NodeExists(_) => (Code::ALREADY_EXISTS, "NODE_EXISTS"),
             E::NodeInUse(_) => (Code::FAILED_PRECONDITION, "NODE_IN_USE"),
+            E::MigrationInProgress(_) => (Code::FAILED_PRECONDITION, "MIGRATION_IN_PROGRESS"),
+            E::MigrationNotCancellable(_) => {
+                (Code::FAILED_PRECONDITION, "MIGRATION_NOT_CANCELLABLE")
+            }
+            E::PlacementStale(_) => (Code::UNAVAILABLE, "PLACEMENT_STALE"),
             E::QuorumNotReached { .. } => (Code::UNAVAILABLE, "QUORUM_NOT_REACHED"),
             E::IdempotencyKeyConflict { .. } => {
                 (Code::FAILED_PRECONDITION, "IDEMPOTENCY_KEY_CONFLICT")

@@ -109,6 +109,7 @@ impl StorageService {
                         status: "SERVING".into(),
                         node_id: h.node_id.clone(),
                         uptime_seconds: h.started.elapsed().as_secs(),
+                        ..Default::default()
                     };
                     async move { Ok(reply) }
                 },
@@ -129,6 +130,7 @@ impl StorageService {
                         tombstone_count: s.tombstone_count,
                         disk_bytes: s.disk_bytes,
                         disk_usage_percent: s.disk_usage_percent,
+                        ..Default::default()
                     });
                 async move { result }
             })
