@@ -155,6 +155,7 @@ fn migration(id: &str, node_id: &str) -> MigrationRecord {
         started_at: 300,
         completed_at: 0,
         error_message: String::new(),
+        ..Default::default()
     }
 }
 

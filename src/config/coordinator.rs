@@ -98,6 +98,54 @@ pub struct CoordinatorConfig {
     pub metadata: MetadataSection,
     /// Where idempotency records live.
     pub idempotency: IdempotencySection,
+    /// Data movement: throttles, the coordinator lease, the longest migration.
+    pub migration: MigrationSection,
+}
+
+/// The `migration:` section: how fast data moves when nodes join or leave or a replication
+/// factor changes, and the bounds that keep it safe.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationSection {
+    /// Cluster-wide cap on bytes streamed per second (keys plus values).
+    pub max_bytes_per_sec: u64,
+    /// Segments streaming at once, cluster-wide.
+    pub max_active_segments: usize,
+    /// Streams reading from, or writing to, one storage node at once.
+    pub max_streams_per_node: usize,
+    /// Entries per streamed page (one ScanRange call, then one Batch of repairs).
+    pub page_entries: u32,
+    /// A page's write to its target slower than this halves the stream rate (foreground
+    /// traffic shares the target); faster pages win the rate back step by step. Milliseconds.
+    pub backoff_latency_ms: u64,
+    /// A coordinator that could not report to the metadata store for this long refuses
+    /// key-value traffic (PLACEMENT_STALE) until it has caught up; a migration stage advances
+    /// without it only after this much longer. Milliseconds.
+    pub coordinator_lease_ms: u64,
+    /// Longest a migration may run; it must stay below `tombstone_grace_secs`, or a delete could
+    /// be purged on one replica before the moved copies of the key reach it.
+    pub max_duration_secs: u64,
+    /// The storage nodes' `tombstone_grace_secs` (the same value; the default is theirs).
+    pub tombstone_grace_secs: u64,
+    /// How often a storage node's incarnation is compared, and a node found restarted with a
+    /// wiped data directory is refilled from the other replicas (anti-entropy). Milliseconds.
+    pub anti_entropy_interval_ms: u64,
+}
+
+impl Default for MigrationSection {
+    fn default() -> Self {
+        Self {
+            max_bytes_per_sec: 64 << 20,
+            max_active_segments: 8,
+            max_streams_per_node: 2,
+            page_entries: 256,
+            backoff_latency_ms: 50,
+            coordinator_lease_ms: 2000,
+            max_duration_secs: 24 * 3600,
+            tombstone_grace_secs: super::DEFAULT_TOMBSTONE_GRACE.as_secs(),
+            anti_entropy_interval_ms: 1000,
+        }
+    }
 }
 
 /// The `http_api:` section: the HTTP/1.1 + JSON API (`/v1/key-value`, `/v1/tenants`,
@@ -234,6 +282,7 @@ impl Default for CoordinatorConfig {
             log: LogConfig::default(),
             metadata: MetadataSection::default(),
             idempotency: IdempotencySection::default(),
+            migration: MigrationSection::default(),
         }
     }
 }
@@ -304,7 +353,33 @@ impl CoordinatorConfig {
         if self.idempotency.redis_timeout_ms == 0 {
             return Err(invalid("idempotency.redis_timeout_ms", "must be at least 1"));
         }
+        let m = &self.migration;
+        for (field, v) in [
+            ("migration.max_bytes_per_sec", m.max_bytes_per_sec),
+            ("migration.max_active_segments", m.max_active_segments as u64),
+            ("migration.max_streams_per_node", m.max_streams_per_node as u64),
+            ("migration.backoff_latency_ms", m.backoff_latency_ms),
+            ("migration.coordinator_lease_ms", m.coordinator_lease_ms),
+            ("migration.max_duration_secs", m.max_duration_secs),
+            ("migration.anti_entropy_interval_ms", m.anti_entropy_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be at least 1"));
+            }
+        }
+        if !(1..=10_000).contains(&m.page_entries) {
+            return Err(invalid("migration.page_entries", "must be between 1 and 10000"));
+        }
+        if m.max_duration_secs >= m.tombstone_grace_secs {
+            return Err(invalid(
+                "migration.max_duration_secs",
+                "must be below migration.tombstone_grace_secs (the storage nodes' tombstone \
+                 grace): a longer migration could resurrect deleted keys",
+            ));
+        }
         check_durations(&[
+            ("migration.max_duration_secs", m.max_duration_secs),
+            ("migration.tombstone_grace_secs", m.tombstone_grace_secs),
             ("hint_retention_secs", self.hint_retention_secs),
             ("idempotency_ttl_secs", self.idempotency_ttl_secs),
             ("shutdown_timeout_secs", self.shutdown_timeout_secs),

@@ -193,6 +193,8 @@ async fn check_health(core: &Rc<Core>, health: &mut NodeHealth) -> bool {
 }
 
 /// Replays stored hints to every node that is up, a page at a time, one Batch call per page.
+/// A hint whose target no longer holds its key (the node left the ring, or a data movement
+/// moved the key's replicas) goes to the key's current replicas instead, as a repair.
 pub async fn replay_hints(core: &Rc<Core>) {
     let store = core.shared.hints.clone();
     let counts = match blocking(move || store.pending_counts()).await {
@@ -206,16 +208,16 @@ pub async fn replay_hints(core: &Rc<Core>) {
         if pending == 0 {
             continue;
         }
-        let Some(link) = core.link(&NodeId::new(node_id.clone())) else {
-            continue;
-        };
-        if link.is_down() {
-            continue;
+        let node = NodeId::new(node_id.clone());
+        let member = core.node(&node_id).is_some();
+        let link = core.link(&node).filter(|l| !l.is_down());
+        if link.is_none() && member {
+            continue; // down: kept until it comes back
         }
         loop {
             let store = core.shared.hints.clone();
-            let node = node_id.clone();
-            let page = match blocking(move || store.hints_for(&node, REPLAY_PAGE)).await {
+            let target = node_id.clone();
+            let page = match blocking(move || store.hints_for(&target, REPLAY_PAGE)).await {
                 Ok(p) if !p.is_empty() => p,
                 Ok(_) => break,
                 Err(e) => {
@@ -224,43 +226,87 @@ pub async fn replay_hints(core: &Rc<Core>) {
                 }
             };
             let full_page = page.len() == REPLAY_PAGE;
-            let request = pb::BatchRequest {
-                operations: page
-                    .iter()
-                    .map(|(_, h)| pb::BatchOperation {
-                        op: Some(Op::Repair(pb::RepairRequest {
-                            tenant_id: h.tenant_id.clone(),
-                            key: h.key.clone(),
-                            version: Some((&h.version).into()),
-                        })),
-                    })
-                    .collect(),
-            };
-            // Sent directly, not through the link's queue: a failed replay must not become a
-            // new hint of itself.
-            let reply = link
-                .call::<_, pb::BatchResponse>("/pairdb.storage.v1.StorageService/Batch", &request)
-                .await;
-            let Ok(reply) = reply else { break };
-            let delivered: Vec<u64> = page
-                .iter()
-                .zip(&reply.results)
-                .filter(|(_, r)| !matches!(r.result, Some(BatchOutcome::Error(_)) | None))
-                .map(|((id, _), _)| *id)
-                .collect();
+            let mut direct = Vec::new();
+            let mut delivered: Vec<u64> = Vec::new();
+            let mut redirected = 0u64;
+            for (id, h) in &page {
+                let owners = current_owners(core, &h.tenant_id, &h.key).await;
+                match owners {
+                    Some(owners) if !owners.contains(&node) => {
+                        for owner in owners {
+                            let op = Op::Repair(pb::RepairRequest {
+                                tenant_id: h.tenant_id.clone(),
+                                key: h.key.clone(),
+                                version: Some((&h.version).into()),
+                            });
+                            // Through the owner's link: a miss there is a hint for the owner.
+                            glommio::spawn_local(core.send(owner, op)).detach();
+                        }
+                        redirected += 1;
+                        delivered.push(*id);
+                    }
+                    _ => direct.push((*id, h)),
+                }
+            }
+            if let (Some(link), false) = (&link, direct.is_empty()) {
+                let request = pb::BatchRequest {
+                    operations: direct
+                        .iter()
+                        .map(|(_, h)| pb::BatchOperation {
+                            op: Some(Op::Repair(pb::RepairRequest {
+                                tenant_id: h.tenant_id.clone(),
+                                key: h.key.clone(),
+                                version: Some((&h.version).into()),
+                            })),
+                        })
+                        .collect(),
+                };
+                // Sent directly, not through the link's queue: a failed replay must not become
+                // a new hint of itself.
+                let reply = link
+                    .call::<_, pb::BatchResponse>(
+                        "/pairdb.storage.v1.StorageService/Batch",
+                        &request,
+                    )
+                    .await;
+                if let Ok(reply) = reply {
+                    delivered.extend(
+                        direct
+                            .iter()
+                            .zip(&reply.results)
+                            .filter(|(_, r)| {
+                                !matches!(r.result, Some(BatchOutcome::Error(_)) | None)
+                            })
+                            .map(|((id, _), _)| *id),
+                    );
+                }
+            }
             let all_delivered = delivered.len() == page.len();
             let count = delivered.len();
+            if count == 0 {
+                break;
+            }
             let store = core.shared.hints.clone();
-            let node = node_id.clone();
-            if let Err(e) = blocking(move || store.remove_hints(&node, &delivered)).await {
+            let target = node_id.clone();
+            if let Err(e) = blocking(move || store.remove_hints(&target, &delivered)).await {
                 tracing::warn!(error = %e, node = %node_id, "cannot remove replayed hints");
                 break;
             }
             core.metrics.hints_replayed.set(core.metrics.hints_replayed.get() + count as u64);
+            if redirected > 0 {
+                tracing::info!(node = %node_id, redirected, "hints redirected to the keys' current replicas");
+            }
             tracing::info!(node = %node_id, replayed = count, "hints replayed");
             if !all_delivered || !full_page {
                 break;
             }
         }
     }
+}
+
+/// Every replica a write of the key goes to now; `None` when the tenant is unknown.
+async fn current_owners(core: &Rc<Core>, tenant_id: &str, key: &str) -> Option<Vec<NodeId>> {
+    let tenant = core.tenant(tenant_id).await.ok()?;
+    let rf = tenant.replication_factor as usize;
+    Some(core.key_sets(tenant_id, key, rf, crate::core::quorum::Level::All).write.replicas())
 }

@@ -127,12 +127,15 @@ impl Shard {
     ) -> Result<api::ReadKeyValueResponse, PairError> {
         validate::key(&req.tenant_id, &req.key, self.shared.config.max_key_bytes)?;
         let level = level(req.consistency)?;
+        self.check_fresh()?;
         let tenant = self.tenant(&req.tenant_id).await?;
         let rf = tenant.replication_factor as usize;
-        let replicas = self.replicas(&req.tenant_id, &req.key, rf);
+        let sets = self.key_sets(&req.tenant_id, &req.key, rf, level);
+        // During a data movement the read set may stand for another factor (the old or the new).
+        let read_rf = if self.placement().is_some() { sets.read.len().max(1) } else { rf };
         let mut pump = ReadPump {
-            read: ReadRequest::new(replicas, level, rf, self.deadline(ctx.deadline)),
-            timings: ReplicaTimings::new(rf),
+            read: ReadRequest::new(sets.read, level, read_rf, self.deadline(ctx.deadline)),
+            timings: ReplicaTimings::new(read_rf),
         };
         let mut replies = FuturesUnordered::new();
         while let Some(node) = pump.read.poll_send() {
@@ -176,15 +179,24 @@ impl Shard {
         m: Mutation,
         client_deadline: Option<Instant>,
     ) -> Result<(VClock, usize), PairError> {
+        self.check_fresh()?;
         let rf = tenant.replication_factor as usize;
-        let replicas = self.replicas(tenant_id, key, rf);
         let version =
             self.stamper.borrow_mut().stamp(m.context, m.value, m.tombstone, unix_now_us());
         let wire: pb::Version = (&version).into();
         let clock = version.clock.clone();
-        let write =
-            WriteRequest::new(replicas, m.level, rf, version, self.deadline(client_deadline));
-        let mut pump = WritePump { write, timings: ReplicaTimings::new(rf) };
+        let deadline = self.deadline(client_deadline);
+        let (write, fanout) = if self.placement().is_some() {
+            // A data movement runs: the stage's rule, a quorum of the old and the new replicas
+            // while both are live.
+            let rule = self.key_sets(tenant_id, key, rf, m.level).write;
+            let fanout = rule.replicas().len();
+            (WriteRequest::with_rule(&rule, fanout, version, deadline), fanout)
+        } else {
+            let replicas = self.replicas(tenant_id, key, rf);
+            (WriteRequest::new(replicas, m.level, rf, version, deadline), rf)
+        };
+        let mut pump = WritePump { write, timings: ReplicaTimings::new(fanout) };
         let mut replies = FuturesUnordered::new();
         while let Some(node) = pump.write.poll_send() {
             let (tenant_id, key, version) =

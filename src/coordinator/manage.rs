@@ -9,19 +9,20 @@ use std::{rc::Rc, sync::atomic::Ordering};
 
 use crate::{
     coordinator::{
-        resolve_nodes,
+        migrate, resolve_nodes,
         shard::{blocking, meta_error, unix_now_secs, Shard},
         Update,
     },
+    core::migration::Stage,
     core::{
         ids::NodeId,
         ring::{DEFAULT_VIRTUAL_NODES, MAX_VIRTUAL_NODES},
         validate,
     },
     error::PairError,
-    meta::{MigrationRecord, NodeRecord, NodeState, TenantRecord},
+    meta::{MetaError, MigrationRecord, NodeRecord, NodeState, RecordKind, TenantRecord},
     proto::{coordinator as api, storage as pb},
-    rpc::{CallContext, Status},
+    rpc::CallContext,
 };
 
 impl Shard {
@@ -35,6 +36,18 @@ impl Shard {
             0 => self.shared.config.default_replication_factor,
             n => validate::replication_factor(n, self.registered_nodes())?,
         };
+        if let Some(p) = self.placement().filter(|p| p.rf_change.is_none()) {
+            // A membership change planned for the factors tenants had when it started: a tenant
+            // of another factor would have no plan to move its keys.
+            let groups = self.tenant_groups().await?;
+            if !groups.iter().any(|g| g.0 == rf as usize) {
+                return Err(PairError::MigrationInProgress(format!(
+                    "migration {} is changing the ring and no tenant has replication factor {rf}; \
+                     create this tenant once it completes, or with the factor of an existing tenant",
+                    p.migration_id
+                )));
+            }
+        }
         let now = unix_now_secs();
         let record = TenantRecord {
             tenant_id: req.tenant_id.clone(),
@@ -79,25 +92,107 @@ impl Shard {
             return Err(PairError::invalid("tenant_id is required"));
         }
         let rf = validate::replication_factor(req.new_replication_factor, self.registered_nodes())?;
+        let tenant = self.tenant(&req.tenant_id).await?;
+        let old_rf = tenant.replication_factor;
         let now = unix_now_secs();
-        let migration = self.ring_change(MigrationRecord::REPLICATION_CHANGE, &req.tenant_id, now);
-        let meta = self.shared.meta.clone();
-        let (id, m) = (req.tenant_id.clone(), migration.clone());
-        let old = blocking(move || meta.update_replication_factor(&id, rf, now, &m))
-            .await
-            .map_err(meta_error)?;
-        self.shared.broadcast(Update::Tenant(TenantRecord {
-            replication_factor: rf,
-            updated_at: now,
-            ..old.clone()
-        }));
+        if rf == old_rf {
+            // Nothing moves: an empty change, complete at once.
+            let mut m =
+                self.new_migration(MigrationRecord::REPLICATION_CHANGE, &req.tenant_id, now);
+            m.status = MigrationRecord::COMPLETED.into();
+            m.completed_at = now;
+            let meta = self.shared.meta.clone();
+            let stored = m.clone();
+            blocking(move || meta.put_migration(&stored)).await.map_err(meta_error)?;
+            return Ok(api::UpdateReplicationFactorResponse {
+                tenant_id: req.tenant_id,
+                old_replication_factor: old_rf as i32,
+                new_replication_factor: rf as i32,
+                migration_id: m.migration_id,
+                updated_at: now,
+            });
+        }
+        let members = self.members();
+        let state = migrate::State {
+            old_members: members.clone(),
+            new_members: members,
+            rf_change: Some(migrate::RfChangeState {
+                tenant_id: req.tenant_id.clone(),
+                rf0: old_rf as usize,
+                rf1: rf as usize,
+            }),
+            groups: vec![(old_rf as usize, rf as usize)],
+            ..Default::default()
+        };
+        let m =
+            self.begin(MigrationRecord::REPLICATION_CHANGE, &req.tenant_id, state, None).await?;
         Ok(api::UpdateReplicationFactorResponse {
             tenant_id: req.tenant_id,
-            old_replication_factor: old.replication_factor as i32,
+            old_replication_factor: old_rf as i32,
             new_replication_factor: rf as i32,
-            migration_id: migration.migration_id,
+            migration_id: m,
             updated_at: now,
         })
+    }
+
+    /// The ring's members (active nodes), as stored in a migration state.
+    fn members(&self) -> Vec<(String, u32)> {
+        let mut members: Vec<(String, u32)> = self
+            .node_records()
+            .into_iter()
+            .filter(|n| n.state != NodeState::Joining)
+            .map(|n| (n.node_id, n.virtual_nodes))
+            .collect();
+        members.sort();
+        members
+    }
+
+    /// The replication-factor groups a membership change plans for: every tenant's factor.
+    async fn tenant_groups(&self) -> Result<Vec<(usize, usize)>, PairError> {
+        let meta = self.shared.meta.clone();
+        let tenants = blocking(move || meta.tenants()).await.map_err(meta_error)?;
+        let mut rfs: Vec<usize> = tenants.iter().map(|t| t.replication_factor as usize).collect();
+        rfs.sort_unstable();
+        rfs.dedup();
+        Ok(rfs.into_iter().map(|r| (r, r)).collect())
+    }
+
+    /// Stores a new migration (refused while another is active) and starts its driver on this
+    /// core. Returns its id.
+    async fn begin(
+        self: &Rc<Self>,
+        migration_type: &str,
+        subject: &str,
+        mut state: migrate::State,
+        node: Option<NodeRecord>,
+    ) -> Result<String, PairError> {
+        let now = unix_now_secs();
+        state.owner = self.shared.config.node_id.clone();
+        state.stage = Stage::Planned.as_str().into();
+        state.thin_ranges = migrate::run::thin_ranges(&state).map_err(PairError::Internal)?;
+        let mut record = self.new_migration(migration_type, subject, now);
+        record.state = state.encode();
+        let meta = self.shared.meta.clone();
+        let (stored, n) = (record.clone(), node.clone());
+        let begun = blocking(move || meta.begin_migration(&stored, n.as_ref())).await;
+        match begun {
+            Ok(()) => {}
+            Err(MetaError::AlreadyExists { kind: RecordKind::Migration, id }) => {
+                return Err(PairError::MigrationInProgress(format!(
+                    "migration {id} is running; one change runs at a time (watch it with `pairdb migration status {id}`, or cancel it)"
+                )))
+            }
+            Err(e) => return Err(meta_error(e)),
+        }
+        if node.is_some() {
+            // The joining node gets a link on every core; the ring is unchanged.
+            let meta = self.shared.meta.clone();
+            let nodes =
+                blocking(move || meta.nodes().map(resolve_nodes)).await.map_err(meta_error)?;
+            self.broadcast_nodes(nodes);
+        }
+        migrate::run::start(self.clone(), record.clone());
+        Ok(record.migration_id)
     }
 
     /// Storage nodes registered (every member of the ring, up or down).
@@ -134,26 +229,53 @@ impl Shard {
             state: NodeState::Active,
             added_at: now,
         };
-        let migration = self.ring_change(MigrationRecord::NODE_ADDITION, &req.node_id, now);
+        let addr = {
+            let (host, port) = (record.host.clone(), record.port);
+            blocking(move || crate::config::resolve("host", &host, port)).await
+        };
+        addr.map_err(|e| PairError::invalid(e.to_string()))?;
+        // The same request again while its migration runs answers that migration.
         let meta = self.shared.meta.clone();
-        let (r, m) = (record.clone(), migration.clone());
-        let nodes = blocking(move || {
-            // Name resolution blocks (getaddrinfo): here, on the blocking pool, never on a core.
-            crate::config::resolve("host", &r.host, r.port)
-                .map_err(|e| PairError::invalid(e.to_string()))?;
-            meta.add_node(&r).map_err(meta_error)?;
-            meta.put_migration(&m).map_err(meta_error)?;
-            Ok::<_, PairError>(resolve_nodes(meta.nodes().map_err(meta_error)?))
-        })
-        .await?;
-        self.broadcast_nodes(nodes);
+        let newest = blocking(move || meta.migrations(1)).await.map_err(meta_error)?;
+        if let Some(m) = newest.into_iter().next().filter(|m| m.is_active()) {
+            let same = m.migration_type == MigrationRecord::NODE_ADDITION
+                && m.node_id == req.node_id
+                && self.node(&req.node_id).is_some_and(|n| {
+                    n.host == record.host
+                        && n.port == record.port
+                        && n.virtual_nodes == virtual_nodes
+                });
+            if same {
+                return Ok(api::AddStorageNodeResponse {
+                    node_id: req.node_id,
+                    migration_id: m.migration_id,
+                    message: "this node is already being added; its migration is running".into(),
+                });
+            }
+        }
+        if self.node(&req.node_id).is_some() {
+            return Err(PairError::NodeExists(format!(
+                "storage node {:?} already exists",
+                req.node_id
+            )));
+        }
+        let old_members = self.members();
+        let mut new_members = old_members.clone();
+        new_members.push((req.node_id.clone(), virtual_nodes));
+        new_members.sort();
+        let state = migrate::State {
+            old_members,
+            new_members,
+            groups: self.tenant_groups().await?,
+            ..Default::default()
+        };
+        let record = NodeRecord { state: NodeState::Joining, ..record };
+        let id =
+            self.begin(MigrationRecord::NODE_ADDITION, &req.node_id, state, Some(record)).await?;
         Ok(api::AddStorageNodeResponse {
             node_id: req.node_id,
-            migration_id: migration.migration_id,
-            message:
-                "node added to the ring; existing keys are not moved to it (data movement is not \
-                      implemented yet): it fills through new writes, read repair and hinted handoff"
-                    .into(),
+            migration_id: id,
+            message: "node joining: its ranges are being copied to it; it serves them once the migration completes".into(),
         })
     }
 
@@ -165,51 +287,43 @@ impl Shard {
         let Some(record) = self.node(&req.node_id) else {
             return Err(PairError::NodeNotFound { node_id: req.node_id });
         };
-        if !req.force {
-            let link = self.link(&NodeId::new(req.node_id.clone()));
-            let stats = match link {
-                Some(link) => {
-                    link.call::<_, pb::StatsResponse>(
-                        "/pairdb.storage.v1.StorageService/Stats",
-                        &pb::StatsRequest {},
-                    )
-                    .await
-                }
-                None => Err(Status::unavailable("no link")),
-            };
-            match stats {
-                Ok(s) if s.key_count == 0 => {}
-                Ok(s) => {
-                    return Err(PairError::NodeInUse(format!(
-                        "storage node {:?} still holds {} keys; data movement is not implemented yet, so removing it \
-                         loses those copies (use force to remove anyway)",
-                        req.node_id, s.key_count
-                    )))
-                }
-                Err(e) => {
-                    return Err(PairError::NodeInUse(format!(
-                        "cannot confirm that storage node {:?} is empty ({e}); use force to remove it anyway",
-                        req.node_id
-                    )))
-                }
-            }
+        let old_members = self.members();
+        let new_members: Vec<(String, u32)> =
+            old_members.iter().filter(|(id, _)| *id != req.node_id).cloned().collect();
+        let groups = self.tenant_groups().await?;
+        if let Some(rf) = groups.iter().map(|g| g.1).max().filter(|rf| *rf > new_members.len()) {
+            return Err(PairError::NodeInUse(format!(
+                "removing storage node {:?} would leave {} nodes, fewer than a tenant's replication factor {rf}; lower that factor first",
+                req.node_id,
+                new_members.len()
+            )));
         }
-        let now = unix_now_secs();
-        let migration = self.ring_change(MigrationRecord::NODE_REMOVAL, &record.node_id, now);
+        if !req.force && self.is_down(&req.node_id) {
+            return Err(PairError::NodeInUse(format!(
+                "storage node {:?} is down, so its data cannot be drained from it; bring it back, or remove it with force to re-replicate its ranges from the surviving replicas",
+                req.node_id
+            )));
+        }
+        let state = migrate::State {
+            old_members,
+            new_members,
+            groups,
+            dead: req.force.then(|| req.node_id.clone()),
+            ..Default::default()
+        };
+        let id = self.begin(MigrationRecord::NODE_REMOVAL, &record.node_id, state, None).await?;
         let meta = self.shared.meta.clone();
-        let (id, m) = (record.node_id.clone(), migration.clone());
-        let nodes = blocking(move || {
-            meta.remove_node(&id)?;
-            meta.put_migration(&m)?;
-            Ok(resolve_nodes(meta.nodes()?))
-        })
-        .await
-        .map_err(meta_error)?;
-        self.broadcast_nodes(nodes);
+        let draining = NodeRecord { state: NodeState::Draining, ..record.clone() };
+        blocking(move || meta.upsert_node(&draining)).await.map_err(meta_error)?;
         Ok(api::RemoveStorageNodeResponse {
             node_id: record.node_id,
-            migration_id: migration.migration_id,
-            message: "node removed from the ring".into(),
+            migration_id: id,
+            message: if req.force {
+                "node removed: its ranges are being re-replicated from the surviving replicas"
+                    .into()
+            } else {
+                "node draining: its ranges are being copied to their new owners".into()
+            },
         })
     }
 
@@ -267,25 +381,58 @@ impl Shard {
         let Some(m) = blocking(move || meta.migration(&id)).await.map_err(meta_error)? else {
             return Err(PairError::MigrationNotFound { migration_id: req.migration_id });
         };
-        let percentage = if m.total_keys > 0 {
-            100.0 * m.keys_migrated as f64 / m.total_keys as f64
-        } else {
-            100.0
+        Ok(status_of(m))
+    }
+
+    pub(crate) async fn list_migrations(
+        self: Rc<Self>,
+        req: api::ListMigrationsRequest,
+        _: CallContext,
+    ) -> Result<api::ListMigrationsResponse, PairError> {
+        let limit = match req.limit {
+            0 => 20,
+            n if (1..=1000).contains(&n) => n as usize,
+            _ => return Err(PairError::invalid("limit must be 0 (20) to 1000")),
         };
-        Ok(api::GetMigrationStatusResponse {
+        let meta = self.shared.meta.clone();
+        let list = blocking(move || meta.migrations(limit)).await.map_err(meta_error)?;
+        Ok(api::ListMigrationsResponse { migrations: list.into_iter().map(status_of).collect() })
+    }
+
+    pub(crate) async fn cancel_migration(
+        self: Rc<Self>,
+        req: api::CancelMigrationRequest,
+        _: CallContext,
+    ) -> Result<api::CancelMigrationResponse, PairError> {
+        if req.migration_id.is_empty() {
+            return Err(PairError::invalid("migration_id is required"));
+        }
+        let meta = self.shared.meta.clone();
+        let id = req.migration_id.clone();
+        let Some(m) = blocking(move || meta.migration(&id)).await.map_err(meta_error)? else {
+            return Err(PairError::MigrationNotFound { migration_id: req.migration_id });
+        };
+        let stage = migrate::State::decode(&m.state)
+            .ok()
+            .and_then(|s| Stage::parse(&s.stage))
+            .unwrap_or(Stage::Completed);
+        if !m.is_active() || matches!(stage, Stage::UseNew | Stage::Cleanup | Stage::Completed) {
+            return Err(PairError::MigrationNotCancellable(format!(
+                "migration {} is {} (stage {}): reads and writes already moved to the new placement, so going back would lose writes",
+                m.migration_id,
+                m.status,
+                stage.as_str()
+            )));
+        }
+        let meta = self.shared.meta.clone();
+        let id = m.migration_id.clone();
+        blocking(move || meta.request_cancel(&id)).await.map_err(meta_error)?;
+        Ok(api::CancelMigrationResponse {
             migration_id: m.migration_id,
-            migration_type: m.migration_type,
-            node_id: m.node_id,
             status: m.status,
-            progress: Some(api::MigrationProgress {
-                keys_migrated: m.keys_migrated,
-                total_keys: m.total_keys,
-                percentage,
-            }),
-            started_at: m.started_at,
-            completed_at: m.completed_at,
-            error_message: m.error_message,
-            ..Default::default()
+            stage: stage.as_str().into(),
+            message: "cancel requested: the migration reverts to the placement it started from"
+                .into(),
         })
     }
 
@@ -294,21 +441,61 @@ impl Shard {
         self.shared.broadcast(Update::Nodes { epoch, nodes });
     }
 
-    /// The migration record of a membership or replication change. Nothing is copied in the
-    /// background yet (data movement is a later piece of work): new replicas fill through writes,
-    /// read repair and hints, so the record is complete at once, with no keys moved, and says so
-    /// instead of pretending to move data.
-    fn ring_change(&self, migration_type: &str, subject: &str, now: i64) -> MigrationRecord {
+    /// A new migration record, PENDING, with no state yet.
+    fn new_migration(&self, migration_type: &str, subject: &str, now: i64) -> MigrationRecord {
         MigrationRecord {
             migration_id: self.new_id("mig"),
             migration_type: migration_type.into(),
             node_id: subject.into(),
-            status: MigrationRecord::COMPLETED.into(),
-            keys_migrated: 0,
-            total_keys: 0,
+            status: MigrationRecord::PENDING.into(),
             started_at: now,
-            completed_at: now,
-            error_message: String::new(),
+            ..Default::default()
         }
+    }
+}
+
+/// The API's view of a stored migration.
+fn status_of(m: MigrationRecord) -> api::GetMigrationStatusResponse {
+    let state = migrate::State::decode(&m.state).ok();
+    let done = m.status == MigrationRecord::COMPLETED;
+    let percentage = match &state {
+        _ if done => 100.0,
+        Some(s) => f64::from(s.percentage.min(99)),
+        // Records from before data movement: nothing was moved, nothing is left.
+        None if m.total_keys == 0 => 100.0,
+        None => (100.0 * m.keys_migrated as f64 / m.total_keys as f64).min(99.0),
+    };
+    let st = state.unwrap_or_default();
+    let stage = if st.stage.is_empty() {
+        if done {
+            Stage::Completed.as_str().to_owned()
+        } else {
+            String::new()
+        }
+    } else {
+        st.stage.clone()
+    };
+    let running = m.is_active();
+    api::GetMigrationStatusResponse {
+        migration_id: m.migration_id,
+        migration_type: m.migration_type,
+        node_id: m.node_id,
+        status: m.status,
+        progress: Some(api::MigrationProgress {
+            keys_migrated: m.keys_migrated,
+            total_keys: m.total_keys,
+            percentage,
+        }),
+        started_at: m.started_at,
+        completed_at: m.completed_at,
+        error_message: m.error_message,
+        stage,
+        bytes_migrated: st.bytes as i64,
+        bytes_per_second: if running { st.bytes_per_sec } else { 0.0 },
+        keys_per_second: if running { st.keys_per_sec } else { 0.0 },
+        estimated_completion_at: if running { st.eta } else { 0 },
+        blocked_on: if running { st.blocked_on } else { String::new() },
+        segments_done: st.segments_done as i64,
+        segments_total: st.segments_total as i64,
     }
 }

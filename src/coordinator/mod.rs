@@ -26,6 +26,8 @@
 //! - [`kv`]: the key-value handlers.
 //! - [`driver`]: pumps `crate::core`'s request machines with replies and one timer.
 //! - [`manage`]: tenant, node and migration handlers.
+//! - [`migrate`]: runs a data movement (`core::migration`'s driver) and anti-entropy.
+//! - [`placement`]: the placement cores route by during a migration, and the stage barrier.
 //! - [`link`]: one core's connection to one storage node, with batching.
 //! - [`metrics`]: the coordinator's per-core metrics.
 //! - [`report`]: what a core reports when scraped.
@@ -43,6 +45,8 @@ pub mod kv;
 pub mod link;
 pub mod manage;
 pub mod metrics;
+pub mod migrate;
+pub mod placement;
 pub mod report;
 pub mod server;
 pub mod shard;
@@ -73,6 +77,14 @@ pub enum Update {
         epoch: u64,
         /// The full membership, with addresses resolved by the sender (off the request cores).
         nodes: Vec<ResolvedNode>,
+    },
+    /// A data movement's placement (or none): route keys by it from now on. `seq` increases
+    /// with every publication; see `placement::PlacementState`.
+    Placement {
+        /// Publication number.
+        seq: u64,
+        /// The placement; `None` when no migration runs.
+        placement: Option<std::sync::Arc<crate::core::migration::placement::Placement>>,
     },
     /// The health checker found a node down (`up == false`) or back.
     NodeHealth {
@@ -136,6 +148,9 @@ pub struct Shared {
     pub epoch: AtomicU64,
     /// gRPC health, flipped to NOT_SERVING at shutdown.
     pub health: HealthState,
+    /// The data-movement placement published to the cores, and the lease that fences this
+    /// coordinator when it loses the metadata store.
+    pub placement: placement::PlacementState,
 }
 
 impl Shared {

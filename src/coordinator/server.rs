@@ -85,6 +85,7 @@ impl Coordinator {
             (0..cores).map(|_| flume::bounded(crate::coordinator::INBOX_CAPACITY)).unzip();
         let server =
             ServerConfig { max_message_bytes: config.max_message_bytes, ..ServerConfig::default() };
+        let config_is_shared = config.metadata.backend == crate::config::MetadataBackend::Postgres;
         let shared = Arc::new(Shared {
             config,
             meta: store,
@@ -96,10 +97,13 @@ impl Coordinator {
             mesh: senders,
             epoch: AtomicU64::new(1),
             health: HealthState::default(),
+            placement: crate::coordinator::placement::PlacementState::new(cores, config_is_shared),
         });
         stores
             .watch(&shared, &tenants, &nodes)
             .map_err(|e| MetaError::Unavailable { backend: "postgres", source: Box::new(e) })?;
+        crate::coordinator::placement::spawn_follower(&shared)
+            .map_err(|e| MetaError::Unavailable { backend: "placement", source: Box::new(e) })?;
         Ok(Arc::new(Coordinator {
             shared,
             inboxes: Mutex::new(receivers.into_iter().map(Some).collect()),
@@ -204,6 +208,16 @@ impl Coordinator {
         let flusher = glommio::spawn_local(background::flush_hints(core.clone(), shutdown.clone()));
         if index == 0 {
             glommio::spawn_local(background::supervise(core.clone(), shutdown.clone())).detach();
+            glommio::spawn_local(crate::coordinator::migrate::run::adopt(
+                core.clone(),
+                shutdown.clone(),
+            ))
+            .detach();
+            glommio::spawn_local(crate::coordinator::migrate::anti_entropy::watch(
+                core.clone(),
+                shutdown.clone(),
+            ))
+            .detach();
             let health = self.shared.health.clone();
             let stop = shutdown.clone();
             glommio::spawn_local(async move {
@@ -315,6 +329,7 @@ fn migration_samples(meta: &dyn MetadataStore, out: &mut Vec<Sample>) {
         MigrationRecord::IN_PROGRESS,
         MigrationRecord::COMPLETED,
         MigrationRecord::FAILED,
+        MigrationRecord::CANCELLED,
     ]
     .into_iter()
     .map(|s| (s.to_owned(), 0))
@@ -336,4 +351,50 @@ fn migration_samples(meta: &dyn MetadataStore, out: &mut Vec<Sample>) {
             .label("status", status),
         );
     }
+    use crate::coordinator::migrate::METRICS as M;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+    for (name, help, value) in [
+        (
+            "pairdb_migration_keys_streamed_total",
+            "Entries copied to new replicas by data movement.",
+            load(&M.keys_streamed),
+        ),
+        (
+            "pairdb_migration_bytes_streamed_total",
+            "Bytes of the entries copied by data movement.",
+            load(&M.bytes_streamed),
+        ),
+        (
+            "pairdb_migration_keys_evicted_total",
+            "Entries evicted from nodes that no longer own them.",
+            load(&M.keys_evicted),
+        ),
+        (
+            "pairdb_migration_backoffs_total",
+            "Times a slow target halved the data-movement rate.",
+            load(&M.backoffs),
+        ),
+        (
+            "pairdb_anti_entropy_keys_repaired_total",
+            "Entries copied into storage nodes found wiped.",
+            load(&M.anti_entropy_keys),
+        ),
+        (
+            "pairdb_anti_entropy_rebuilds_total",
+            "Storage nodes found restarted with a wiped data directory.",
+            load(&M.anti_entropy_rebuilds),
+        ),
+    ] {
+        out.push(Sample::counter_f64(name, help, value));
+    }
+    out.push(Sample::counter_f64(
+        "pairdb_migration_throttle_seconds_total",
+        "Time data-movement streams waited on the byte cap.",
+        load(&M.throttled_us) / 1e6,
+    ));
+    out.push(Sample::gauge(
+        "pairdb_migration_progress_percent",
+        "Percentage of the migration this coordinator drives (100 once completed).",
+        load(&M.percentage),
+    ));
 }

@@ -29,6 +29,11 @@ use crate::{
     core::{
         hints::{owes_hint, Admitted, HintBuffer},
         ids::NodeId,
+        migration::{
+            placement::Placement,
+            sets::{KeySets, Side, WriteRule},
+        },
+        quorum::Level,
         repair::{RepairPolicy, RepairQueue},
         ring::{key_token, Member, Ring, MAX_PREFERENCE_LIST},
         version::Version,
@@ -114,6 +119,8 @@ pub struct Shard {
     pub(crate) repairs: RefCell<RepairQueue<RepairJob>>,
     repair_worker_running: Cell<bool>,
     pub(crate) unsettled_reads: Cell<usize>,
+    /// The running data movement's placement, `None` when keys follow `ring`.
+    placement: RefCell<Option<Arc<Placement>>>,
 }
 
 impl Shard {
@@ -168,8 +175,11 @@ impl Shard {
             repairs: RefCell::new(repairs),
             repair_worker_running: Cell::new(false),
             unsettled_reads: Cell::new(0),
+            placement: RefCell::new(None),
             shared,
         });
+        let (seq, placement) = shard.shared.placement.current();
+        shard.apply(Update::Placement { seq, placement });
         let epoch = shard.shared.epoch.load(Ordering::SeqCst);
         shard.apply(Update::Nodes { epoch, nodes });
         shard
@@ -228,6 +238,10 @@ impl Shard {
                 self.unknown_tenants.borrow_mut().remove(&t.tenant_id);
                 self.tenants.borrow_mut().insert(t.tenant_id.clone(), Rc::new(t));
             }
+            Update::Placement { seq, placement } => {
+                *self.placement.borrow_mut() = placement;
+                self.shared.placement.mark_applied(self.index, seq);
+            }
             Update::NodeHealth { node_id, up } => {
                 if !self.nodes.borrow().contains_key(&node_id) {
                     return; // a node that left: nothing to remember
@@ -246,7 +260,9 @@ impl Shard {
                     .map(|n| Member {
                         id: NodeId::new(n.record.node_id.clone()),
                         virtual_nodes: n.record.virtual_nodes,
-                        active: n.record.state == NodeState::Active,
+                        // A joining node is linked to but owns nothing until its migration
+                        // completes; a draining one keeps its ranges until then.
+                        active: n.record.state != NodeState::Joining,
                     })
                     .collect();
                 match Ring::new(epoch, members) {
@@ -395,6 +411,8 @@ impl Shard {
         let router = route!(router, "AddStorageNode", add_storage_node);
         let router = route!(router, "RemoveStorageNode", remove_storage_node);
         let router = route!(router, "GetMigrationStatus", get_migration_status);
+        let router = route!(router, "CancelMigration", cancel_migration);
+        let router = route!(router, "ListMigrations", list_migrations);
         route!(router, "ListStorageNodes", list_storage_nodes)
     }
 
@@ -402,6 +420,41 @@ impl Shard {
     pub fn replicas(&self, tenant_id: &str, key: &str, rf: usize) -> Vec<NodeId> {
         let ring = self.ring.borrow();
         ring.preference_list(key_token(tenant_id, key), rf.min(MAX_PREFERENCE_LIST)).to_vec()
+    }
+
+    /// The running data movement's placement, if any.
+    pub fn placement(&self) -> Option<Arc<Placement>> {
+        self.placement.borrow().clone()
+    }
+
+    /// Where a request at `level` for the key goes: its preference list, or during a data
+    /// movement the sets of the current stage (`core::migration::sets`). The second value is
+    /// the replication factor the read set stands for.
+    pub fn key_sets(&self, tenant_id: &str, key: &str, rf: usize, level: Level) -> KeySets {
+        if let Some(p) = self.placement.borrow().as_ref() {
+            return p.key_sets(tenant_id, key, rf, level);
+        }
+        let replicas = self.replicas(tenant_id, key, rf);
+        let required = level.required(rf).max(1);
+        KeySets {
+            read_side: Side::Old,
+            read: replicas.clone(),
+            read_required: required,
+            write: WriteRule::Single { replicas, required },
+        }
+    }
+
+    /// Refuses key-value traffic while this coordinator may route by a stage the cluster left
+    /// (it lost the metadata store for longer than its lease).
+    pub fn check_fresh(&self) -> Result<(), PairError> {
+        if self.shared.placement.is_fresh(unix_now_us() / 1000) {
+            return Ok(());
+        }
+        Err(PairError::PlacementStale(
+            "this coordinator lost contact with the metadata store and may not know the current \
+             data-movement stage; retry on another coordinator or in a moment"
+                .into(),
+        ))
     }
 
     /// Sends `op` to `node` through its link; the reply names the node.

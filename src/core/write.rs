@@ -20,6 +20,7 @@ use bytes::Bytes;
 use crate::{
     core::{
         ids::NodeId,
+        migration::sets::{DualQuorumWrite, WriteRule},
         quorum::{Level, QuorumWrite, ReplicaState, WriteOutcome},
         vclock::VClock,
         version::Version,
@@ -96,7 +97,7 @@ impl Stamper {
 #[derive(Clone, Debug)]
 pub struct WriteRequest {
     version: Version,
-    quorum: QuorumWrite,
+    quorum: Quorum,
     /// Replicas not sent to yet, in reverse preference order (popped from the back).
     unsent: Vec<NodeId>,
     /// Why each failed replica failed, for the error message.
@@ -118,13 +119,47 @@ impl WriteRequest {
         deadline: Instant,
     ) -> Self {
         let required = level.required(rf).max(1);
-        let quorum = QuorumWrite::new(replicas.clone(), required, deadline);
+        let quorum = Quorum::Single(QuorumWrite::new(replicas.clone(), required, deadline));
         let unsent = if required > replicas.len() {
             Vec::new()
         } else {
             replicas.into_iter().rev().collect()
         };
         Self { version, quorum, unsent, reasons: Vec::new(), rf }
+    }
+
+    /// A write during a data movement, counted by `rule` (see `core::migration::sets`): a
+    /// dual rule needs a quorum of the old replicas AND of the new ones. `rf` is the larger of
+    /// the two factors, for the error message.
+    pub fn with_rule(rule: &WriteRule, rf: usize, version: Version, deadline: Instant) -> Self {
+        match rule {
+            WriteRule::Single { replicas, required } => {
+                let quorum =
+                    Quorum::Single(QuorumWrite::new(replicas.clone(), *required, deadline));
+                let unsent = if *required > replicas.len() {
+                    Vec::new()
+                } else {
+                    replicas.iter().rev().cloned().collect()
+                };
+                Self { version, quorum, unsent, reasons: Vec::new(), rf }
+            }
+            WriteRule::Dual { old, old_required, new, new_required } => {
+                let short = *old_required > old.len() || *new_required > new.len();
+                let dual = DualQuorumWrite::new(
+                    old.clone(),
+                    *old_required,
+                    new.clone(),
+                    *new_required,
+                    deadline,
+                );
+                let unsent = if short {
+                    Vec::new()
+                } else {
+                    dual.replicas().iter().rev().cloned().collect()
+                };
+                Self { version, quorum: Quorum::Dual(dual), unsent, reasons: Vec::new(), rf }
+            }
+        }
     }
 
     /// The version being written.
@@ -165,17 +200,74 @@ impl WriteRequest {
     /// The outcome, exactly once.
     #[must_use]
     pub fn poll_outcome(&mut self) -> Option<Result<WriteOutcome, PairError>> {
-        let outcome = self.quorum.poll_outcome()?;
+        let outcome = match &mut self.quorum {
+            Quorum::Single(q) => q.poll_outcome()?,
+            Quorum::Dual(d) => match d.poll_outcome()? {
+                Ok(o) => Ok(WriteOutcome { acks: o.old_acks.min(o.new_acks) }),
+                Err(e) => Err(e.error),
+            },
+        };
         Some(outcome.map_err(|e| PairError::QuorumNotReached {
             acks: e.acks,
             required: e.required,
-            tried: tried(self.quorum.states(), &self.reasons, self.rf),
+            tried: tried(self.quorum.states().iter().map(|(n, s)| (n, *s)), &self.reasons, self.rf),
         }))
     }
 
     /// True once every replica has acked, failed or timed out.
     pub fn is_settled(&self) -> bool {
         self.quorum.is_settled()
+    }
+}
+
+/// One set's quorum, or both sets' during a data movement.
+#[derive(Clone, Debug)]
+enum Quorum {
+    Single(QuorumWrite),
+    Dual(DualQuorumWrite),
+}
+
+impl Quorum {
+    fn handle_ack(&mut self, from: &NodeId) {
+        match self {
+            Quorum::Single(q) => q.handle_ack(from),
+            Quorum::Dual(d) => d.handle_ack(from),
+        }
+    }
+
+    fn handle_failure(&mut self, from: &NodeId) {
+        match self {
+            Quorum::Single(q) => q.handle_failure(from),
+            Quorum::Dual(d) => d.handle_failure(from),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Quorum::Single(q) => q.handle_timeout(now),
+            Quorum::Dual(d) => d.handle_timeout(now),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Quorum::Single(q) => q.poll_timeout(),
+            Quorum::Dual(d) => d.poll_timeout(),
+        }
+    }
+
+    fn is_settled(&self) -> bool {
+        match self {
+            Quorum::Single(q) => q.is_settled(),
+            Quorum::Dual(d) => d.is_settled(),
+        }
+    }
+
+    fn states(&self) -> Vec<(NodeId, ReplicaState)> {
+        match self {
+            Quorum::Single(q) => q.states().map(|(n, s)| (n.clone(), s)).collect(),
+            Quorum::Dual(d) => d.states(),
+        }
     }
 }
 

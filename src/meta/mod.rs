@@ -147,6 +147,9 @@ pub enum NodeState {
     Active,
     /// Being removed: its data is moving away and it gets no new ownership.
     Draining,
+    /// Added by a migration that has not completed: linked to, not on the ring yet (the
+    /// migration's placement decides what it gets).
+    Joining,
 }
 
 impl NodeState {
@@ -155,6 +158,7 @@ impl NodeState {
         match self {
             NodeState::Active => "ACTIVE",
             NodeState::Draining => "DRAINING",
+            NodeState::Joining => "JOINING",
         }
     }
 
@@ -163,6 +167,7 @@ impl NodeState {
         match s {
             "ACTIVE" => Some(NodeState::Active),
             "DRAINING" => Some(NodeState::Draining),
+            "JOINING" => Some(NodeState::Joining),
             _ => None,
         }
     }
@@ -189,7 +194,7 @@ pub struct NodeRecord {
 ///
 /// Type and status are strings, as the admin API and SQL backends spell them; the associated
 /// constants are the values in use.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MigrationRecord {
     /// The migration's id, returned to the admin who started it.
     pub migration_id: String,
@@ -211,6 +216,12 @@ pub struct MigrationRecord {
     pub completed_at: i64,
     /// Why it failed; empty otherwise.
     pub error_message: String,
+    /// The driver's persisted state (plan inputs, stage, checkpoints), JSON owned by
+    /// `coordinator::migrate`; empty for records written before data movement existed.
+    pub state: String,
+    /// An operator asked to cancel. Set only by [`MetadataStore::request_cancel`]: a
+    /// [`MetadataStore::put_migration`] never clears it, so a driver's checkpoint cannot lose it.
+    pub cancel_requested: bool,
 }
 
 impl MigrationRecord {
@@ -228,6 +239,24 @@ impl MigrationRecord {
     pub const COMPLETED: &'static str = "COMPLETED";
     /// `status` after an error; see `error_message`.
     pub const FAILED: &'static str = "FAILED";
+    pub const CANCELLED: &'static str = "CANCELLED";
+
+    /// Still running: only one such record may exist ([`MetadataStore::begin_migration`]).
+    pub fn is_active(&self) -> bool {
+        self.status == Self::PENDING || self.status == Self::IN_PROGRESS
+    }
+}
+
+/// One coordinator's last word on which migration stage all its cores applied: the barrier a
+/// migration waits on before its next stage.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CoordinatorBeat {
+    pub coordinator_id: String,
+    /// Unix milliseconds of the beat.
+    pub at_ms: i64,
+    /// The migration whose stage is reported; empty when none runs.
+    pub migration_id: String,
+    pub stage: String,
 }
 
 /// A write that a down replica missed (hinted handoff): the coordinator stores it here and
@@ -357,6 +386,27 @@ pub trait MetadataStore: Send + Sync {
     /// How many migrations there are in each status, ordered by status (statuses with none are
     /// absent). Read by the coordinator's `/metrics` at scrape time.
     fn migration_counts(&self) -> Result<Vec<(String, u64)>, MetaError>;
+
+    /// The most recent migrations (by `started_at`, then id), newest first, at most `limit`.
+    fn migrations(&self, limit: usize) -> Result<Vec<MigrationRecord>, MetaError>;
+
+    /// Stores a new migration, and `node` with it (a joining node), in one transaction that
+    /// first checks that no other migration is active: when one is, fails with
+    /// [`MetaError::AlreadyExists`] of kind [`RecordKind::Migration`] naming the active one.
+    fn begin_migration(
+        &self,
+        migration: &MigrationRecord,
+        node: Option<&NodeRecord>,
+    ) -> Result<(), MetaError>;
+
+    /// Marks the migration as asked to cancel; see [`MigrationRecord::cancel_requested`].
+    fn request_cancel(&self, migration_id: &str) -> Result<(), MetaError>;
+
+    /// Records a coordinator's [`CoordinatorBeat`], replacing its previous one.
+    fn beat(&self, beat: &CoordinatorBeat) -> Result<(), MetaError>;
+
+    /// Every coordinator's last beat.
+    fn beats(&self) -> Result<Vec<CoordinatorBeat>, MetaError>;
 }
 
 /// Hints for hinted handoff. Every write is durable when the call returns.

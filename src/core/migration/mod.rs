@@ -27,6 +27,7 @@
 
 pub mod driver;
 pub mod messages;
+pub mod placement;
 pub mod plan;
 pub mod progress;
 pub mod sets;
@@ -57,6 +58,41 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Every stage, in the order of the diagram.
+    pub const ALL: [Stage; 10] = [
+        Stage::Planned,
+        Stage::DualWrite,
+        Stage::Streaming,
+        Stage::ReadNew,
+        Stage::UseNew,
+        Stage::Cleanup,
+        Stage::Completed,
+        Stage::Reverting,
+        Stage::CleanupTarget,
+        Stage::Cancelled,
+    ];
+
+    /// The stage's name as stored and shown (`DUAL_WRITE`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Planned => "PLANNED",
+            Stage::DualWrite => "DUAL_WRITE",
+            Stage::Streaming => "STREAMING",
+            Stage::ReadNew => "READ_NEW",
+            Stage::UseNew => "USE_NEW",
+            Stage::Cleanup => "CLEANUP",
+            Stage::Completed => "COMPLETED",
+            Stage::Reverting => "REVERTING",
+            Stage::CleanupTarget => "CLEANUP_TARGET",
+            Stage::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// The stage named `name` by [`as_str`](Stage::as_str).
+    pub fn parse(name: &str) -> Option<Stage> {
+        Stage::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// True for the two stages a change ends in.
     pub fn is_terminal(self) -> bool {
         matches!(self, Stage::Completed | Stage::Cancelled)

@@ -127,10 +127,96 @@ impl MetadataStore for EmbeddedStore {
         check_id(RecordKind::Migration, &migration.migration_id)?;
         self.write(|txn| {
             let mut table = txn.open_table(MIGRATIONS)?;
+            let id = migration.migration_id.as_str();
+            // The cancel flag is only ever set by `request_cancel`: keep what is stored.
+            let cancel = match table.get(id)? {
+                Some(g) => decode_migration(id, g.value())?.cancel_requested,
+                None => false,
+            };
+            let m = MigrationRecord { cancel_requested: cancel, ..migration.clone() };
+            table.insert(id, encode_migration(&m).as_slice())?;
+            Ok(())
+        })
+    }
+
+    fn migrations(&self, limit: usize) -> Result<Vec<MigrationRecord>, MetaError> {
+        let mut all = self.read(|txn| {
+            let table = txn.open_table(MIGRATIONS)?;
+            let mut out = Vec::new();
+            for row in table.iter()? {
+                let (k, v) = row?;
+                out.push(decode_migration(k.value(), v.value())?);
+            }
+            Ok(out)
+        })?;
+        all.sort_by(|a, b| (b.started_at, &b.migration_id).cmp(&(a.started_at, &a.migration_id)));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    fn begin_migration(
+        &self,
+        migration: &MigrationRecord,
+        node: Option<&NodeRecord>,
+    ) -> Result<(), MetaError> {
+        check_id(RecordKind::Migration, &migration.migration_id)?;
+        if let Some(n) = node {
+            check_id(RecordKind::Node, &n.node_id)?;
+        }
+        self.write(|txn| {
+            let mut table = txn.open_table(MIGRATIONS)?;
+            for row in table.iter()? {
+                let (k, v) = row?;
+                let m = decode_migration(k.value(), v.value())?;
+                if m.is_active() {
+                    return Err(Fail::Meta(MetaError::AlreadyExists {
+                        kind: RecordKind::Migration,
+                        id: m.migration_id,
+                    }));
+                }
+            }
+            if let Some(n) = node {
+                let mut nodes = txn.open_table(NODES)?;
+                if nodes.get(n.node_id.as_str())?.is_some() {
+                    return Err(Fail::Meta(MetaError::AlreadyExists {
+                        kind: RecordKind::Node,
+                        id: n.node_id.clone(),
+                    }));
+                }
+                nodes.insert(n.node_id.as_str(), encode_node(n).as_slice())?;
+            }
             table
                 .insert(migration.migration_id.as_str(), encode_migration(migration).as_slice())?;
             Ok(())
         })
+    }
+
+    fn request_cancel(&self, migration_id: &str) -> Result<(), MetaError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(MIGRATIONS)?;
+            let Some(found) = table.get(migration_id)?.map(|g| g.value().to_vec()) else {
+                return Err(Fail::Meta(MetaError::NotFound {
+                    kind: RecordKind::Migration,
+                    id: migration_id.to_owned(),
+                }));
+            };
+            let m = decode_migration(migration_id, &found)?;
+            let m = MigrationRecord { cancel_requested: true, ..m };
+            table.insert(migration_id, encode_migration(&m).as_slice())?;
+            Ok(())
+        })
+    }
+
+    fn beat(&self, beat: &crate::meta::CoordinatorBeat) -> Result<(), MetaError> {
+        // One process owns an embedded store: beats live in memory only.
+        let mut beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
+        beats.insert(beat.coordinator_id.clone(), beat.clone());
+        Ok(())
+    }
+
+    fn beats(&self) -> Result<Vec<crate::meta::CoordinatorBeat>, MetaError> {
+        let beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(beats.values().cloned().collect())
     }
 
     fn migration(&self, migration_id: &str) -> Result<Option<MigrationRecord>, MetaError> {
@@ -198,6 +284,10 @@ pub(super) struct MigrationValue {
     completed_at: i64,
     #[prost(string, tag = "8")]
     error_message: String,
+    #[prost(string, tag = "9")]
+    state: String,
+    #[prost(bool, tag = "10")]
+    cancel_requested: bool,
 }
 
 pub(super) fn encode_tenant(t: &TenantRecord) -> Vec<u8> {
@@ -224,6 +314,7 @@ pub(super) fn encode_node(n: &NodeRecord) -> Vec<u8> {
     let state = match n.state {
         NodeState::Active => 1,
         NodeState::Draining => 2,
+        NodeState::Joining => 3,
     };
     NodeValue {
         host: n.host.clone(),
@@ -241,6 +332,7 @@ pub(super) fn decode_node(node_id: &str, bytes: &[u8]) -> Result<NodeRecord, Fai
     let state = match v.state {
         1 => NodeState::Active,
         2 => NodeState::Draining,
+        3 => NodeState::Joining,
         other => return Err(fail(DecodeError::NodeState(other))),
     };
     let port = u16::try_from(v.port).map_err(|_| fail(DecodeError::Port(v.port)))?;
@@ -264,6 +356,8 @@ pub(super) fn encode_migration(m: &MigrationRecord) -> Vec<u8> {
         started_at: m.started_at,
         completed_at: m.completed_at,
         error_message: m.error_message.clone(),
+        state: m.state.clone(),
+        cancel_requested: m.cancel_requested,
     }
     .encode_to_vec()
 }
@@ -281,6 +375,8 @@ pub(super) fn decode_migration(migration_id: &str, bytes: &[u8]) -> Result<Migra
         started_at: v.started_at,
         completed_at: v.completed_at,
         error_message: v.error_message,
+        state: v.state,
+        cancel_requested: v.cancel_requested,
     })
 }
 

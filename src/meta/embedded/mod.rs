@@ -78,6 +78,7 @@ pub struct EmbeddedStore {
     db: Database,
     path: PathBuf,
     max_hints: u64,
+    beats: std::sync::Mutex<std::collections::HashMap<String, crate::meta::CoordinatorBeat>>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -93,7 +94,7 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir).map_err(|e| Fail::from(redb::Error::from(e)))?;
         let path = dir.join(FILE_NAME);
         let db = Database::create(&path).map_err(Fail::from)?;
-        let store = Self { db, path, max_hints: DEFAULT_MAX_HINTS };
+        let store = Self { db, path, max_hints: DEFAULT_MAX_HINTS, beats: Default::default() };
         store.write(|txn| {
             // Opening a table in a write transaction creates it, so readers never meet a
             // missing table.
@@ -306,6 +307,7 @@ mod tests {
             started_at: 1,
             completed_at: 0,
             error_message: String::new(),
+            ..Default::default()
         };
         let err = s.update_replication_factor("absent", 5, 10, &m).unwrap_err();
         assert!(matches!(err, MetaError::NotFound { kind: RecordKind::Tenant, .. }), "{err:?}");

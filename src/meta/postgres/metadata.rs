@@ -143,22 +143,107 @@ impl MetadataStore for PostgresStore {
     fn migration(&self, migration_id: &str) -> Result<Option<MigrationRecord>, MetaError> {
         self.with(|c| {
             let row = c.query_opt(
-                "SELECT migration_id, migration_type, node_id, status, keys_migrated, total_keys,
-                        started_at, completed_at, error_message
-                 FROM migrations WHERE migration_id = $1",
+                &format!("SELECT {MIGRATION_COLUMNS} FROM migrations WHERE migration_id = $1"),
                 &[&migration_id],
             )?;
-            Ok(row.map(|r| MigrationRecord {
-                migration_id: r.get(0),
-                migration_type: r.get(1),
-                node_id: r.get(2),
-                status: r.get(3),
-                keys_migrated: r.get(4),
-                total_keys: r.get(5),
-                started_at: r.get(6),
-                completed_at: r.get(7),
-                error_message: r.get(8),
-            }))
+            Ok(row.as_ref().map(migration_from_row))
+        })
+    }
+
+    fn migrations(&self, limit: usize) -> Result<Vec<MigrationRecord>, MetaError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(|c| {
+            let rows = c.query(
+                &format!(
+                    "SELECT {MIGRATION_COLUMNS} FROM migrations
+                     ORDER BY started_at DESC, migration_id DESC LIMIT $1"
+                ),
+                &[&limit],
+            )?;
+            Ok(rows.iter().map(migration_from_row).collect())
+        })
+    }
+
+    fn begin_migration(
+        &self,
+        migration: &MigrationRecord,
+        node: Option<&NodeRecord>,
+    ) -> Result<(), MetaError> {
+        check_id(RecordKind::Migration, &migration.migration_id)?;
+        if let Some(n) = node {
+            check_id(RecordKind::Node, &n.node_id)?;
+        }
+        self.write(|tx| {
+            // Serialises concurrent starts from several coordinators: one runs at a time.
+            tx.batch_execute("LOCK TABLE migrations IN SHARE ROW EXCLUSIVE MODE")?;
+            let active = tx.query_opt(
+                "SELECT migration_id FROM migrations WHERE status IN ('PENDING', 'IN_PROGRESS')
+                 LIMIT 1",
+                &[],
+            )?;
+            if let Some(row) = active {
+                return Err(Fail::Meta(MetaError::AlreadyExists {
+                    kind: RecordKind::Migration,
+                    id: row.get(0),
+                }));
+            }
+            if let Some(n) = node {
+                tx.execute(
+                    "INSERT INTO storage_nodes (node_id, host, port, virtual_nodes, state, added_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &node_params(n).as_params(),
+                )
+                .map_err(|e| exists(e, RecordKind::Node, &n.node_id))?;
+                notify(tx, "nodes")?;
+            }
+            put_migration(tx, migration)
+        })
+    }
+
+    fn request_cancel(&self, migration_id: &str) -> Result<(), MetaError> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE migrations SET cancel_requested = true WHERE migration_id = $1",
+                &[&migration_id],
+            )?;
+            if n == 0 {
+                return Err(Fail::Meta(MetaError::NotFound {
+                    kind: RecordKind::Migration,
+                    id: migration_id.to_owned(),
+                }));
+            }
+            Ok(())
+        })
+    }
+
+    fn beat(&self, beat: &crate::meta::CoordinatorBeat) -> Result<(), MetaError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO coordinator_beats (coordinator_id, at_ms, migration_id, stage)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (coordinator_id) DO UPDATE SET at_ms = EXCLUDED.at_ms,
+                     migration_id = EXCLUDED.migration_id, stage = EXCLUDED.stage",
+                &[&beat.coordinator_id, &beat.at_ms, &beat.migration_id, &beat.stage],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn beats(&self) -> Result<Vec<crate::meta::CoordinatorBeat>, MetaError> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT coordinator_id, at_ms, migration_id, stage FROM coordinator_beats",
+                &[],
+            )?;
+            Ok(rows
+                .iter()
+                .map(|r| crate::meta::CoordinatorBeat {
+                    coordinator_id: r.get(0),
+                    at_ms: r.get(1),
+                    migration_id: r.get(2),
+                    stage: r.get(3),
+                })
+                .collect())
         })
     }
 
@@ -182,13 +267,13 @@ impl MetadataStore for PostgresStore {
 fn put_migration(tx: &mut Transaction<'_>, m: &MigrationRecord) -> Result<(), Fail> {
     tx.execute(
         "INSERT INTO migrations (migration_id, migration_type, node_id, status, keys_migrated,
-                                 total_keys, started_at, completed_at, error_message)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                 total_keys, started_at, completed_at, error_message, state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (migration_id) DO UPDATE SET migration_type = EXCLUDED.migration_type,
              node_id = EXCLUDED.node_id, status = EXCLUDED.status,
              keys_migrated = EXCLUDED.keys_migrated, total_keys = EXCLUDED.total_keys,
              started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
-             error_message = EXCLUDED.error_message",
+             error_message = EXCLUDED.error_message, state = EXCLUDED.state",
         &[
             &m.migration_id,
             &m.migration_type,
@@ -199,6 +284,7 @@ fn put_migration(tx: &mut Transaction<'_>, m: &MigrationRecord) -> Result<(), Fa
             &m.started_at,
             &m.completed_at,
             &m.error_message,
+            &m.state,
         ],
     )?;
     Ok(())
@@ -264,4 +350,24 @@ fn node_from_row(r: &postgres::Row) -> Result<NodeRecord, Fail> {
 fn to_i32(n: u32) -> i32 {
     // Replication factors and virtual node counts are validated far below i32::MAX.
     i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// The columns [`migration_from_row`] reads, in order.
+const MIGRATION_COLUMNS: &str = "migration_id, migration_type, node_id, status, keys_migrated, \
+     total_keys, started_at, completed_at, error_message, state, cancel_requested";
+
+fn migration_from_row(r: &postgres::Row) -> MigrationRecord {
+    MigrationRecord {
+        migration_id: r.get(0),
+        migration_type: r.get(1),
+        node_id: r.get(2),
+        status: r.get(3),
+        keys_migrated: r.get(4),
+        total_keys: r.get(5),
+        started_at: r.get(6),
+        completed_at: r.get(7),
+        error_message: r.get(8),
+        state: r.get(9),
+        cancel_requested: r.get(10),
+    }
 }

@@ -70,6 +70,7 @@ const MIGRATION_LOCK: i64 = 0x7061_6972_6462;
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "0001_metadata.sql", include_str!("../../../migrations/0001_metadata.sql")),
     (2, "0002_hint_coalescing.sql", include_str!("../../../migrations/0002_hint_coalescing.sql")),
+    (3, "0003_data_movement.sql", include_str!("../../../migrations/0003_data_movement.sql")),
 ];
 
 mod hints;

@@ -1,0 +1,703 @@
+//! The driver loop of one data movement, on one core of the coordinator that owns it.
+//!
+//! ```text
+//!   loop:
+//!     drain the driver's actions: Persist -> fold into State (saved before any barrier or
+//!       stream that follows), WaitBarrier -> remember, Stream -> spawn a stream task,
+//!       StopStream -> raise its stop flag, Cleanup -> spawn a cleanup task
+//!     terminal stage -> finish (membership / factor rewritten, status set), done
+//!     awaited barrier reached (every live coordinator beat it, then one replica timeout to
+//!       drain older requests) -> handle_barrier
+//!     cancel requested in the record -> handle_cancel
+//!     wait up to 200 ms for a task's event -> feed it to the driver
+//! ```
+
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+    rc::Rc,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    coordinator::{
+        migrate::{stream::*, State, METRICS},
+        placement::ring_of,
+        shard::{blocking, unix_now_secs, unix_now_us, Shard},
+    },
+    core::{
+        ids::NodeId,
+        ids::Token,
+        migration::{
+            driver::{Action, Failure, Limits, Migration, MigrationId},
+            placement::Placement,
+            plan::{Plan, RfChange, Segment, SegmentId},
+            sets::Side,
+            Stage,
+        },
+        ring::TokenRange,
+    },
+    meta::{MetaError, MigrationRecord, NodeState},
+};
+
+/// Arcs of the merged ring boundaries per segment: small enough that a crash re-streams
+/// little, large enough that a plan has a few hundred segments at most.
+pub const ARCS_PER_SEGMENT: usize = 16;
+
+/// What a stream or cleanup task reports.
+enum Event {
+    Progress { segment: SegmentId, source: NodeId, keys: u64, cursor: Vec<u8>, bytes: u64 },
+    Done { segment: SegmentId, source: NodeId },
+    Failed { segment: SegmentId, source: NodeId, reason: String },
+    Cleaned { node: NodeId },
+    CleanupFailed { node: NodeId, reason: String },
+}
+
+/// The plan of a stored state: one plan per factor group, merged, with the dead node of a
+/// forced removal taken out of the sources and the cleanups. Also returns each segment's group.
+pub fn plan_of(state: &State) -> Result<(Plan, Vec<RfChange>), String> {
+    let r0 = ring_of(&state.old_members)?;
+    let r1 = ring_of(&state.new_members)?;
+    let mut gained = Vec::new();
+    let mut lost = Vec::new();
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut groups = Vec::new();
+    for &(rf0, rf1) in &state.groups {
+        let group = RfChange { rf0, rf1 };
+        let plan = Plan::new(&r0, &r1, group, ARCS_PER_SEGMENT);
+        gained.extend(plan.gained);
+        lost.extend(plan.lost);
+        for mut s in plan.segments {
+            s.id = SegmentId(segments.len() as u32);
+            groups.push(group);
+            segments.push(s);
+        }
+    }
+    if let Some(dead) = &state.dead {
+        let dead = NodeId::new(dead.clone());
+        lost.retain(|l| l.node != dead);
+        for g in &mut gained {
+            g.sources.retain(|n| *n != dead);
+        }
+        for s in &mut segments {
+            s.sources.retain(|n| *n != dead);
+        }
+    }
+    // `Plan::targets` and `losers` expect ranges grouped by node.
+    gained.sort_by(|a, b| a.target.cmp(&b.target));
+    lost.sort_by(|a, b| a.node.cmp(&b.node));
+    let rf = groups.first().copied().unwrap_or(RfChange::same(1));
+    Ok((Plan { rf, gained, lost, segments }, groups))
+}
+
+/// Ranges of a forced removal's plan left with fewer than a quorum of the old replicas.
+pub fn thin_ranges(state: &State) -> Result<u64, String> {
+    let Some(dead) = &state.dead else { return Ok(0) };
+    let r0 = ring_of(&state.old_members)?;
+    let r1 = ring_of(&state.new_members)?;
+    let dead = NodeId::new(dead.clone());
+    let mut thin = 0;
+    for &(rf0, rf1) in &state.groups {
+        let plan = Plan::new(&r0, &r1, RfChange { rf0, rf1 }, ARCS_PER_SEGMENT);
+        for s in &plan.segments {
+            let all = s.sources.len();
+            let alive = s.sources.iter().filter(|n| **n != dead).count();
+            if alive < all / 2 + 1 {
+                thin += 1;
+            }
+        }
+    }
+    Ok(thin)
+}
+
+/// One running migration.
+pub struct Runner {
+    shard: Rc<Shard>,
+    record: RefCell<MigrationRecord>,
+    state: RefCell<State>,
+    driver: RefCell<Migration>,
+    placement: Arc<Placement>,
+    groups: Vec<RfChange>,
+    streamer: Rc<Streamer>,
+    events: (flume::Sender<Event>, flume::Receiver<Event>),
+    stops: RefCell<HashMap<(SegmentId, NodeId), Rc<Cell<bool>>>>,
+    rate: RefCell<Rate>,
+    saved_at: Cell<Instant>,
+}
+
+/// Keys and bytes per second, over the last few seconds.
+struct Rate {
+    samples: std::collections::VecDeque<(Instant, u64, u64)>,
+}
+
+impl Rate {
+    fn add(&mut self, keys: u64, bytes: u64) {
+        let now = Instant::now();
+        self.samples.push_back((now, keys, bytes));
+        while self.samples.front().is_some_and(|(t, _, _)| now - *t > Duration::from_secs(5)) {
+            self.samples.pop_front();
+        }
+    }
+
+    fn per_sec(&self) -> (f64, f64) {
+        let Some((first, _, _)) = self.samples.front() else { return (0.0, 0.0) };
+        let span = first.elapsed().as_secs_f64().max(1.0);
+        let keys: u64 = self.samples.iter().map(|s| s.1).sum();
+        let bytes: u64 = self.samples.iter().map(|s| s.2).sum();
+        (keys as f64 / span, bytes as f64 / span)
+    }
+}
+
+fn migration_number(id: &str) -> MigrationId {
+    MigrationId(xxhash_rust::xxh3::xxh3_64(id.as_bytes()))
+}
+
+impl Runner {
+    /// Builds the runner of `record` (active, with a state), resuming from its checkpoints.
+    pub fn new(shard: Rc<Shard>, record: MigrationRecord) -> Result<Rc<Runner>, String> {
+        let state = State::decode(&record.state)?;
+        let (plan, groups) = plan_of(&state)?;
+        let cfg = &shard.shared.config.migration;
+        let limits =
+            Limits { max_active_segments: cfg.max_active_segments, max_source_attempts: 3 };
+        let id = migration_number(&record.migration_id);
+        let fresh = state.stage.is_empty() || state.stage == Stage::Planned.as_str();
+        let driver = if fresh {
+            Migration::new(id, plan, limits)
+        } else {
+            Migration::resume_from(id, plan, limits, &state.checkpoints(id))
+                .map_err(|e| e.to_string())?
+        };
+        let placement = Arc::new(Placement {
+            migration_id: record.migration_id.clone(),
+            stage: driver.stage(),
+            r0: Arc::new(ring_of(&state.old_members)?),
+            r1: Arc::new(ring_of(&state.new_members)?),
+            rf_change: state.rf_change.clone().map(Into::into),
+        });
+        let streamer = Rc::new(Streamer {
+            shard: shard.clone(),
+            throttle: Rc::new(Throttle::new(
+                cfg.max_bytes_per_sec,
+                Duration::from_millis(cfg.backoff_latency_ms),
+            )),
+            slots: Rc::new(Slots::new(cfg.max_streams_per_node)),
+            page_entries: cfg.page_entries,
+        });
+        let mut driver = driver;
+        driver.set_total_keys(state.total_keys);
+        Ok(Rc::new(Runner {
+            shard,
+            record: RefCell::new(record),
+            state: RefCell::new(state),
+            driver: RefCell::new(driver),
+            placement,
+            groups,
+            streamer,
+            events: flume::unbounded(),
+            stops: RefCell::new(HashMap::new()),
+            rate: RefCell::new(Rate { samples: Default::default() }),
+            saved_at: Cell::new(Instant::now()),
+        }))
+    }
+
+    /// Runs the migration to its end (COMPLETED or CANCELLED); errors of the metadata store are
+    /// retried. Returns when done or when this coordinator stops owning it.
+    pub async fn run(self: Rc<Self>) {
+        if self.driver.borrow().stage() == Stage::Planned {
+            self.estimate_total().await;
+            let _ = self.driver.borrow_mut().start();
+        }
+        let mut barrier: Option<(Stage, Option<Instant>)> = None;
+        let mut cancel_checked = Instant::now();
+        loop {
+            let mut must_save = false;
+            loop {
+                let action = self.driver.borrow_mut().poll_action();
+                let Some(action) = action else { break };
+                match action {
+                    Action::Persist(c) => {
+                        must_save |=
+                            !matches!(c, crate::core::migration::driver::Checkpoint::Segment(_));
+                        self.state.borrow_mut().apply(&c);
+                    }
+                    Action::WaitBarrier { stage } => barrier = Some((stage, None)),
+                    Action::Stream { segment, target, source, range, cursor, .. } => {
+                        self.spawn_stream(segment, target, source, range, cursor.map(|c| c.0));
+                    }
+                    Action::StopStream { segment, source } => {
+                        if let Some(stop) = self.stops.borrow_mut().remove(&(segment, source)) {
+                            stop.set(true);
+                        }
+                    }
+                    Action::Cleanup { node, ranges, keep } => {
+                        self.spawn_cleanup(node, ranges, keep)
+                    }
+                }
+            }
+            let stage = self.driver.borrow().stage();
+            if must_save || self.saved_at.get().elapsed() > Duration::from_millis(500) {
+                self.save().await;
+            }
+            if stage.is_terminal() {
+                self.finish(stage).await;
+                return;
+            }
+            if let Some((want, since)) = barrier {
+                match self.barrier_reached(want, since).await {
+                    BarrierState::Reached => {
+                        barrier = None;
+                        self.state.borrow_mut().blocked_on.clear();
+                        self.driver.borrow_mut().handle_barrier(want);
+                        continue;
+                    }
+                    BarrierState::Draining(t) => barrier = Some((want, Some(t))),
+                    BarrierState::Waiting => barrier = Some((want, None)),
+                }
+            }
+            if cancel_checked.elapsed() > Duration::from_millis(300) {
+                cancel_checked = Instant::now();
+                self.check_cancel().await;
+            }
+            let event = glommio::timer::timeout(Duration::from_millis(200), async {
+                Ok(self.events.1.recv_async().await.ok())
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some(event) = event {
+                self.handle(event);
+                // Take every event already queued before the next round of actions.
+                while let Ok(event) = self.events.1.try_recv() {
+                    self.handle(event);
+                }
+            }
+        }
+    }
+
+    fn handle(&self, event: Event) {
+        let mut driver = self.driver.borrow_mut();
+        match event {
+            Event::Progress { segment, source, keys, cursor, bytes } => {
+                self.rate.borrow_mut().add(0, bytes);
+                let before = driver.keys_migrated();
+                driver.handle_segment_progress(
+                    segment,
+                    &source,
+                    keys,
+                    crate::core::migration::driver::Cursor(cursor),
+                );
+                let after = driver.keys_migrated();
+                self.rate.borrow_mut().add(after.saturating_sub(before), 0);
+                self.state.borrow_mut().bytes += bytes;
+            }
+            Event::Done { segment, source } => {
+                self.stops.borrow_mut().remove(&(segment, source.clone()));
+                driver.handle_segment_done(segment, &source);
+            }
+            Event::Failed { segment, source, reason } => {
+                self.stops.borrow_mut().remove(&(segment, source.clone()));
+                tracing::warn!(segment = segment.0, %source, %reason, "migration stream failed");
+                driver.handle_failure(Failure::Source { segment, source });
+            }
+            Event::Cleaned { node } => driver.handle_cleanup_done(&node),
+            Event::CleanupFailed { node, reason } => {
+                tracing::warn!(%node, %reason, "migration cleanup failed; asking again");
+                driver.handle_failure(Failure::Cleanup { node });
+            }
+        }
+    }
+
+    fn spawn_stream(
+        self: &Rc<Self>,
+        segment: SegmentId,
+        target: NodeId,
+        source: NodeId,
+        range: TokenRange,
+        cursor: Option<Vec<u8>>,
+    ) {
+        let stop = Rc::new(Cell::new(false));
+        self.stops.borrow_mut().insert((segment, source.clone()), stop.clone());
+        let keys0 = self
+            .state
+            .borrow()
+            .sources
+            .iter()
+            .find(|p| p.segment == segment.0 && p.source == source.as_str())
+            .map_or(0, |p| p.keys);
+        let want = Want::Gains {
+            placement: self.placement.clone(),
+            group: self.groups[segment.0 as usize],
+        };
+        let (streamer, tx) = (self.streamer.clone(), self.events.0.clone());
+        glommio::spawn_local(async move {
+            let mut cursor = cursor.unwrap_or_default();
+            let mut keys = keys0;
+            loop {
+                if stop.get() {
+                    return;
+                }
+                match streamer.page(&source, &target, &range, &cursor, &want, &stop).await {
+                    Ok(page) => {
+                        keys += page.keys;
+                        match page.next {
+                            Some(next) => {
+                                cursor = next.clone();
+                                let source = source.clone();
+                                let _ = tx.send(Event::Progress {
+                                    segment,
+                                    source,
+                                    keys,
+                                    cursor: next,
+                                    bytes: page.bytes,
+                                });
+                            }
+                            None => {
+                                if page.keys > 0 || page.bytes > 0 {
+                                    let _ = tx.send(Event::Progress {
+                                        segment,
+                                        source: source.clone(),
+                                        keys,
+                                        cursor: cursor.clone(),
+                                        bytes: page.bytes,
+                                    });
+                                }
+                                let _ = tx.send(Event::Done { segment, source });
+                                return;
+                            }
+                        }
+                    }
+                    Err(_) if stop.get() => return,
+                    Err(reason) => {
+                        let _ = tx.send(Event::Failed { segment, source, reason });
+                        return;
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+
+    fn spawn_cleanup(self: &Rc<Self>, node: NodeId, ranges: Vec<TokenRange>, keep: Side) {
+        let (streamer, tx, placement) =
+            (self.streamer.clone(), self.events.0.clone(), self.placement.clone());
+        glommio::spawn_local(async move {
+            let stop = Cell::new(false);
+            for range in ranges {
+                let mut cursor = Vec::new();
+                loop {
+                    match streamer.evict_page(&node, &range, &cursor, &placement, keep, &stop).await
+                    {
+                        Ok(page) => match page.next {
+                            Some(next) => cursor = next,
+                            None => break,
+                        },
+                        Err(reason) => {
+                            let _ = tx.send(Event::CleanupFailed { node, reason });
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(Event::Cleaned { node });
+        })
+        .detach();
+    }
+
+    /// Sums, per segment, its first live source's key count times the share of the ring the
+    /// segment covers: the estimate `percentage` divides by.
+    async fn estimate_total(&self) {
+        let plan = self.driver.borrow().plan().clone();
+        let mut counts: HashMap<NodeId, u64> = HashMap::new();
+        for s in &plan.segments {
+            for n in &s.sources {
+                if counts.contains_key(n) {
+                    continue;
+                }
+                if let Some(link) = self.shard.link(n) {
+                    let stats: Result<crate::proto::storage::StatsResponse, _> = link
+                        .call(
+                            "/pairdb.storage.v1.StorageService/Stats",
+                            &crate::proto::storage::StatsRequest {},
+                        )
+                        .await;
+                    if let Ok(st) = stats {
+                        counts.insert(n.clone(), st.key_count + st.tombstone_count);
+                    }
+                }
+            }
+        }
+        let mut total = 0f64;
+        for s in &plan.segments {
+            let keys = s.sources.iter().find_map(|n| counts.get(n)).copied().unwrap_or(0);
+            let share = crate::core::migration::plan::width(&s.range) as f64 / 2f64.powi(64);
+            total += keys as f64 * share;
+        }
+        let total = total.ceil() as u64;
+        self.state.borrow_mut().total_keys = total;
+        self.driver.borrow_mut().set_total_keys(total);
+    }
+
+    async fn check_cancel(&self) {
+        let meta = self.shard.shared.meta.clone();
+        let id = self.record.borrow().migration_id.clone();
+        let Ok(Some(stored)) = blocking(move || meta.migration(&id)).await else { return };
+        if stored.owner_changed(&self.shard.shared.config.node_id) {
+            return;
+        }
+        if stored.cancel_requested && !self.record.borrow().cancel_requested {
+            self.record.borrow_mut().cancel_requested = true;
+            let result = self.driver.borrow_mut().handle_cancel();
+            match result {
+                Ok(()) => {
+                    tracing::info!(migration = %stored.migration_id, "migration cancel requested; reverting")
+                }
+                Err(e) => {
+                    tracing::warn!(migration = %stored.migration_id, error = %e, "cancel refused")
+                }
+            }
+        }
+    }
+
+    async fn barrier_reached(&self, stage: Stage, since: Option<Instant>) -> BarrierState {
+        let drain = Duration::from_millis(self.shard.shared.config.replica_timeout_ms + 200);
+        if let Some(t) = since {
+            return if t.elapsed() >= drain {
+                BarrierState::Reached
+            } else {
+                BarrierState::Draining(t)
+            };
+        }
+        let meta = self.shard.shared.meta.clone();
+        let Ok(beats) = blocking(move || meta.beats()).await else {
+            return BarrierState::Waiting;
+        };
+        let cfg = &self.shard.shared.config;
+        let now_ms = unix_now_us() / 1000;
+        let horizon = cfg.migration.coordinator_lease_ms as i64 + 1000;
+        let id = self.record.borrow().migration_id.clone();
+        let mut behind: Vec<String> = beats
+            .iter()
+            .filter(|b| b.at_ms >= now_ms - horizon)
+            .filter(|b| !(b.migration_id == id && b.stage == stage.as_str()))
+            .map(|b| b.coordinator_id.clone())
+            .collect();
+        if !beats.iter().any(|b| b.coordinator_id == cfg.node_id) {
+            behind.push(cfg.node_id.clone());
+        }
+        if behind.is_empty() {
+            self.state.borrow_mut().blocked_on =
+                format!("barrier: draining requests older than {}", stage.as_str());
+            BarrierState::Draining(Instant::now())
+        } else {
+            behind.sort();
+            self.state.borrow_mut().blocked_on = format!(
+                "barrier: waiting for coordinator(s) {} to apply {}",
+                behind.join(", "),
+                stage.as_str()
+            );
+            BarrierState::Waiting
+        }
+    }
+
+    /// Stores the state and progress; retried until the store answers.
+    async fn save(&self) {
+        self.refresh_progress();
+        let record = {
+            let mut r = self.record.borrow_mut();
+            r.state = self.state.borrow().encode();
+            r.keys_migrated = self.driver.borrow().keys_migrated() as i64;
+            r.total_keys = (self.state.borrow().total_keys.max(r.keys_migrated as u64)) as i64;
+            r.status = MigrationRecord::IN_PROGRESS.into();
+            r.clone()
+        };
+        self.put(record).await;
+        self.saved_at.set(Instant::now());
+    }
+
+    async fn put(&self, record: MigrationRecord) {
+        loop {
+            let meta = self.shard.shared.meta.clone();
+            let r = record.clone();
+            match blocking(move || meta.put_migration(&r)).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot save migration state; retrying");
+                    glommio::timer::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    fn refresh_progress(&self) {
+        let driver = self.driver.borrow();
+        let (kps, bps) = self.rate.borrow().per_sec();
+        let mut st = self.state.borrow_mut();
+        st.percentage = st.percentage.max(driver.percentage());
+        st.keys_per_sec = kps;
+        st.bytes_per_sec = bps;
+        let (done, total) = driver.segments_done();
+        st.segments_done = done as u64;
+        st.segments_total = total as u64;
+        let now = Instant::now();
+        st.eta = driver
+            .eta(now, kps, Duration::from_millis(self.shard.shared.config.replica_timeout_ms + 500))
+            .map_or(0, |t| unix_now_secs() + (t - now).as_secs() as i64);
+        METRICS.percentage.store(u64::from(st.percentage), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Rewrites membership or factor for the end the migration reached, then closes the record.
+    async fn finish(&self, stage: Stage) {
+        self.refresh_progress();
+        for stop in self.stops.borrow().values() {
+            stop.set(true);
+        }
+        let completed = stage == Stage::Completed;
+        let mut record = self.record.borrow().clone();
+        {
+            let mut st = self.state.borrow_mut();
+            st.blocked_on.clear();
+            st.eta = 0;
+            if completed {
+                st.percentage = 100;
+            }
+            record.state = st.encode();
+        }
+        record.keys_migrated = self.driver.borrow().keys_migrated() as i64;
+        record.total_keys = record.total_keys.max(record.keys_migrated);
+        record.completed_at = unix_now_secs();
+        record.status =
+            if completed { MigrationRecord::COMPLETED } else { MigrationRecord::CANCELLED }.into();
+        let error = self.driver.borrow().error().map(str::to_owned);
+        let thin = self.state.borrow().thin_ranges;
+        record.error_message = match (completed, error) {
+            (true, _) if thin > 0 => format!(
+                "{thin} ranges had fewer than a quorum of surviving replicas when the dead node was removed; writes acknowledged only by it may be lost"
+            ),
+            (true, _) => String::new(),
+            (false, Some(e)) => e,
+            (false, None) => "cancelled by request".into(),
+        };
+        loop {
+            let meta = self.shard.shared.meta.clone();
+            let (r, state) = (record.clone(), self.state.borrow().clone());
+            let outcome = blocking(move || finish_in_store(&*meta, &r, &state, completed)).await;
+            match outcome {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot close the migration; retrying");
+                    glommio::timer::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        METRICS
+            .percentage
+            .store(if completed { 100 } else { 0 }, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(migration = %record.migration_id, status = %record.status, "migration ended");
+    }
+}
+
+enum BarrierState {
+    Waiting,
+    Draining(Instant),
+    Reached,
+}
+
+/// The membership and factor writes that end a migration, then its record.
+fn finish_in_store(
+    meta: &dyn crate::meta::MetadataStore,
+    record: &MigrationRecord,
+    state: &State,
+    completed: bool,
+) -> Result<(), MetaError> {
+    let old: Vec<&String> = state.old_members.iter().map(|m| &m.0).collect();
+    let new: Vec<&String> = state.new_members.iter().map(|m| &m.0).collect();
+    let nodes = meta.nodes()?;
+    for n in nodes {
+        let in_old = old.contains(&&n.node_id);
+        let in_new = new.contains(&&n.node_id);
+        let keep = if completed { in_new } else { in_old };
+        if (in_old || in_new) && !keep {
+            meta.remove_node(&n.node_id)?;
+        } else if keep && n.state != NodeState::Active {
+            meta.upsert_node(&crate::meta::NodeRecord { state: NodeState::Active, ..n })?;
+        }
+    }
+    match (&state.rf_change, completed) {
+        (Some(c), true) => {
+            meta.update_replication_factor(&c.tenant_id, c.rf1 as u32, unix_now_secs(), record)?;
+        }
+        _ => meta.put_migration(record)?,
+    }
+    Ok(())
+}
+
+impl MigrationRecord {
+    /// True when the stored state names another owner than `me`.
+    pub fn owner_changed(&self, me: &str) -> bool {
+        State::decode(&self.state).map(|s| s.owner != me).unwrap_or(false)
+    }
+}
+
+/// A token range, for callers that build one.
+pub fn range(start_exclusive: Token, end_inclusive: Token) -> TokenRange {
+    TokenRange { start_exclusive, end_inclusive }
+}
+
+/// Starts the driver of `record` on this core, unless this process already drives one.
+pub fn start(shard: Rc<Shard>, record: MigrationRecord) {
+    if shard.shared.placement.driving.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    glommio::spawn_local(async move {
+        let id = record.migration_id.clone();
+        match Runner::new(shard.clone(), record) {
+            Ok(runner) => runner.run().await,
+            Err(e) => tracing::error!(migration = %id, error = %e, "cannot run migration"),
+        }
+        shard.shared.placement.driving.store(false, std::sync::atomic::Ordering::SeqCst);
+    })
+    .detach();
+}
+
+/// Core 0's watch for migrations to run: one left by this coordinator before a restart, or one
+/// whose owner stopped beating for a while (it crashed or lost the store), taken over.
+pub async fn adopt(shard: Rc<Shard>, shutdown: crate::runtime::shutdown::Shutdown) {
+    let me = shard.shared.config.node_id.clone();
+    let orphan_after = 3 * shard.shared.config.migration.coordinator_lease_ms as i64 + 2000;
+    while !shutdown.is_triggered() {
+        let running = shard.shared.placement.driving.load(std::sync::atomic::Ordering::SeqCst);
+        if !running {
+            let meta = shard.shared.meta.clone();
+            let found = blocking(move || {
+                let newest = meta.migrations(1)?.into_iter().next().filter(|m| m.is_active());
+                Ok::<_, MetaError>((newest, meta.beats()?))
+            })
+            .await;
+            if let Ok((Some(mut record), beats)) = found {
+                if let Ok(mut state) = State::decode(&record.state) {
+                    let now_ms = unix_now_us() / 1000;
+                    let owner_alive = beats.iter().any(|b| {
+                        b.coordinator_id == state.owner && b.at_ms >= now_ms - orphan_after
+                    });
+                    if state.owner == me || !owner_alive {
+                        if state.owner != me {
+                            tracing::warn!(migration = %record.migration_id, owner = %state.owner, "taking over a migration whose coordinator stopped");
+                            state.owner = me.clone();
+                            record.state = state.encode();
+                            let meta = shard.shared.meta.clone();
+                            let r = record.clone();
+                            if blocking(move || meta.put_migration(&r)).await.is_err() {
+                                continue;
+                            }
+                        }
+                        start(shard.clone(), record);
+                    }
+                }
+            }
+        }
+        futures_lite::future::or(glommio::timer::sleep(Duration::from_secs(1)), shutdown.wait())
+            .await;
+    }
+}
