@@ -1,6 +1,8 @@
 //! The storage node: a durable local engine ([`engine`]), its gRPC service ([`service`]) and the
-//! per-core server that hosts both ([`node`]).
+//! per-core server that hosts both ([`node`]), and the id of its data directory
+//! ([`incarnation`]).
 
 pub mod engine;
+pub mod incarnation;
 pub mod node;
 pub mod service;

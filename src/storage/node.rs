@@ -14,6 +14,7 @@ use crate::{
     runtime::shutdown::Shutdown,
     storage::{
         engine::{Engine, EngineError},
+        incarnation,
         service::StorageService,
     },
 };
@@ -22,6 +23,8 @@ use crate::{
 pub struct StorageNode {
     engine: Arc<Engine>,
     node_id: String,
+    /// The data directory's id (see [`crate::storage::incarnation`]).
+    incarnation_id: String,
     addr: SocketAddr,
     server: ServerConfig,
     health: HealthState,
@@ -33,10 +36,12 @@ pub struct StorageNode {
 }
 
 impl StorageNode {
-    /// Opens the engine and starts its background purge. Blocks on disk I/O: call it before the
-    /// executors start. `addr` must carry a concrete port (see `runtime::listen::reserve`).
+    /// Reads (or, on a new data directory, makes) the incarnation id, opens the engine and starts
+    /// its background purge. Blocks on disk I/O: call it before the executors start. `addr` must
+    /// carry a concrete port (see `runtime::listen::reserve`).
     pub fn open(config: &StorageConfig, addr: SocketAddr) -> Result<Arc<StorageNode>, EngineError> {
         std::fs::create_dir_all(&config.data_dir)?;
+        let incarnation_id = incarnation::load_or_create(&config.data_dir)?;
         let engine = Arc::new(Engine::open(&config.data_dir, config.engine())?);
         engine.spawn_purger(
             Duration::from_secs(config.purge_interval_secs),
@@ -46,6 +51,7 @@ impl StorageNode {
             listeners: std::sync::Mutex::new(None),
             engine,
             node_id: config.node_id.clone(),
+            incarnation_id,
             addr,
             server: ServerConfig {
                 max_message_bytes: config.max_message_bytes,
@@ -73,6 +79,11 @@ impl StorageNode {
             extra: Box::new(move |out| match engine.stats() {
                 Ok(s) => {
                     let stalls = engine.stall_waits();
+                    out.push(Sample::counter(
+                        "pairdb_storage_evicted_total",
+                        "Records removed by Evict (data movement's cleanup of keys no longer owned).",
+                        engine.evicted_total(),
+                    ));
                     out.push(Sample::counter(
                         "pairdb_storage_write_stalls_total",
                         "Writes that waited for fjall to flush sealed memtables before applying.",
@@ -114,6 +125,11 @@ impl StorageNode {
         }
     }
 
+    /// The data directory's incarnation id, as HealthCheck and Stats answer it.
+    pub fn incarnation_id(&self) -> &str {
+        &self.incarnation_id
+    }
+
     /// The engine, for tests and tools.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
@@ -145,8 +161,12 @@ impl StorageNode {
     /// Serves on this core until `shutdown` fires and in-flight calls drained.
     pub async fn serve_core(self: Arc<Self>, listener: TcpListener, shutdown: Shutdown) {
         let service = Arc::new(
-            StorageService::new(self.engine.clone(), self.node_id.clone())
-                .with_max_message_bytes(self.server.max_message_bytes),
+            StorageService::new(
+                self.engine.clone(),
+                self.node_id.clone(),
+                self.incarnation_id.clone(),
+            )
+            .with_max_message_bytes(self.server.max_message_bytes),
         );
         let rpc = Rc::new(RpcMetrics::default());
         // The core index labels per-core metrics (0 outside the pool: benches, tests).

@@ -4,7 +4,8 @@
 //! insert plus a buffered journal write to the OS page cache (microseconds), and the fsync happens
 //! on the engine's syncer thread. In `Sync` mode every write waits for `fdatasync`, so writes then
 //! run on glommio's blocking thread pool instead, never on the core itself. A `Batch` is applied
-//! with one journal persist for all of its writes.
+//! with one journal persist for all of its writes. `Evict` always runs on the blocking pool: it
+//! is background cleanup of up to [`MAX_EVICT_KEYS`] keys, never worth a request core's time.
 
 use std::{sync::Arc, time::Instant};
 
@@ -13,10 +14,10 @@ use crate::{
     error::PairError,
     proto::storage::{
         self as pb, batch_operation::Op, batch_result::Result as BatchOutcome, BatchRequest,
-        BatchResponse, BatchResult, DeleteRequest, DeleteResponse, HealthCheckRequest,
-        HealthCheckResponse, ReadRequest, ReadResponse, RepairRequest, RepairResponse,
-        ScanRangeRequest, ScanRangeResponse, StatsRequest, StatsResponse, WriteRequest,
-        WriteResponse,
+        BatchResponse, BatchResult, DeleteRequest, DeleteResponse, EvictRequest, EvictResponse,
+        HealthCheckRequest, HealthCheckResponse, ReadRequest, ReadResponse, RepairRequest,
+        RepairResponse, ScanRangeRequest, ScanRangeResponse, StatsRequest, StatsResponse,
+        WriteRequest, WriteResponse,
     },
     rpc::{framing::DEFAULT_MAX_MESSAGE_BYTES, CallContext, Router, Status},
     storage::engine::{Applied, ApplyOp, Durability, Engine, EngineError},
@@ -32,6 +33,9 @@ pub const MAX_BATCH_OPERATIONS: usize = 10_000;
 pub const DEFAULT_SCAN_LIMIT: usize = 1_000;
 /// Largest `ScanRange` page a caller may ask for.
 pub const MAX_SCAN_LIMIT: usize = 10_000;
+/// Most keys one `Evict` may list; more is INVALID_ARGUMENT (`BATCH_TOO_LARGE`, as for `Batch`).
+/// Bounds the work and memory of one call; a caller evicting more splits it into several calls.
+pub const MAX_EVICT_KEYS: usize = 10_000;
 
 const SERVICE: &str = "/pairdb.storage.v1.StorageService/";
 
@@ -39,6 +43,8 @@ const SERVICE: &str = "/pairdb.storage.v1.StorageService/";
 pub struct StorageService {
     engine: Arc<Engine>,
     node_id: String,
+    /// The data directory's id (see [`crate::storage::incarnation`]), for HealthCheck and Stats.
+    incarnation_id: String,
     started: Instant,
     /// Stored bytes one `ScanRange` page may carry, so that its reply fits one message.
     max_scan_page_bytes: usize,
@@ -46,10 +52,11 @@ pub struct StorageService {
 
 impl StorageService {
     /// A service over `engine`, for replies of at most [`DEFAULT_MAX_MESSAGE_BYTES`].
-    pub fn new(engine: Arc<Engine>, node_id: String) -> Self {
+    pub fn new(engine: Arc<Engine>, node_id: String, incarnation_id: String) -> Self {
         Self {
             engine,
             node_id,
+            incarnation_id,
             started: Instant::now(),
             max_scan_page_bytes: scan_page_bytes(DEFAULT_MAX_MESSAGE_BYTES),
         }
@@ -63,7 +70,8 @@ impl StorageService {
 
     /// Adds every StorageService method to `router`.
     pub fn register(self: Arc<Self>, router: Router) -> Router {
-        let (w, r, d, rp, h, b, sc, st) = (
+        let (w, r, d, rp, h, b, sc, st, ev) = (
+            self.clone(),
             self.clone(),
             self.clone(),
             self.clone(),
@@ -109,7 +117,7 @@ impl StorageService {
                         status: "SERVING".into(),
                         node_id: h.node_id.clone(),
                         uptime_seconds: h.started.elapsed().as_secs(),
-                        ..Default::default()
+                        incarnation_id: h.incarnation_id.clone(),
                     };
                     async move { Ok(reply) }
                 },
@@ -130,9 +138,13 @@ impl StorageService {
                         tombstone_count: s.tombstone_count,
                         disk_bytes: s.disk_bytes,
                         disk_usage_percent: s.disk_usage_percent,
-                        ..Default::default()
+                        incarnation_id: st.incarnation_id.clone(),
                     });
                 async move { result }
+            })
+            .unary(&format!("{SERVICE}Evict"), move |req: EvictRequest, _: CallContext| {
+                let svc = ev.clone();
+                async move { svc.evict(req).await }
             })
     }
 
@@ -207,6 +219,35 @@ impl StorageService {
                 .collect(),
             next_cursor: next_cursor.into(),
         })
+    }
+
+    /// Removes the listed entries outright (see [`Engine::evict`]). At most [`MAX_EVICT_KEYS`]
+    /// keys; every key is checked before any is removed, and one bad tenant id or key fails the
+    /// whole call with INVALID_ARGUMENT.
+    async fn evict(&self, req: EvictRequest) -> Result<EvictResponse, Status> {
+        if req.keys.len() > MAX_EVICT_KEYS {
+            return Err(PairError::BatchTooLarge(format!(
+                "evict of {} keys exceeds the limit of {MAX_EVICT_KEYS}",
+                req.keys.len()
+            ))
+            .into());
+        }
+        for k in &req.keys {
+            check_key(&k.tenant_id, &k.key)?;
+        }
+        if req.keys.is_empty() {
+            return Ok(EvictResponse { evicted: 0 });
+        }
+        let engine = self.engine.clone();
+        let evicted = glommio::executor()
+            .spawn_blocking(move || {
+                let keys: Vec<(&str, &str)> =
+                    req.keys.iter().map(|k| (k.tenant_id.as_str(), k.key.as_str())).collect();
+                engine.evict(&keys)
+            })
+            .await
+            .map_err(|e| engine_status(&e))?;
+        Ok(EvictResponse { evicted })
     }
 
     async fn batch(self: Arc<Self>, req: BatchRequest) -> Result<BatchResponse, Status> {

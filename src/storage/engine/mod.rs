@@ -9,7 +9,9 @@
 //!   errors, and the striped key locks;
 //! - [`format`]: the on-disk encoding of keys and values;
 //! - [`scan`]: paging through a token range;
-//! - [`purge`]: tombstone purge, once or on a background thread;
+//! - [`purge`]: tombstone purge, once or on a background thread, and the physical removal it
+//!   shares with [`evict`];
+//! - [`evict`]: removing records outright, for data movement's cleanup;
 //! - [`syncer`]: the group-commit thread that `fdatasync`s the journal.
 //!
 //! # Layout
@@ -79,6 +81,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::core::version::{resolve, Resolution, Version};
 
+mod evict;
 mod format;
 mod purge;
 mod scan;
@@ -127,6 +130,8 @@ pub struct Engine {
     /// Writes that waited for a flush ([`Engine::record_stall_wait`]), and their total wait, µs.
     stall_waits: AtomicU64,
     stall_wait_us: AtomicU64,
+    /// Records removed by [`Engine::evict`].
+    evicted: AtomicU64,
     /// Bumped after every journal write; the syncer skips the fsync when it has not moved.
     journal_writes: Arc<AtomicU64>,
     /// Dropping this sender disconnects `stop_rx`, which stops the syncer and the purgers.
@@ -170,6 +175,7 @@ impl Engine {
             tombstone_count: AtomicU64::new(0),
             stall_waits: AtomicU64::new(0),
             stall_wait_us: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
             journal_writes,
             stop_tx: Some(stop_tx),
             stop_rx,

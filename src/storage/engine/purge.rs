@@ -75,32 +75,48 @@ impl Engine {
     /// Re-checks each candidate under its stripe lock and removes those still old tombstones,
     /// in one journal write.
     fn purge_chunk(&self, candidates: &[Vec<u8>], cutoff_us: i64) -> Result<usize, EngineError> {
+        // No fsync even in Sync mode: a lost purge only brings back a tombstone, purged again
+        // next pass.
+        self.remove_checked(candidates, |header| matches!(header, Ok((true, ts)) if ts < cutoff_us))
+    }
+
+    /// Physical removal, shared by purge and [`Engine::evict`]: locks the stripes of `skeys`,
+    /// reads each stored record and removes those for which `remove(header)` holds (`header` is
+    /// the record's [`decode_header`] result: tombstone flag and timestamp), all in one journal
+    /// write with [`PersistMode::Buffer`], then updates the counters. Returns how many records it
+    /// removed. `skeys` must hold no duplicates (a duplicate would be counted twice). Does not
+    /// fsync: a caller in [`super::Durability::Sync`] mode that needs the removal durable syncs
+    /// after this returns, with the stripes released.
+    pub(super) fn remove_checked(
+        &self,
+        skeys: &[Vec<u8>],
+        mut remove: impl FnMut(Result<(bool, i64), EngineError>) -> bool,
+    ) -> Result<usize, EngineError> {
         let mut stripe_ids: Vec<usize> =
-            candidates.iter().map(|k| stripe_of(token_of_storage_key(k))).collect();
+            skeys.iter().map(|k| stripe_of(token_of_storage_key(k))).collect();
         let guards = self.lock_stripes(&mut stripe_ids);
         let mut batch = self.db.batch().durability(Some(PersistMode::Buffer));
-        let mut removed = 0;
-        for k in candidates {
-            let still_old_tombstone = match self.data.get(k)? {
-                Some(v) => matches!(decode_header(&v), Ok((true, ts)) if ts < cutoff_us),
-                None => false,
-            };
-            if still_old_tombstone {
+        // The tombstone flag of each record removed (a record whose header does not decode is
+        // counted as a live key, as it cannot say otherwise).
+        let mut removed: Vec<bool> = Vec::new();
+        for k in skeys {
+            let Some(v) = self.data.get(k)? else { continue };
+            let header = decode_header(&v);
+            let tombstone = matches!(header, Ok((true, _)));
+            if remove(header) {
                 batch.remove(&self.data, k.as_slice());
-                removed += 1;
+                removed.push(tombstone);
             }
         }
-        if removed > 0 {
+        if !removed.is_empty() {
             batch.commit()?;
             self.journal_writes.fetch_add(1, Ordering::Release);
-            for _ in 0..removed {
-                self.count_change(Some(true), None);
+            for &tombstone in &removed {
+                self.count_change(Some(tombstone), None);
             }
         }
         drop(guards);
-        // No fsync even in Sync mode: a lost purge only brings back a tombstone, purged again
-        // next pass.
-        Ok(removed)
+        Ok(removed.len())
     }
 }
 
