@@ -22,7 +22,7 @@
 //! | code | meaning |
 //! | --- | --- |
 //! | 0 | success |
-//! | 1 | the coordinator answered with an error status, or a local I/O error |
+//! | 1 | the coordinator answered with an error status, a local I/O error, or a watched migration ended FAILED or CANCELLED |
 //! | 2 | invalid command line (clap's own exit code) |
 //! | 3 | no connection: the address does not resolve or nobody accepts on it |
 
@@ -79,7 +79,7 @@ pub enum ClientCommand {
     Tenant(TenantArgs),
     /// Add, remove and list storage nodes.
     Node(NodeArgs),
-    /// Show the state of a migration.
+    /// Show, follow, list and cancel migrations.
     Migration(MigrationArgs),
 }
 
@@ -135,13 +135,16 @@ enum Failure {
     Status(Status),
     /// Something on this machine failed: reading the value, writing stdout, the executor.
     Local(String),
+    /// The calls worked but what the command waited for ended badly: a watched migration
+    /// FAILED or was CANCELLED.
+    Outcome(String),
 }
 
 impl Failure {
     fn exit_code(&self) -> i32 {
         match self {
             Failure::NoConnection { .. } => EXIT_NO_CONNECTION,
-            Failure::Status(_) | Failure::Local(_) => EXIT_FAILED,
+            Failure::Status(_) | Failure::Local(_) | Failure::Outcome(_) => EXIT_FAILED,
         }
     }
 }
@@ -154,7 +157,7 @@ impl fmt::Display for Failure {
             }
             // `CODE [PAIRDB_ERROR_CODE]: message`, as `Status` displays itself.
             Failure::Status(status) => write!(f, "{status}"),
-            Failure::Local(message) => f.write_str(message),
+            Failure::Local(message) | Failure::Outcome(message) => f.write_str(message),
         }
     }
 }

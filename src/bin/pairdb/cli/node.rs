@@ -7,7 +7,7 @@ use pairdb::proto::coordinator as api;
 
 use super::{
     call,
-    output::{print_json, print_out, Json},
+    output::{migration_lines, print_json, print_out, Json},
     Connection, Failure,
 };
 
@@ -97,7 +97,18 @@ fn print_node_change(
             ("message", Json::str(message)),
         ]));
     }
-    print_out(&format!("{verb} node {node_id} (migration {migration_id}): {message}\n"))
+    print_out(&node_change_text(verb, node_id, migration_id, message))
+}
+
+/// `added node storage-4: MESSAGE`, then the migration id and how to follow it.
+fn node_change_text(verb: &str, node_id: &str, migration_id: &str, message: &str) -> String {
+    let mut out = format!("{verb} node {node_id}");
+    if !message.is_empty() {
+        let _ = write!(out, ": {message}");
+    }
+    out.push('\n');
+    out.push_str(&migration_lines(migration_id));
+    out
 }
 
 /// The `node list` table. Stats the coordinator could not fetch (-1 on the wire) show as `?`.
@@ -141,4 +152,20 @@ fn node_table(nodes: &[api::StorageNodeInfo]) -> String {
         line(&row.each_ref().map(String::as_str));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_change_names_the_migration() {
+        assert_eq!(
+            node_change_text("added", "storage-4", "mig-7", "rebalancing 150 ranges"),
+            "added node storage-4: rebalancing 150 ranges\n\
+             migration: mig-7\n\
+             watch it: pairdb migration status mig-7 --watch\n"
+        );
+        assert_eq!(node_change_text("removed", "storage-2", "", ""), "removed node storage-2\n");
+    }
 }

@@ -27,6 +27,20 @@ pub(super) fn write_or_pipe_closed(out: &mut impl io::Write, bytes: &[u8]) -> Re
     }
 }
 
+/// What a command that started a migration prints about it: the id on a line of its own and how
+/// to follow it; nothing when no migration was started (empty id).
+pub(super) fn migration_lines(migration_id: &str) -> String {
+    if migration_id.is_empty() {
+        return String::new();
+    }
+    format!("migration: {migration_id}\n{}\n", watch_hint(migration_id))
+}
+
+/// The line that tells how to follow a migration.
+pub(super) fn watch_hint(migration_id: &str) -> String {
+    format!("watch it: pairdb migration status {migration_id} --watch")
+}
+
 pub(super) fn replicas(n: i32) -> String {
     if n == 1 {
         "1 replica".into()
@@ -206,6 +220,15 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(base64(input.as_bytes()), want, "{input}");
         }
+    }
+
+    #[test]
+    fn migration_lines_name_the_id_and_the_watch_command() {
+        assert_eq!(
+            migration_lines("mig-7"),
+            "migration: mig-7\nwatch it: pairdb migration status mig-7 --watch\n"
+        );
+        assert_eq!(migration_lines(""), "");
     }
 
     #[test]

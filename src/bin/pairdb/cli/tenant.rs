@@ -5,7 +5,7 @@ use pairdb::proto::coordinator as api;
 
 use super::{
     call,
-    output::{print_json, print_out, unix_time, Json},
+    output::{migration_lines, print_json, print_out, unix_time, Json},
     Connection, Failure,
 };
 
@@ -92,11 +92,11 @@ pub(super) fn run_tenant(args: TenantArgs) -> Result<(), Failure> {
                 ]));
             }
             print_out(&format!(
-                "tenant {}: replication factor {} -> {} (migration {})\n",
+                "tenant {}: replication factor {} -> {}\n{}",
                 resp.tenant_id,
                 resp.old_replication_factor,
                 resp.new_replication_factor,
-                resp.migration_id
+                migration_lines(&resp.migration_id)
             ))
         }
     }
