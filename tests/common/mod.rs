@@ -341,6 +341,12 @@ impl CoordinatorProcess {
         signal_child(&self.child, libc::SIGTERM);
     }
 
+    /// SIGKILLs the process and waits for it.
+    pub fn kill9(&mut self) -> ExitStatus {
+        signal_child(&self.child, libc::SIGKILL);
+        self.wait_exit(Duration::from_secs(10))
+    }
+
     /// Waits up to `timeout` for the process to exit and returns its status; panics (with the
     /// log) if it does not.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {

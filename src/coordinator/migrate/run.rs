@@ -579,18 +579,38 @@ impl Runner {
             (false, Some(e)) => e,
             (false, None) => "cancelled by request".into(),
         };
+        // First the membership or factor the end stands for, and every core of this process
+        // told; only then the record: whoever sees it ended sees the new membership here.
+        let mut in_progress = record.clone();
+        in_progress.status = MigrationRecord::IN_PROGRESS.into();
+        in_progress.completed_at = 0;
         loop {
             let meta = self.shard.shared.meta.clone();
-            let (r, state) = (record.clone(), self.state.borrow().clone());
-            let outcome = blocking(move || finish_in_store(&*meta, &r, &state, completed)).await;
+            let (r, state) = (in_progress.clone(), self.state.borrow().clone());
+            let outcome = blocking(move || {
+                rewrite_membership(&*meta, &r, &state, completed)?;
+                let nodes = crate::coordinator::resolve_nodes(meta.nodes()?);
+                Ok::<_, MetaError>((nodes, meta.tenants()?))
+            })
+            .await;
             match outcome {
-                Ok(()) => break,
+                Ok((nodes, tenants)) => {
+                    let shared = &self.shard.shared;
+                    for t in tenants {
+                        shared.broadcast(crate::coordinator::Update::Tenant(t));
+                    }
+                    let epoch = shared.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    shared.broadcast(crate::coordinator::Update::Nodes { epoch, nodes });
+                    break;
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot close the migration; retrying");
+                    tracing::warn!(error = %e, "cannot rewrite the membership; retrying");
                     glommio::timer::sleep(Duration::from_millis(500)).await;
                 }
             }
         }
+        self.put(record.clone()).await;
+        self.shard.shared.publish_placement(None);
         METRICS
             .percentage
             .store(if completed { 100 } else { 0 }, std::sync::atomic::Ordering::Relaxed);
@@ -604,8 +624,8 @@ enum BarrierState {
     Reached,
 }
 
-/// The membership and factor writes that end a migration, then its record.
-fn finish_in_store(
+/// The membership and factor writes that end a migration (`record` goes with a factor change).
+fn rewrite_membership(
     meta: &dyn crate::meta::MetadataStore,
     record: &MigrationRecord,
     state: &State,
@@ -624,11 +644,8 @@ fn finish_in_store(
             meta.upsert_node(&crate::meta::NodeRecord { state: NodeState::Active, ..n })?;
         }
     }
-    match (&state.rf_change, completed) {
-        (Some(c), true) => {
-            meta.update_replication_factor(&c.tenant_id, c.rf1 as u32, unix_now_secs(), record)?;
-        }
-        _ => meta.put_migration(record)?,
+    if let (Some(c), true) = (&state.rf_change, completed) {
+        meta.update_replication_factor(&c.tenant_id, c.rf1 as u32, unix_now_secs(), record)?;
     }
     Ok(())
 }
