@@ -93,6 +93,7 @@ impl Shard {
         }
         let rf = validate::replication_factor(req.new_replication_factor, self.registered_nodes())?;
         let tenant = self.tenant(&req.tenant_id).await?;
+        self.ensure_no_migration().await?;
         let old_rf = tenant.replication_factor;
         let now = unix_now_secs();
         if rf == old_rf {
@@ -155,6 +156,32 @@ impl Shard {
         rfs.sort_unstable();
         rfs.dedup();
         Ok(rfs.into_iter().map(|r| (r, r)).collect())
+    }
+
+    /// Refuses a change while a migration is active (MIGRATION_IN_PROGRESS), before any other
+    /// check, so that the operator learns what blocks them first. `begin_migration` checks it
+    /// again atomically.
+    async fn ensure_no_migration(&self) -> Result<(), PairError> {
+        let meta = self.shared.meta.clone();
+        let newest = blocking(move || meta.migrations(1)).await.map_err(meta_error)?;
+        match newest.into_iter().next().filter(|m| m.is_active()) {
+            Some(m) => Err(PairError::MigrationInProgress(format!(
+                "migration {id} is running; one change runs at a time (watch it with `pairdb migration status {id}`, or cancel it)",
+                id = m.migration_id
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Answers whether `node` answers a Stats call now.
+    async fn reachable(&self, node: &str) -> bool {
+        let Some(link) = self.link(&NodeId::new(node.to_owned())) else { return false };
+        link.call::<_, pb::StatsResponse>(
+            "/pairdb.storage.v1.StorageService/Stats",
+            &pb::StatsRequest {},
+        )
+        .await
+        .is_ok()
     }
 
     /// Stores a new migration (refused while another is active) and starts its driver on this
@@ -253,6 +280,7 @@ impl Shard {
                 });
             }
         }
+        self.ensure_no_migration().await?;
         if self.node(&req.node_id).is_some() {
             return Err(PairError::NodeExists(format!(
                 "storage node {:?} already exists",
@@ -287,6 +315,7 @@ impl Shard {
         let Some(record) = self.node(&req.node_id) else {
             return Err(PairError::NodeNotFound { node_id: req.node_id });
         };
+        self.ensure_no_migration().await?;
         let old_members = self.members();
         let new_members: Vec<(String, u32)> =
             old_members.iter().filter(|(id, _)| *id != req.node_id).cloned().collect();
@@ -298,7 +327,7 @@ impl Shard {
                 new_members.len()
             )));
         }
-        if !req.force && self.is_down(&req.node_id) {
+        if !req.force && !self.reachable(&req.node_id).await {
             return Err(PairError::NodeInUse(format!(
                 "storage node {:?} is down, so its data cannot be drained from it; bring it back, or remove it with force to re-replicate its ranges from the surviving replicas",
                 req.node_id
