@@ -333,6 +333,14 @@ fn tenant_create_get_set_rf_and_errors() {
 
     let changed = dev.cli(&["tenant", "set-rf", "acme", "3"]).ok();
     assert!(changed.stdout().starts_with("tenant acme: replication factor 2 -> 3"), "{changed}");
+    // The change is a migration; the tenant has its new factor once it completed.
+    let id = changed
+        .stdout()
+        .lines()
+        .find_map(|l| l.strip_prefix("migration: ").map(str::to_owned))
+        .unwrap_or_else(|| panic!("no migration id in {changed}"));
+    let watched = dev.cli(&["migration", "status", &id, "--watch", "--interval-ms", "100"]).ok();
+    assert!(watched.stdout().contains("completed"), "{watched}");
     let json = dev.cli(&["tenant", "get", "acme", "--json"]).ok();
     assert!(json.stdout().starts_with("{\"tenant_id\":\"acme\",\"replication_factor\":3,"));
 
@@ -344,9 +352,12 @@ fn tenant_create_get_set_rf_and_errors() {
         .and_then(|rest| rest.split('"').next())
         .unwrap_or_else(|| panic!("no migration_id in {json}"))
         .to_owned();
+    dev.cli(&["migration", "status", &id, "--watch", "--interval-ms", "100"]).ok();
     let status = dev.cli(&["migration", "status", &id]).ok();
     assert!(status.stdout().contains("REPLICATION_CHANGE"), "{status}");
     assert!(status.stdout().contains("COMPLETED"), "{status}");
+    let listed = dev.cli(&["migration", "list"]).ok();
+    assert!(listed.stdout().contains(&id), "{listed}");
 
     dev.cli(&["tenant", "set-rf", "acme", "11"]).failed(
         1,

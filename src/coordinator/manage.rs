@@ -260,7 +260,7 @@ impl Shard {
             let (host, port) = (record.host.clone(), record.port);
             blocking(move || crate::config::resolve("host", &host, port)).await
         };
-        addr.map_err(|e| PairError::invalid(e.to_string()))?;
+        let addr = addr.map_err(|e| PairError::invalid(e.to_string()))?;
         // The same request again while its migration runs answers that migration.
         let meta = self.shared.meta.clone();
         let newest = blocking(move || meta.migrations(1)).await.map_err(meta_error)?;
@@ -281,6 +281,8 @@ impl Shard {
             }
         }
         self.ensure_no_migration().await?;
+        // Data is streamed to it at once: a node that does not answer would stall the change.
+        probe(addr, &req.node_id).await?;
         if self.node(&req.node_id).is_some() {
             return Err(PairError::NodeExists(format!(
                 "storage node {:?} already exists",
@@ -527,4 +529,35 @@ fn status_of(m: MigrationRecord) -> api::GetMigrationStatusResponse {
         segments_done: st.segments_done as i64,
         segments_total: st.segments_total as i64,
     }
+}
+
+/// Checks that the storage node at `addr` answers a health check as `node_id`.
+async fn probe(addr: std::net::SocketAddr, node_id: &str) -> Result<(), PairError> {
+    let unavailable = |why: String| {
+        PairError::StorageUnavailable(format!(
+            "storage node {node_id:?} at {addr} does not answer ({why}); start it before adding it"
+        ))
+    };
+    let config = crate::rpc::ClientConfig::default();
+    let ch = glommio::timer::timeout(std::time::Duration::from_secs(3), async {
+        Ok(crate::rpc::Channel::connect(addr, &config).await)
+    })
+    .await
+    .map_err(|_| unavailable("connect timed out".into()))?
+    .map_err(|e| unavailable(e.message.to_string()))?;
+    let reply: pb::HealthCheckResponse = ch
+        .unary(
+            "/pairdb.storage.v1.StorageService/HealthCheck",
+            &pb::HealthCheckRequest {},
+            Some(std::time::Duration::from_secs(3)),
+        )
+        .await
+        .map_err(|e| unavailable(e.message.to_string()))?;
+    if reply.node_id != node_id {
+        return Err(PairError::invalid(format!(
+            "the storage node at {addr} is {:?}, not {node_id:?}",
+            reply.node_id
+        )));
+    }
+    Ok(())
 }

@@ -27,8 +27,9 @@ mod handlers;
 mod json;
 
 use handlers::{
-    add_storage_node, create_tenant, delete, get_migration, get_tenant, list_storage_nodes, read,
-    remove_storage_node, update_replication_factor, write,
+    add_storage_node, cancel_migration, create_tenant, delete, get_migration, get_tenant,
+    list_migrations, list_storage_nodes, read, remove_storage_node, update_replication_factor,
+    write,
 };
 
 /// One parsed HTTP request, as the routes see it.
@@ -91,6 +92,10 @@ enum Route {
     StorageNodes,
     StorageNode(String),
     Migration(String),
+    /// `/v1/admin/migrations`
+    Migrations,
+    /// `/v1/admin/migrations/{id}/cancel`
+    MigrationCancel(String),
 }
 
 impl Route {
@@ -115,7 +120,9 @@ impl Route {
             }
             ["admin", "storage-nodes"] => Some(Route::StorageNodes),
             ["admin", "storage-nodes", id] => Some(Route::StorageNode((*id).to_owned())),
+            ["admin", "migrations"] => Some(Route::Migrations),
             ["admin", "migrations", id] => Some(Route::Migration((*id).to_owned())),
+            ["admin", "migrations", id, "cancel"] => Some(Route::MigrationCancel((*id).to_owned())),
             _ => None,
         })
     }
@@ -134,6 +141,8 @@ impl Route {
             (Route::StorageNodes, "GET") => "GET /v1/admin/storage-nodes",
             (Route::StorageNode(_), "DELETE") => "DELETE /v1/admin/storage-nodes/{id}",
             (Route::Migration(_), "GET") => "GET /v1/admin/migrations/{id}",
+            (Route::Migrations, "GET") => "GET /v1/admin/migrations",
+            (Route::MigrationCancel(_), "POST") => "POST /v1/admin/migrations/{id}/cancel",
             _ => OTHER_ROUTE,
         }
     }
@@ -143,7 +152,8 @@ impl Route {
         match self {
             Route::KeyValue => "GET, POST, DELETE",
             Route::Tenants => "POST",
-            Route::Tenant(_) | Route::Migration(_) => "GET",
+            Route::Tenant(_) | Route::Migration(_) | Route::Migrations => "GET",
+            Route::MigrationCancel(_) => "POST",
             Route::TenantReplicationFactor(_) => "PUT",
             Route::StorageNodes => "GET, POST",
             Route::StorageNode(_) => "DELETE",
@@ -183,6 +193,8 @@ pub(crate) async fn handle(shard: Rc<Shard>, req: Request<'_>) -> Reply {
         (Route::StorageNodes, "GET") => list_storage_nodes(shard, &req, ctx).await,
         (Route::StorageNode(id), "DELETE") => remove_storage_node(shard, &req, id, ctx).await,
         (Route::Migration(id), "GET") => get_migration(shard, &req, id, ctx).await,
+        (Route::Migrations, "GET") => list_migrations(shard, &req, ctx).await,
+        (Route::MigrationCancel(id), "POST") => cancel_migration(shard, &req, id, ctx).await,
         (route, method) => {
             let e = PairError::UnknownMethod(format!(
                 "{method} is not allowed on {}; allowed: {}",

@@ -91,6 +91,12 @@ pub struct State {
     pub segments_total: u64,
     /// For `force`: gained ranges that had fewer than a quorum of surviving old replicas.
     pub thin_ranges: u64,
+    /// Failed cleanups per node.
+    #[serde(default)]
+    pub cleanup_failures: std::collections::BTreeMap<String, u32>,
+    /// Nodes whose cleanup was given up (they did not answer).
+    #[serde(default)]
+    pub uncleaned: Vec<String>,
 }
 
 impl State {

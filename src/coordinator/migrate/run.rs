@@ -45,6 +45,9 @@ use crate::{
 /// little, large enough that a plan has a few hundred segments at most.
 pub const ARCS_PER_SEGMENT: usize = 16;
 
+/// Failed cleanups of one node (each after [`MAX_RETRIES`] calls) before it is given up.
+const MAX_CLEANUP_FAILURES: u32 = 3;
+
 /// What a stream or cleanup task reports.
 enum Event {
     Progress { segment: SegmentId, source: NodeId, keys: u64, cursor: Vec<u8>, bytes: u64 },
@@ -303,8 +306,21 @@ impl Runner {
             }
             Event::Cleaned { node } => driver.handle_cleanup_done(&node),
             Event::CleanupFailed { node, reason } => {
-                tracing::warn!(%node, %reason, "migration cleanup failed; asking again");
-                driver.handle_failure(Failure::Cleanup { node });
+                let mut st = self.state.borrow_mut();
+                let failures = st.cleanup_failures.entry(node.as_str().to_owned()).or_default();
+                *failures += 1;
+                if *failures >= MAX_CLEANUP_FAILURES {
+                    // Each failure already retried for about a minute: the node is gone. It
+                    // owns none of these keys any more; what it still holds is reported.
+                    tracing::error!(%node, %reason, "giving up the cleanup of a node that does not answer; it may hold stray copies");
+                    st.uncleaned.push(node.as_str().to_owned());
+                    drop(st);
+                    driver.handle_cleanup_done(&node);
+                } else {
+                    tracing::warn!(%node, %reason, "migration cleanup failed; asking again");
+                    drop(st);
+                    driver.handle_failure(Failure::Cleanup { node });
+                }
             }
         }
     }
@@ -574,6 +590,10 @@ impl Runner {
         record.error_message = match (completed, error) {
             (true, _) if thin > 0 => format!(
                 "{thin} ranges had fewer than a quorum of surviving replicas when the dead node was removed; writes acknowledged only by it may be lost"
+            ),
+            (true, _) if !self.state.borrow().uncleaned.is_empty() => format!(
+                "could not evict moved keys from {:?} (did not answer); they may hold stray copies",
+                self.state.borrow().uncleaned
             ),
             (true, _) => String::new(),
             (false, Some(e)) => e,

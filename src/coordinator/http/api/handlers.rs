@@ -315,8 +315,13 @@ pub(super) async fn get_migration(
     no_body(req)?;
     let grpc = api::GetMigrationStatusRequest { migration_id: id.to_owned() };
     let r = shard.get_migration_status(grpc, ctx).await?;
+    Ok(migration_json(r))
+}
+
+/// A migration's status as JSON: the gRPC fields, 64-bit integers as strings.
+fn migration_json(r: api::GetMigrationStatusResponse) -> Value {
     let progress = r.progress.unwrap_or_default();
-    Ok(json!({
+    json!({
         "migration_id": r.migration_id,
         "migration_type": r.migration_type,
         "node_id": r.node_id,
@@ -329,5 +334,47 @@ pub(super) async fn get_migration(
         "started_at": r.started_at.to_string(),
         "completed_at": r.completed_at.to_string(),
         "error_message": r.error_message,
+        "stage": r.stage,
+        "bytes_migrated": r.bytes_migrated.to_string(),
+        "bytes_per_second": r.bytes_per_second,
+        "keys_per_second": r.keys_per_second,
+        "estimated_completion_at": r.estimated_completion_at.to_string(),
+        "blocked_on": r.blocked_on,
+        "segments_done": r.segments_done.to_string(),
+        "segments_total": r.segments_total.to_string(),
+    })
+}
+
+pub(super) async fn list_migrations(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_body(req)?;
+    let q = query(req.query, &["limit"])?;
+    let limit = match q.get("limit") {
+        Some(v) => v.parse::<i32>().map_err(|_| PairError::invalid("limit must be a number"))?,
+        None => 0,
+    };
+    let r = shard.list_migrations(api::ListMigrationsRequest { limit }, ctx).await?;
+    Ok(json!({ "migrations": r.migrations.into_iter().map(migration_json).collect::<Vec<_>>() }))
+}
+
+pub(super) async fn cancel_migration(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    id: &str,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_query(req)?;
+    no_body(req)?;
+    let r = shard
+        .cancel_migration(api::CancelMigrationRequest { migration_id: id.to_owned() }, ctx)
+        .await?;
+    Ok(json!({
+        "migration_id": r.migration_id,
+        "status": r.status,
+        "stage": r.stage,
+        "message": r.message,
     }))
 }
