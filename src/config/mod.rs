@@ -25,8 +25,8 @@ mod storage;
 
 pub use coordinator::{
     CoordinatorConfig, HttpApiSection, IdempotencyBackendKind, IdempotencySection, MetadataBackend,
-    MetadataSection, OnUnavailable, StorageNodeEntry, DEFAULT_COORDINATOR_ADMIN_PORT,
-    DEFAULT_HINT_MAX_STORED,
+    MetadataSection, MigrationSection, OnUnavailable, StorageNodeEntry,
+    DEFAULT_COORDINATOR_ADMIN_PORT, DEFAULT_HINT_MAX_STORED,
 };
 pub use storage::{
     DurabilityMode, StorageConfig, DEFAULT_CACHE_BYTES, DEFAULT_GROUP_COMMIT_INTERVAL,

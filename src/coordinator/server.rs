@@ -69,6 +69,15 @@ impl Coordinator {
         let known = store.nodes()?;
         for n in &config.storage_nodes {
             let existing = known.iter().find(|k| k.node_id == n.node_id);
+            if existing.is_none() && !known.is_empty() {
+                // The cluster has members already: a configured node that is not one of them
+                // was removed by a migration (or is new); joining takes a migration too.
+                tracing::warn!(
+                    node = %n.node_id,
+                    "storage node in the configuration is not a member of the cluster (removed by a migration?); not registering it: add it with `pairdb node add`"
+                );
+                continue;
+            }
             let record = NodeRecord {
                 node_id: n.node_id.clone(),
                 host: n.host.clone(),
@@ -321,8 +330,8 @@ fn hint_samples(hints: &dyn HintStore, meta: &dyn MetadataStore, out: &mut Vec<S
 }
 
 /// `pairdb_migrations`, read from the metadata store at scrape time: migration records by
-/// status, each known status present (0 when none). Migrations move no data yet, so every
-/// record is COMPLETED when it is stored.
+/// status, each known status present (0 when none), and the data-movement counters
+/// (`coordinator::migrate::METRICS`) of this process.
 fn migration_samples(meta: &dyn MetadataStore, out: &mut Vec<Sample>) {
     let mut by_status: BTreeMap<String, u64> = [
         MigrationRecord::PENDING,

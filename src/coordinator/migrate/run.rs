@@ -65,7 +65,7 @@ pub fn plan_of(state: &State) -> Result<(Plan, Vec<RfChange>), String> {
     let mut gained = Vec::new();
     let mut lost = Vec::new();
     let mut segments: Vec<Segment> = Vec::new();
-    let mut groups = Vec::new();
+    let mut groups: Vec<RfChange> = Vec::new();
     for &(rf0, rf1) in &state.groups {
         let group = RfChange { rf0, rf1 };
         let plan = Plan::new(&r0, &r1, group, ARCS_PER_SEGMENT);
@@ -86,6 +86,19 @@ pub fn plan_of(state: &State) -> Result<(Plan, Vec<RfChange>), String> {
         for s in &mut segments {
             s.sources.retain(|n| *n != dead);
         }
+        // A range whose only old replica was the dead node has nothing left to copy (counted
+        // in `thin_ranges`); keeping it would leave a segment no source can finish.
+        let mut kept = Vec::with_capacity(segments.len());
+        let mut kept_groups = Vec::with_capacity(groups.len());
+        for (s, g) in segments.into_iter().zip(groups) {
+            if !s.sources.is_empty() {
+                kept.push(Segment { id: SegmentId(kept.len() as u32), ..s });
+                kept_groups.push(g);
+            }
+        }
+        segments = kept;
+        groups = kept_groups;
+        gained.retain(|g| !g.sources.is_empty());
     }
     // `Plan::targets` and `losers` expect ranges grouped by node.
     gained.sort_by(|a, b| a.target.cmp(&b.target));
@@ -127,6 +140,7 @@ pub struct Runner {
     stops: RefCell<HashMap<(SegmentId, NodeId), Rc<Cell<bool>>>>,
     rate: RefCell<Rate>,
     saved_at: Cell<Instant>,
+    overdue_logged: Cell<bool>,
 }
 
 /// Keys and bytes per second, over the last few seconds.
@@ -202,6 +216,7 @@ impl Runner {
             stops: RefCell::new(HashMap::new()),
             rate: RefCell::new(Rate { samples: Default::default() }),
             saved_at: Cell::new(Instant::now()),
+            overdue_logged: Cell::new(false),
         }))
     }
 
@@ -259,9 +274,18 @@ impl Runner {
                     BarrierState::Waiting => barrier = Some((want, None)),
                 }
             }
+            self.enforce_max_duration();
             if cancel_checked.elapsed() > Duration::from_millis(300) {
                 cancel_checked = Instant::now();
-                self.check_cancel().await;
+                if !self.check_cancel().await {
+                    // Another coordinator took the migration over (this one was silent for
+                    // longer than the takeover delay): stop without touching it.
+                    tracing::warn!(migration = %self.record.borrow().migration_id, "another coordinator drives this migration now; stopping");
+                    for stop in self.stops.borrow().values() {
+                        stop.set(true);
+                    }
+                    return;
+                }
             }
             let event = glommio::timer::timeout(Duration::from_millis(200), async {
                 Ok(self.events.1.recv_async().await.ok())
@@ -455,12 +479,44 @@ impl Runner {
         self.driver.borrow_mut().set_total_keys(total);
     }
 
-    async fn check_cancel(&self) {
+    /// A migration past `migration.max_duration_secs` is reverted while it still can be (a
+    /// longer one could outlive the storage nodes' tombstone grace and resurrect deletes); from
+    /// USE_NEW on it can only go forward, and says so in the log.
+    fn enforce_max_duration(&self) {
+        let max = self.shard.shared.config.migration.max_duration_secs as i64;
+        let age = unix_now_secs() - self.record.borrow().started_at;
+        if age <= max {
+            return;
+        }
+        let mut driver = self.driver.borrow_mut();
+        match driver.stage() {
+            Stage::Planned | Stage::DualWrite | Stage::Streaming | Stage::ReadNew => {
+                tracing::error!(
+                    age,
+                    max,
+                    "migration ran past migration.max_duration_secs; reverting"
+                );
+                driver.handle_failure(Failure::Abort {
+                    reason: format!(
+                        "ran for {age} s, past migration.max_duration_secs ({max} s): reverted so that no delete outlives the tombstone grace"
+                    ),
+                });
+            }
+            _ => {
+                if !self.overdue_logged.replace(true) {
+                    tracing::error!(age, max, "migration ran past migration.max_duration_secs after the point of no return; finishing it");
+                }
+            }
+        }
+    }
+
+    /// Applies a cancel asked for in the record. False when the record names another owner.
+    async fn check_cancel(&self) -> bool {
         let meta = self.shard.shared.meta.clone();
         let id = self.record.borrow().migration_id.clone();
-        let Ok(Some(stored)) = blocking(move || meta.migration(&id)).await else { return };
+        let Ok(Some(stored)) = blocking(move || meta.migration(&id)).await else { return true };
         if stored.owner_changed(&self.shard.shared.config.node_id) {
-            return;
+            return false;
         }
         if stored.cancel_requested && !self.record.borrow().cancel_requested {
             self.record.borrow_mut().cancel_requested = true;
@@ -474,6 +530,7 @@ impl Runner {
                 }
             }
         }
+        true
     }
 
     async fn barrier_reached(&self, stage: Stage, since: Option<Instant>) -> BarrierState {
@@ -736,5 +793,55 @@ pub async fn adopt(shard: Rc<Shard>, shutdown: crate::runtime::shutdown::Shutdow
         }
         futures_lite::future::or(glommio::timer::sleep(Duration::from_secs(1)), shutdown.wait())
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(names: &[&str]) -> Vec<(String, u32)> {
+        names.iter().map(|n| (n.to_string(), 16)).collect()
+    }
+
+    #[test]
+    fn one_plan_for_every_factor_group_with_each_node_once() {
+        let state = State {
+            old_members: members(&["a", "b", "c"]),
+            new_members: members(&["a", "b", "c", "d"]),
+            groups: vec![(1, 1), (2, 2), (3, 3)],
+            ..Default::default()
+        };
+        let (plan, groups) = plan_of(&state).unwrap();
+        assert_eq!(plan.segments.len(), groups.len());
+        for (i, s) in plan.segments.iter().enumerate() {
+            assert_eq!(s.id, SegmentId(i as u32), "segments numbered in order");
+        }
+        assert_eq!(plan.targets(), vec![NodeId::new("d")], "the new node is the only target");
+        let losers = plan.losers();
+        let mut sorted = losers.clone();
+        sorted.dedup();
+        assert_eq!(losers, sorted, "each loser cleans once");
+        assert!(groups.contains(&RfChange::same(1)) && groups.contains(&RfChange::same(3)));
+    }
+
+    #[test]
+    fn a_forced_removal_never_streams_from_or_cleans_the_dead_node() {
+        let state = State {
+            old_members: members(&["a", "b", "c", "d"]),
+            new_members: members(&["a", "b", "c"]),
+            groups: vec![(2, 2)],
+            dead: Some("d".into()),
+            ..Default::default()
+        };
+        let (plan, _) = plan_of(&state).unwrap();
+        let dead = NodeId::new("d");
+        assert!(plan.segments.iter().all(|s| !s.sources.contains(&dead)));
+        assert!(plan.lost.iter().all(|l| l.node != dead));
+        assert!(!plan.segments.is_empty());
+        // At rf 2 every range d held has one survivor: fewer than a quorum of two.
+        assert!(thin_ranges(&state).unwrap() > 0);
+        let rf3 = State { groups: vec![(3, 3)], ..state };
+        assert_eq!(thin_ranges(&rf3).unwrap(), 0, "two of three survive at rf 3");
     }
 }

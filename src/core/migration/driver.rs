@@ -1,6 +1,6 @@
 //! The driver of one data movement: which stage it is in, which segments to stream from which
 //! sources, when to wait for a barrier, what to clean up, what to persist, and how far along it
-//! is. Not wired to the server yet.
+//! is. Run by `coordinator::migrate::run`.
 //!
 //! [`Migration`] is a sans-IO state machine in the style of `core::quorum`: the caller feeds in
 //! what happened (`start`, `handle_*`) and drains [`Migration::poll_action`] for what to do next,

@@ -1,7 +1,7 @@
 //! The plain data a data-movement driver ([`super::driver::Migration`]) exchanges with its
 //! caller: the actions it asks for, the checkpoints it asks to persist, the failures it is told
 //! about and the errors it answers with. Serde-free structs and enums; the caller chooses how to
-//! store and send them. Not wired to the server yet.
+//! store and send them.
 
 use crate::core::ids::NodeId;
 use crate::core::ring::TokenRange;

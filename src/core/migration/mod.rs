@@ -1,6 +1,6 @@
 //! Data movement: the pure foundation of moving data when storage nodes join or leave, or when a
-//! tenant's replication factor changes. Not wired to the server yet: nothing here is called
-//! outside its own tests, and nothing here does I/O, reads a clock or draws a random number.
+//! tenant's replication factor changes. Nothing here does I/O, reads a clock or draws a random
+//! number; `coordinator::migrate` runs it (docs/DATA_MOVEMENT.md).
 //!
 //! The protocol is the one in `notes/data-movement.md` §7. For a key of a tenant with replication
 //! factors `rf0` before and `rf1` after, `O = pref(R0, token, rf0)` are its old replicas and

@@ -1,6 +1,6 @@
 //! The plan of one data movement: for each node, the token ranges it gains (with the old
 //! replicas to copy them from) and the ranges it loses, cut into segments that are streamed and
-//! checkpointed one at a time. Not wired to the server yet.
+//! checkpointed one at a time.
 //!
 //! How the plan is found. A key's preference list only changes where some token of either ring
 //! starts a new primary arc, so the union of the end tokens of both rings' [`Ring::ranges`] cuts

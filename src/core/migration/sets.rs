@@ -1,6 +1,5 @@
 //! Which replicas a key's reads and writes go to at each stage of a data movement, and the
-//! dual-quorum write rule of the stages that write to both the old and the new replicas. Not
-//! wired to the server yet.
+//! dual-quorum write rule of the stages that write to both the old and the new replicas.
 //!
 //! For a key with old replicas `O` and new replicas `N` (see [`super`]):
 //!

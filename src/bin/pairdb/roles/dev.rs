@@ -115,6 +115,15 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
                 virtual_nodes: pairdb::core::ring::DEFAULT_VIRTUAL_NODES,
             })
             .collect(),
+        // Checked against the longest migration at validation.
+        migration: pairdb::config::MigrationSection {
+            tombstone_grace_secs: storage
+                .iter()
+                .map(|(cfg, _)| cfg.tombstone_grace_secs)
+                .min()
+                .unwrap_or(pairdb::config::DEFAULT_TOMBSTONE_GRACE.as_secs()),
+            ..Default::default()
+        },
         ..CoordinatorConfig::default()
     };
     coordinator_cfg.validate()?;
