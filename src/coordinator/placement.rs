@@ -9,9 +9,12 @@
 //! previous one, then waits one replica timeout more, so that no request routed by the older
 //! stage is still in flight (`coordinator::migrate`).
 //!
-//! A coordinator that could not beat for `migration.coordinator_lease_ms` refuses key-value
-//! traffic (PLACEMENT_STALE) until it beats again: the driver stops waiting for a silent
-//! coordinator only after the lease plus a margin, by which time it has fenced itself.
+//! While a migration runs, a coordinator that could not beat for `migration.coordinator_lease_ms`
+//! refuses key-value traffic (PLACEMENT_STALE) until it beats again: the driver stops waiting
+//! for a silent coordinator that knew the migration only after the lease plus a margin, by
+//! which time it has fenced itself. With no migration running nothing is fenced (a metadata
+//! outage does not stop key-value traffic); a coordinator that never reported the migration is
+//! waited for at each barrier until it has been silent for ten minutes.
 
 use std::{
     sync::{

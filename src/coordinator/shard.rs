@@ -446,8 +446,13 @@ impl Shard {
 
     /// Refuses key-value traffic while this coordinator may route by a stage the cluster left
     /// (it lost the metadata store for longer than its lease).
+    /// Only while a migration runs: with none, a coordinator cut off from the metadata store
+    /// keeps serving its cached tenants and ring (a migration cannot get past its first barrier
+    /// without it, see `coordinator::migrate::run`).
     pub fn check_fresh(&self) -> Result<(), PairError> {
-        if self.shared.placement.is_fresh(unix_now_us() / 1000) {
+        if self.placement.borrow().is_none()
+            || self.shared.placement.is_fresh(unix_now_us() / 1000)
+        {
             return Ok(());
         }
         Err(PairError::PlacementStale(

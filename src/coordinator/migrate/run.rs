@@ -45,6 +45,10 @@ use crate::{
 /// little, large enough that a plan has a few hundred segments at most.
 pub const ARCS_PER_SEGMENT: usize = 16;
 
+/// How long a coordinator that never reported the running migration must have been silent
+/// before a barrier stops waiting for it (it crashed, or was decommissioned).
+pub const FORGET_COORDINATOR_MS: i64 = 10 * 60 * 1000;
+
 /// Failed cleanups of one node (each after [`MAX_RETRIES`] calls) before it is given up.
 const MAX_CLEANUP_FAILURES: u32 = 3;
 
@@ -548,11 +552,18 @@ impl Runner {
         };
         let cfg = &self.shard.shared.config;
         let now_ms = unix_now_us() / 1000;
-        let horizon = cfg.migration.coordinator_lease_ms as i64 + 1000;
         let id = self.record.borrow().migration_id.clone();
+        // A coordinator that knows this migration fences itself once its lease runs out, so
+        // it is passed over after the lease and a margin. One that never reported it (idle
+        // coordinators serve through a metadata outage unfenced) is waited for until it has
+        // been silent for FORGET_COORDINATOR_MS: it may still be serving by the old ring.
+        let fenced = cfg.migration.coordinator_lease_ms as i64 + 1000;
         let mut behind: Vec<String> = beats
             .iter()
-            .filter(|b| b.at_ms >= now_ms - horizon)
+            .filter(|b| {
+                let horizon = if b.migration_id == id { fenced } else { FORGET_COORDINATOR_MS };
+                b.at_ms >= now_ms - horizon
+            })
             .filter(|b| !(b.migration_id == id && b.stage == stage.as_str()))
             .map(|b| b.coordinator_id.clone())
             .collect();
