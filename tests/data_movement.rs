@@ -258,7 +258,7 @@ async fn wait_done(ch: &Channel, id: &str) -> api::GetMigrationStatusResponse {
     let (mut keys, mut pct) = (0i64, 0f64);
     loop {
         let s = status(ch, id).await.unwrap_or_else(|e| panic!("GetMigrationStatus {id}: {e}"));
-        let p = s.progress.clone().expect("progress");
+        let p = s.progress.expect("progress");
         assert!(p.keys_migrated >= keys, "keys_migrated went down: {keys} -> {s:?}");
         assert!(p.percentage >= pct, "percentage went down: {pct} -> {s:?}");
         assert!(p.percentage < 100.0 || s.status == "COMPLETED", "100% before COMPLETED: {s:?}");
@@ -385,7 +385,7 @@ impl Writer {
                 let tenant = &tenants[(seed % tenants.len() as u64) as usize];
                 let key = format!("k{:05}", (seed >> 8) % keys as u64);
                 n += 1;
-                if (seed >> 40) % 4 == 0 {
+                if (seed >> 40).is_multiple_of(4) {
                     ledger.delete(&ch, tenant, &key).await;
                 } else {
                     ledger
@@ -421,7 +421,8 @@ async fn preload(ch: &Channel, tenants: &[&str], keys: usize) -> Ledger {
 /// `pairdb_hints_pending` of `node` on the coordinator whose admin port is `admin` (0 when the
 /// series is absent).
 fn hints_for(admin: SocketAddr, node: &str) -> u64 {
-    let (_, text) = pairdb::admin::get(admin, "/metrics", Duration::from_secs(5)).expect("/metrics");
+    let (_, text) =
+        pairdb::admin::get(admin, "/metrics", Duration::from_secs(5)).expect("/metrics");
     let series = format!("pairdb_hints_pending{{node=\"{node}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&series))
@@ -668,12 +669,16 @@ fn forced_removal_of_a_killed_node_re_replicates_from_the_survivors() {
         let id = remove_node(&ch, "force-s4", true).await.expect("forced removal");
         let done = wait_completed(&ch, &id).await;
         // ... and once it left the ring, they go to the keys' current owners instead.
-        eventually("hints of the removed node redirected", Duration::from_secs(30), || async move {
-            match hints_for(admin, "force-s4") {
-                0 => Ok(()),
-                n => Err(format!("{n} hints left")),
-            }
-        })
+        eventually(
+            "hints of the removed node redirected",
+            Duration::from_secs(30),
+            || async move {
+                match hints_for(admin, "force-s4") {
+                    0 => Ok(()),
+                    n => Err(format!("{n} hints left")),
+                }
+            },
+        )
         .await;
         // At rf 2, ranges that s4 held had one survivor: fewer than a quorum of two.
         assert!(done.error_message.contains("fewer than a quorum"), "{done:?}");

@@ -416,7 +416,7 @@ impl Writer {
                 let tenant = &tenants[(seed % tenants.len() as u64) as usize];
                 let key = format!("{prefix}{:05}", (seed >> 8) % keys as u64);
                 n += 1;
-                if (seed >> 40) % 4 == 0 {
+                if (seed >> 40).is_multiple_of(4) {
                     ledger.delete(&ch, tenant, &key).await;
                 } else {
                     ledger

@@ -450,8 +450,7 @@ impl Shard {
     /// keeps serving its cached tenants and ring (a migration cannot get past its first barrier
     /// without it, see `coordinator::migrate::run`).
     pub fn check_fresh(&self) -> Result<(), PairError> {
-        if self.placement.borrow().is_none()
-            || self.shared.placement.is_fresh(unix_now_us() / 1000)
+        if self.placement.borrow().is_none() || self.shared.placement.is_fresh(unix_now_us() / 1000)
         {
             return Ok(());
         }

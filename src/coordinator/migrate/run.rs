@@ -131,6 +131,9 @@ pub fn thin_ranges(state: &State) -> Result<u64, String> {
     Ok(thin)
 }
 
+/// Raised to stop one stream.
+type StopFlag = Rc<Cell<bool>>;
+
 /// One running migration.
 pub struct Runner {
     shard: Rc<Shard>,
@@ -141,7 +144,7 @@ pub struct Runner {
     groups: Vec<RfChange>,
     streamer: Rc<Streamer>,
     events: (flume::Sender<Event>, flume::Receiver<Event>),
-    stops: RefCell<HashMap<(SegmentId, NodeId), Rc<Cell<bool>>>>,
+    stops: RefCell<HashMap<(SegmentId, NodeId), StopFlag>>,
     rate: RefCell<Rate>,
     saved_at: Cell<Instant>,
     overdue_logged: Cell<bool>,
