@@ -769,6 +769,46 @@ fn a_killed_coordinator_or_target_resumes_and_completes() {
     });
 }
 
+#[test]
+fn a_target_wiped_mid_migration_is_streamed_again_from_scratch() {
+    let mut cluster =
+        Cluster::start("rewipe", 3, "migration: { max_bytes_per_sec: 8000, page_entries: 20 }\n");
+    let s4 = cluster.start_node("rewipe-s4");
+    let addr = cluster.addr();
+    let (ledger, id) = run_local(move || async move {
+        let ch = channel(addr).await;
+        create_tenant(&ch, "t", 3).await;
+        let ledger = preload(&ch, &["t"], 1500).await;
+        let id = add_node(&ch, "rewipe-s4", s4).await.expect("add s4");
+        wait_stage(&ch, &id, &["STREAMING"], 100).await;
+        (ledger, id)
+    });
+    // It loses everything it was sent, and comes back under the same id and address.
+    cluster.kill_node("rewipe-s4");
+    cluster.restart_node("rewipe-s4", true);
+    let members = cluster.running();
+    let admin = cluster.coordinator.admin;
+    run_local(move || async move {
+        let ch = channel(addr).await;
+        wait_completed(&ch, &id).await;
+        // Right at COMPLETED (not later, through anti-entropy): the migration itself sent the
+        // wiped node everything again.
+        let held = holders(&members).await.unwrap();
+        let short: Vec<_> =
+            ledger.keys.keys().filter(|k| held.get(*k).map_or(0, Vec::len) != 3).collect();
+        assert!(
+            short.is_empty(),
+            "{} keys not on 3 nodes at COMPLETED, e.g. {:?}",
+            short.len(),
+            short.first()
+        );
+        let (_, text) = pairdb::admin::get(admin, "/metrics", Duration::from_secs(5)).unwrap();
+        assert!(text.contains("pairdb_migration_keys_streamed_total"), "{text}");
+        let rf: HashMap<&str, usize> = [("t", 3)].into();
+        check_ledger(&ch, &members, &ledger, &rf).await;
+    });
+}
+
 // ------------------------------------------------------------------------------------------------
 // 6. One change at a time; cancel.
 // ------------------------------------------------------------------------------------------------

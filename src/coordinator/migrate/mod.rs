@@ -97,6 +97,9 @@ pub struct State {
     /// Nodes whose cleanup was given up (they did not answer).
     #[serde(default)]
     pub uncleaned: Vec<String>,
+    /// Each target's incarnation id when streaming started: a new one means it was wiped.
+    #[serde(default)]
+    pub incarnations: std::collections::BTreeMap<String, String>,
 }
 
 impl State {

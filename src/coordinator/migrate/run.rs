@@ -143,7 +143,12 @@ pub struct Runner {
     placement: Arc<Placement>,
     groups: Vec<RfChange>,
     streamer: Rc<Streamer>,
-    events: (flume::Sender<Event>, flume::Receiver<Event>),
+    /// Events of the tasks, tagged with the generation they were started in.
+    events: (flume::Sender<(u64, Event)>, flume::Receiver<(u64, Event)>),
+    /// Bumped when a wiped target restarts the streaming: older tasks' events are dropped.
+    generation: Cell<u64>,
+    /// Targets' incarnation ids, and when they were last compared.
+    incarnation_checked: Cell<Instant>,
     stops: RefCell<HashMap<(SegmentId, NodeId), StopFlag>>,
     rate: RefCell<Rate>,
     saved_at: Cell<Instant>,
@@ -220,6 +225,8 @@ impl Runner {
             groups,
             streamer,
             events: flume::unbounded(),
+            generation: Cell::new(0),
+            incarnation_checked: Cell::new(Instant::now()),
             stops: RefCell::new(HashMap::new()),
             rate: RefCell::new(Rate { samples: Default::default() }),
             saved_at: Cell::new(Instant::now()),
@@ -282,6 +289,7 @@ impl Runner {
                 }
             }
             self.enforce_max_duration();
+            self.check_targets().await;
             if cancel_checked.elapsed() > Duration::from_millis(300) {
                 cancel_checked = Instant::now();
                 if !self.check_cancel().await {
@@ -301,12 +309,18 @@ impl Runner {
             .ok()
             .flatten();
             if let Some(event) = event {
-                self.handle(event);
+                self.handle_current(event);
                 // Take every event already queued before the next round of actions.
                 while let Ok(event) = self.events.1.try_recv() {
-                    self.handle(event);
+                    self.handle_current(event);
                 }
             }
+        }
+    }
+
+    fn handle_current(&self, (generation, event): (u64, Event)) {
+        if generation == self.generation.get() {
+            self.handle(event);
         }
     }
 
@@ -378,6 +392,7 @@ impl Runner {
             group: self.groups[segment.0 as usize],
         };
         let (streamer, tx) = (self.streamer.clone(), self.events.0.clone());
+        let generation = self.generation.get();
         glommio::spawn_local(async move {
             let mut cursor = cursor.unwrap_or_default();
             let mut keys = keys0;
@@ -392,32 +407,38 @@ impl Runner {
                             Some(next) => {
                                 cursor = next.clone();
                                 let source = source.clone();
-                                let _ = tx.send(Event::Progress {
-                                    segment,
-                                    source,
-                                    keys,
-                                    cursor: next,
-                                    bytes: page.bytes,
-                                });
+                                let _ = tx.send((
+                                    generation,
+                                    Event::Progress {
+                                        segment,
+                                        source,
+                                        keys,
+                                        cursor: next,
+                                        bytes: page.bytes,
+                                    },
+                                ));
                             }
                             None => {
                                 if page.keys > 0 || page.bytes > 0 {
-                                    let _ = tx.send(Event::Progress {
-                                        segment,
-                                        source: source.clone(),
-                                        keys,
-                                        cursor: cursor.clone(),
-                                        bytes: page.bytes,
-                                    });
+                                    let _ = tx.send((
+                                        generation,
+                                        Event::Progress {
+                                            segment,
+                                            source: source.clone(),
+                                            keys,
+                                            cursor: cursor.clone(),
+                                            bytes: page.bytes,
+                                        },
+                                    ));
                                 }
-                                let _ = tx.send(Event::Done { segment, source });
+                                let _ = tx.send((generation, Event::Done { segment, source }));
                                 return;
                             }
                         }
                     }
                     Err(_) if stop.get() => return,
                     Err(reason) => {
-                        let _ = tx.send(Event::Failed { segment, source, reason });
+                        let _ = tx.send((generation, Event::Failed { segment, source, reason }));
                         return;
                     }
                 }
@@ -429,6 +450,7 @@ impl Runner {
     fn spawn_cleanup(self: &Rc<Self>, node: NodeId, ranges: Vec<TokenRange>, keep: Side) {
         let (streamer, tx, placement) =
             (self.streamer.clone(), self.events.0.clone(), self.placement.clone());
+        let generation = self.generation.get();
         glommio::spawn_local(async move {
             let stop = Cell::new(false);
             for range in ranges {
@@ -441,13 +463,13 @@ impl Runner {
                             None => break,
                         },
                         Err(reason) => {
-                            let _ = tx.send(Event::CleanupFailed { node, reason });
+                            let _ = tx.send((generation, Event::CleanupFailed { node, reason }));
                             return;
                         }
                     }
                 }
             }
-            let _ = tx.send(Event::Cleaned { node });
+            let _ = tx.send((generation, Event::Cleaned { node }));
         })
         .detach();
     }
@@ -484,6 +506,69 @@ impl Runner {
         let total = total.ceil() as u64;
         self.state.borrow_mut().total_keys = total;
         self.driver.borrow_mut().set_total_keys(total);
+    }
+
+    /// While streaming, about once a second: a target that answers a new incarnation id came
+    /// back on a wiped data directory and lost what it was sent, so its segments start over.
+    async fn check_targets(&self) {
+        if self.driver.borrow().stage() != Stage::Streaming
+            || self.incarnation_checked.get().elapsed() < Duration::from_secs(1)
+        {
+            return;
+        }
+        self.incarnation_checked.set(Instant::now());
+        let targets = self.driver.borrow().plan().targets();
+        let mut wiped = Vec::new();
+        for target in targets {
+            let Some(link) = self.shard.link(&target) else { continue };
+            let reply: Result<crate::proto::storage::HealthCheckResponse, _> = link
+                .call(
+                    "/pairdb.storage.v1.StorageService/HealthCheck",
+                    &crate::proto::storage::HealthCheckRequest {},
+                )
+                .await;
+            let Ok(reply) = reply else { continue };
+            if reply.incarnation_id.is_empty() {
+                continue;
+            }
+            let before = self
+                .state
+                .borrow_mut()
+                .incarnations
+                .insert(target.as_str().to_owned(), reply.incarnation_id.clone());
+            if before.is_some_and(|b| b != reply.incarnation_id) {
+                wiped.push(target);
+            }
+        }
+        if !wiped.is_empty() {
+            self.restart_targets(&wiped);
+        }
+    }
+
+    /// Forgets every segment streamed to `wiped` and rebuilds the driver from the remaining
+    /// checkpoints; every stream in flight stops (the others resume from their cursors).
+    fn restart_targets(&self, wiped: &[NodeId]) {
+        tracing::warn!(targets = ?wiped, "a migration target lost its data directory; streaming its ranges again from the start");
+        self.generation.set(self.generation.get() + 1);
+        for (_, stop) in self.stops.borrow_mut().drain() {
+            stop.set(true);
+        }
+        let (id, plan) = {
+            let d = self.driver.borrow();
+            (d.id(), d.plan().clone())
+        };
+        self.state.borrow_mut().sources.retain(|p| !wiped.iter().any(|w| w.as_str() == p.target));
+        let cfg = &self.shard.shared.config.migration;
+        let limits =
+            Limits { max_active_segments: cfg.max_active_segments, max_source_attempts: 3 };
+        let checkpoints = self.state.borrow().checkpoints(id);
+        match Migration::resume_from(id, plan, limits, &checkpoints) {
+            Ok(mut driver) => {
+                driver.set_total_keys(self.state.borrow().total_keys);
+                *self.driver.borrow_mut() = driver;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot restart the wiped target's segments"),
+        }
     }
 
     /// A migration past `migration.max_duration_secs` is reverted while it still can be (a
@@ -594,7 +679,8 @@ impl Runner {
         let record = {
             let mut r = self.record.borrow_mut();
             r.state = self.state.borrow().encode();
-            r.keys_migrated = self.driver.borrow().keys_migrated() as i64;
+            // Never down, even when a wiped target's segments start over.
+            r.keys_migrated = r.keys_migrated.max(self.driver.borrow().keys_migrated() as i64);
             r.total_keys = (self.state.borrow().total_keys.max(r.keys_migrated as u64)) as i64;
             r.status = MigrationRecord::IN_PROGRESS.into();
             r.clone()
@@ -651,7 +737,8 @@ impl Runner {
             }
             record.state = st.encode();
         }
-        record.keys_migrated = self.driver.borrow().keys_migrated() as i64;
+        record.keys_migrated =
+            record.keys_migrated.max(self.driver.borrow().keys_migrated() as i64);
         record.total_keys = record.total_keys.max(record.keys_migrated);
         record.completed_at = unix_now_secs();
         record.status =
