@@ -134,6 +134,9 @@ pub fn thin_ranges(state: &State) -> Result<u64, String> {
 /// Raised to stop one stream.
 type StopFlag = Rc<Cell<bool>>;
 
+/// A task's event with the generation it was started in.
+type Tagged = (u64, Event);
+
 /// One running migration.
 pub struct Runner {
     shard: Rc<Shard>,
@@ -144,7 +147,7 @@ pub struct Runner {
     groups: Vec<RfChange>,
     streamer: Rc<Streamer>,
     /// Events of the tasks, tagged with the generation they were started in.
-    events: (flume::Sender<(u64, Event)>, flume::Receiver<(u64, Event)>),
+    events: (flume::Sender<Tagged>, flume::Receiver<Tagged>),
     /// Bumped when a wiped target restarts the streaming: older tasks' events are dropped.
     generation: Cell<u64>,
     /// Targets' incarnation ids, and when they were last compared.
@@ -244,30 +247,33 @@ impl Runner {
         let mut barrier: Option<(Stage, Option<Instant>)> = None;
         let mut cancel_checked = Instant::now();
         loop {
+            // Checkpoints are stored before any later action runs (the driver's contract): a
+            // stage saved is a stage the followers route by.
             let mut must_save = false;
+            let mut later = Vec::new();
             loop {
                 let action = self.driver.borrow_mut().poll_action();
                 let Some(action) = action else { break };
                 match action {
                     Action::Persist(c) => {
-                        must_save |=
-                            !matches!(c, crate::core::migration::driver::Checkpoint::Segment(_));
+                        let segment =
+                            matches!(c, crate::core::migration::driver::Checkpoint::Segment(_));
+                        if !segment && !later.is_empty() {
+                            // A stage or cleanup checkpoint after other actions: those first,
+                            // as ordered, then this one is saved below before anything else.
+                            self.run_actions(std::mem::take(&mut later), &mut barrier);
+                        }
+                        must_save |= !segment;
                         self.state.borrow_mut().apply(&c);
-                    }
-                    Action::WaitBarrier { stage } => barrier = Some((stage, None)),
-                    Action::Stream { segment, target, source, range, cursor, .. } => {
-                        self.spawn_stream(segment, target, source, range, cursor.map(|c| c.0));
-                    }
-                    Action::StopStream { segment, source } => {
-                        if let Some(stop) = self.stops.borrow_mut().remove(&(segment, source)) {
-                            stop.set(true);
+                        if !segment {
+                            self.save().await;
+                            must_save = false;
                         }
                     }
-                    Action::Cleanup { node, ranges, keep } => {
-                        self.spawn_cleanup(node, ranges, keep)
-                    }
+                    other => later.push(other),
                 }
             }
+            self.run_actions(later, &mut barrier);
             let stage = self.driver.borrow().stage();
             if must_save || self.saved_at.get().elapsed() > Duration::from_millis(500) {
                 self.save().await;
@@ -318,7 +324,30 @@ impl Runner {
         }
     }
 
-    fn handle_current(&self, (generation, event): (u64, Event)) {
+    /// Runs actions other than `Persist`, in order.
+    fn run_actions(
+        self: &Rc<Self>,
+        actions: Vec<Action>,
+        barrier: &mut Option<(Stage, Option<Instant>)>,
+    ) {
+        for action in actions {
+            match action {
+                Action::Persist(c) => self.state.borrow_mut().apply(&c),
+                Action::WaitBarrier { stage } => *barrier = Some((stage, None)),
+                Action::Stream { segment, target, source, range, cursor, .. } => {
+                    self.spawn_stream(segment, target, source, range, cursor.map(|c| c.0));
+                }
+                Action::StopStream { segment, source } => {
+                    if let Some(stop) = self.stops.borrow_mut().remove(&(segment, source)) {
+                        stop.set(true);
+                    }
+                }
+                Action::Cleanup { node, ranges, keep } => self.spawn_cleanup(node, ranges, keep),
+            }
+        }
+    }
+
+    fn handle_current(&self, (generation, event): Tagged) {
         if generation == self.generation.get() {
             self.handle(event);
         }
