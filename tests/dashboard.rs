@@ -385,8 +385,8 @@ fn every_queried_metric_is_exported() {
                 .await
                 .expect("ReadKeyValue");
         }
-        // A replication change stores a migration record (COMPLETED at once: no data moves).
-        let _: api::UpdateReplicationFactorResponse = ch
+        // A replication change is a migration; it moves the tenant's data, then completes.
+        let changed: api::UpdateReplicationFactorResponse = ch
             .unary(
                 &coordinator_path("UpdateReplicationFactor"),
                 &api::UpdateReplicationFactorRequest {
@@ -397,6 +397,23 @@ fn every_queried_metric_is_exported() {
             )
             .await
             .expect("UpdateReplicationFactor");
+        let (ch, id) = (&ch, &changed.migration_id);
+        eventually("the migration completes", Duration::from_secs(60), || async move {
+            let s: api::GetMigrationStatusResponse = ch
+                .unary(
+                    &coordinator_path("GetMigrationStatus"),
+                    &api::GetMigrationStatusRequest { migration_id: id.clone() },
+                    Some(CALL_TIMEOUT),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if s.status == "COMPLETED" {
+                Ok(())
+            } else {
+                Err(format!("{s:?}"))
+            }
+        })
+        .await;
     });
     let mut exported = Exported::default();
     let coordinator_text = scrape(coordinator.admin);
@@ -405,6 +422,7 @@ fn every_queried_metric_is_exported() {
         "pairdb_migrations{status=\"PENDING\"} 0\n",
         "pairdb_migrations{status=\"IN_PROGRESS\"} 0\n",
         "pairdb_migrations{status=\"FAILED\"} 0\n",
+        "pairdb_migrations{status=\"CANCELLED\"} 0\n",
     ] {
         assert!(coordinator_text.contains(line), "no {line:?} in:\n{coordinator_text}");
     }
@@ -477,6 +495,9 @@ fn every_queried_metric_is_exported() {
         "pairdb_migrations",
         "pairdb_storage_records",
         "pairdb_storage_disk_bytes",
+        "pairdb_migration_progress_percent",
+        "pairdb_migration_bytes_streamed_total",
+        "pairdb_migration_keys_streamed_total",
     ] {
         assert!(seen.contains(family), "no panel queries {family}");
     }
@@ -486,6 +507,6 @@ fn every_queried_metric_is_exported() {
     assert_eq!(pending.len(), 3, "{pending:?}");
     let migrations = exported.lookup("pairdb_migrations").expect("migrations");
     let statuses: BTreeSet<&str> = migrations.iter().map(|l| l["status"].as_str()).collect();
-    assert_eq!(statuses, ["COMPLETED", "FAILED", "IN_PROGRESS", "PENDING"].into());
+    assert_eq!(statuses, ["CANCELLED", "COMPLETED", "FAILED", "IN_PROGRESS", "PENDING"].into());
     drop(storage);
 }
