@@ -28,6 +28,9 @@ __all__ = [
     "TenantExists",
     "NodeExists",
     "NodeInUse",
+    "MigrationInProgress",
+    "MigrationNotCancellable",
+    "PlacementStale",
     "QuorumNotReached",
     "IdempotencyKeyConflict",
     "IdempotencyInProgress",
@@ -173,6 +176,24 @@ class NodeInUse(PairDBError):
     ERROR_CODE = "NODE_IN_USE"
 
 
+class MigrationInProgress(PairDBError):
+    """Another ring or replication-factor change is running; one runs at a time."""
+
+    ERROR_CODE = "MIGRATION_IN_PROGRESS"
+
+
+class MigrationNotCancellable(PairDBError):
+    """The migration already moved reads and writes to the new placement, or has ended."""
+
+    ERROR_CODE = "MIGRATION_NOT_CANCELLABLE"
+
+
+class PlacementStale(Unavailable):
+    """The coordinator lost the metadata store during a migration; retry elsewhere or later."""
+
+    ERROR_CODE = "PLACEMENT_STALE"
+
+
 class QuorumNotReached(Unavailable):
     """Fewer replicas than the consistency level needs acknowledged in time."""
 
@@ -276,6 +297,9 @@ BY_ERROR_CODE: Dict[str, Type[PairDBError]] = {
         TenantExists,
         NodeExists,
         NodeInUse,
+        MigrationInProgress,
+        MigrationNotCancellable,
+        PlacementStale,
         QuorumNotReached,
         IdempotencyKeyConflict,
         IdempotencyInProgress,

@@ -121,6 +121,13 @@ pair_errors! {
     NodeExists => "NODE_EXISTS",
     /// The node still holds data, and removing it would lose copies.
     NodeInUse => "NODE_IN_USE",
+    /// Another ring or replication-factor change is running; one runs at a time.
+    MigrationInProgress => "MIGRATION_IN_PROGRESS",
+    /// The migration moved reads and writes to the new placement already, or has ended.
+    MigrationNotCancellable => "MIGRATION_NOT_CANCELLABLE",
+    /// The coordinator lost its metadata store during a migration (gRPC `UNAVAILABLE`):
+    /// retry on another coordinator or later.
+    PlacementStale => "PLACEMENT_STALE",
     /// Too few replicas answered (gRPC `UNAVAILABLE`); the message says what each did. A
     /// write that fails so may still have reached some replicas.
     QuorumNotReached => "QUORUM_NOT_REACHED",
@@ -167,6 +174,7 @@ impl Error {
             | Error::IdempotencyUnavailable { .. }
             | Error::MetadataUnavailable { .. }
             | Error::StorageUnavailable { .. }
+            | Error::PlacementStale { .. }
             | Error::Transport { .. } => true,
             Error::Other { code, .. } => *code == tonic::Code::Unavailable,
             _ => false,

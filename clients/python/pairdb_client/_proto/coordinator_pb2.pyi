@@ -229,7 +229,7 @@ class MigrationProgress(_message.Message):
     def __init__(self, keys_migrated: _Optional[int] = ..., total_keys: _Optional[int] = ..., percentage: _Optional[float] = ...) -> None: ...
 
 class GetMigrationStatusResponse(_message.Message):
-    __slots__ = ("migration_id", "migration_type", "node_id", "status", "progress", "started_at", "completed_at", "error_message")
+    __slots__ = ("migration_id", "migration_type", "node_id", "status", "progress", "started_at", "completed_at", "error_message", "stage", "bytes_migrated", "bytes_per_second", "keys_per_second", "estimated_completion_at", "blocked_on", "segments_done", "segments_total")
     MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
     MIGRATION_TYPE_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +238,14 @@ class GetMigrationStatusResponse(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_MIGRATED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    KEYS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COMPLETION_AT_FIELD_NUMBER: _ClassVar[int]
+    BLOCKED_ON_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_DONE_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     migration_id: str
     migration_type: str
     node_id: str
@@ -246,7 +254,45 @@ class GetMigrationStatusResponse(_message.Message):
     started_at: int
     completed_at: int
     error_message: str
-    def __init__(self, migration_id: _Optional[str] = ..., migration_type: _Optional[str] = ..., node_id: _Optional[str] = ..., status: _Optional[str] = ..., progress: _Optional[_Union[MigrationProgress, _Mapping]] = ..., started_at: _Optional[int] = ..., completed_at: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
+    stage: str
+    bytes_migrated: int
+    bytes_per_second: float
+    keys_per_second: float
+    estimated_completion_at: int
+    blocked_on: str
+    segments_done: int
+    segments_total: int
+    def __init__(self, migration_id: _Optional[str] = ..., migration_type: _Optional[str] = ..., node_id: _Optional[str] = ..., status: _Optional[str] = ..., progress: _Optional[_Union[MigrationProgress, _Mapping]] = ..., started_at: _Optional[int] = ..., completed_at: _Optional[int] = ..., error_message: _Optional[str] = ..., stage: _Optional[str] = ..., bytes_migrated: _Optional[int] = ..., bytes_per_second: _Optional[float] = ..., keys_per_second: _Optional[float] = ..., estimated_completion_at: _Optional[int] = ..., blocked_on: _Optional[str] = ..., segments_done: _Optional[int] = ..., segments_total: _Optional[int] = ...) -> None: ...
+
+class CancelMigrationRequest(_message.Message):
+    __slots__ = ("migration_id",)
+    MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    migration_id: str
+    def __init__(self, migration_id: _Optional[str] = ...) -> None: ...
+
+class CancelMigrationResponse(_message.Message):
+    __slots__ = ("migration_id", "status", "stage", "message")
+    MIGRATION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    migration_id: str
+    status: str
+    stage: str
+    message: str
+    def __init__(self, migration_id: _Optional[str] = ..., status: _Optional[str] = ..., stage: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ListMigrationsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListMigrationsResponse(_message.Message):
+    __slots__ = ("migrations",)
+    MIGRATIONS_FIELD_NUMBER: _ClassVar[int]
+    migrations: _containers.RepeatedCompositeFieldContainer[GetMigrationStatusResponse]
+    def __init__(self, migrations: _Optional[_Iterable[_Union[GetMigrationStatusResponse, _Mapping]]] = ...) -> None: ...
 
 class ListStorageNodesRequest(_message.Message):
     __slots__ = ()

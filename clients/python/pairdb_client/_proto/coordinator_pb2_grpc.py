@@ -84,6 +84,16 @@ class CoordinatorServiceStub:
                 request_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListStorageNodesRequest.SerializeToString,
                 response_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListStorageNodesResponse.FromString,
                 _registered_method=True)
+        self.CancelMigration = channel.unary_unary(
+                '/pairdb.coordinator.v1.CoordinatorService/CancelMigration',
+                request_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.CancelMigrationRequest.SerializeToString,
+                response_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.CancelMigrationResponse.FromString,
+                _registered_method=True)
+        self.ListMigrations = channel.unary_unary(
+                '/pairdb.coordinator.v1.CoordinatorService/ListMigrations',
+                request_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListMigrationsRequest.SerializeToString,
+                response_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListMigrationsResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -153,6 +163,22 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelMigration(self, request, context):
+        """Stops a running migration and returns the cluster to the placement it had before it
+        started, losing no acknowledged write. Refused (FAILED_PRECONDITION, MIGRATION_NOT_CANCELLABLE)
+        once reads and writes have moved to the new placement (stage USE_NEW or later).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMigrations(self, request, context):
+        """The most recent migrations, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +231,16 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ListStorageNodes,
                     request_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListStorageNodesRequest.FromString,
                     response_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListStorageNodesResponse.SerializeToString,
+            ),
+            'CancelMigration': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelMigration,
+                    request_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.CancelMigrationRequest.FromString,
+                    response_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.CancelMigrationResponse.SerializeToString,
+            ),
+            'ListMigrations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMigrations,
+                    request_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListMigrationsRequest.FromString,
+                    response_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListMigrationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -477,6 +513,60 @@ class CoordinatorService:
             '/pairdb.coordinator.v1.CoordinatorService/ListStorageNodes',
             pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListStorageNodesRequest.SerializeToString,
             pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListStorageNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelMigration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pairdb.coordinator.v1.CoordinatorService/CancelMigration',
+            pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.CancelMigrationRequest.SerializeToString,
+            pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.CancelMigrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMigrations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pairdb.coordinator.v1.CoordinatorService/ListMigrations',
+            pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListMigrationsRequest.SerializeToString,
+            pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListMigrationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
