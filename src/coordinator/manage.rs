@@ -196,7 +196,7 @@ impl Shard {
         let now = unix_now_secs();
         state.owner = self.shared.config.node_id.clone();
         state.stage = Stage::Planned.as_str().into();
-        state.thin_ranges = migrate::run::thin_ranges(&state).map_err(PairError::Internal)?;
+        state.thin_ranges = migrate::plan::thin_ranges(&state).map_err(PairError::Internal)?;
         let mut record = self.new_migration(migration_type, subject, now);
         record.state = state.encode();
         let meta = self.shared.meta.clone();
@@ -218,7 +218,7 @@ impl Shard {
                 blocking(move || meta.nodes().map(resolve_nodes)).await.map_err(meta_error)?;
             self.broadcast_nodes(nodes);
         }
-        migrate::run::start(self.clone(), record.clone());
+        migrate::adopt::start(self.clone(), record.clone());
         Ok(record.migration_id)
     }
 

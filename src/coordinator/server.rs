@@ -217,7 +217,7 @@ impl Coordinator {
         let flusher = glommio::spawn_local(background::flush_hints(core.clone(), shutdown.clone()));
         if index == 0 {
             glommio::spawn_local(background::supervise(core.clone(), shutdown.clone())).detach();
-            glommio::spawn_local(crate::coordinator::migrate::run::adopt(
+            glommio::spawn_local(crate::coordinator::migrate::adopt::adopt(
                 core.clone(),
                 shutdown.clone(),
             ))
@@ -382,6 +382,11 @@ fn migration_samples(meta: &dyn MetadataStore, out: &mut Vec<Sample>) {
             "pairdb_migration_backoffs_total",
             "Times a slow target halved the data-movement rate.",
             load(&M.backoffs),
+        ),
+        (
+            "pairdb_migration_event_waits_total",
+            "Times a data-movement task waited for the driver's full event queue.",
+            load(&M.event_waits),
         ),
         (
             "pairdb_anti_entropy_keys_repaired_total",

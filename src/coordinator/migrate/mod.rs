@@ -11,11 +11,15 @@
 //! checkpoints by its coordinator's restart, or taken over by another coordinator once its
 //! owner stopped beating.
 //!
+//! - [`plan`]: the merged plan of a stored state.
+//! - [`adopt`]: starting a driver, resuming it after a restart, taking it over.
 //! - [`run`]: the driver loop, barrier waits, persistence, cancel, finish.
 //! - [`stream`]: paging a range from a source into a target, cleanup, the byte throttle.
 //! - [`anti_entropy`]: a storage node restarted on a wiped data directory is refilled.
 
+pub mod adopt;
 pub mod anti_entropy;
+pub mod plan;
 pub mod run;
 pub mod stream;
 
@@ -223,6 +227,9 @@ pub struct MoveMetrics {
     pub anti_entropy_rebuilds: AtomicU64,
     /// Percentage of the running migration (`pairdb_migration_progress_percent`).
     pub percentage: AtomicU64,
+    /// Times a stream or cleanup task waited for the driver loop's bounded event queue
+    /// (`pairdb_migration_event_waits_total`).
+    pub event_waits: AtomicU64,
 }
 
 /// The counters.
@@ -235,6 +242,7 @@ pub static METRICS: MoveMetrics = MoveMetrics {
     anti_entropy_keys: AtomicU64::new(0),
     anti_entropy_rebuilds: AtomicU64::new(0),
     percentage: AtomicU64::new(0),
+    event_waits: AtomicU64::new(0),
 };
 
 impl MoveMetrics {

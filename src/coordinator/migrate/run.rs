@@ -22,17 +22,16 @@ use std::{
 
 use crate::{
     coordinator::{
-        migrate::{stream::*, State, METRICS},
+        migrate::{plan::plan_of, stream::*, State, METRICS},
         placement::ring_of,
         shard::{blocking, unix_now_secs, unix_now_us, Shard},
     },
     core::{
         ids::NodeId,
-        ids::Token,
         migration::{
             driver::{Action, Failure, Limits, Migration, MigrationId},
             placement::Placement,
-            plan::{Plan, RfChange, Segment, SegmentId},
+            plan::{RfChange, SegmentId},
             sets::Side,
             Stage,
         },
@@ -41,16 +40,27 @@ use crate::{
     meta::{MetaError, MigrationRecord, NodeState},
 };
 
-/// Arcs of the merged ring boundaries per segment: small enough that a crash re-streams
-/// little, large enough that a plan has a few hundred segments at most.
-pub const ARCS_PER_SEGMENT: usize = 16;
-
 /// How long a coordinator that never reported the running migration must have been silent
 /// before a barrier stops waiting for it (it crashed, or was decommissioned).
 pub const FORGET_COORDINATOR_MS: i64 = 10 * 60 * 1000;
 
 /// Failed cleanups of one node (each after [`MAX_RETRIES`] calls) before it is given up.
 const MAX_CLEANUP_FAILURES: u32 = 3;
+
+/// Task events waiting for the driver loop. The tasks wait when it is full (counted in
+/// `pairdb_migration_event_waits_total`): each task has at most one event outstanding per page.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// Sends a task's event, waiting (and counting the wait) while the loop is behind.
+async fn emit(tx: &flume::Sender<Tagged>, event: Tagged) {
+    match tx.try_send(event) {
+        Ok(()) | Err(flume::TrySendError::Disconnected(_)) => {}
+        Err(flume::TrySendError::Full(event)) => {
+            crate::coordinator::migrate::MoveMetrics::add(&METRICS.event_waits, 1);
+            let _ = tx.send_async(event).await;
+        }
+    }
+}
 
 /// What a stream or cleanup task reports.
 enum Event {
@@ -59,76 +69,6 @@ enum Event {
     Failed { segment: SegmentId, source: NodeId, reason: String },
     Cleaned { node: NodeId },
     CleanupFailed { node: NodeId, reason: String },
-}
-
-/// The plan of a stored state: one plan per factor group, merged, with the dead node of a
-/// forced removal taken out of the sources and the cleanups. Also returns each segment's group.
-pub fn plan_of(state: &State) -> Result<(Plan, Vec<RfChange>), String> {
-    let r0 = ring_of(&state.old_members)?;
-    let r1 = ring_of(&state.new_members)?;
-    let mut gained = Vec::new();
-    let mut lost = Vec::new();
-    let mut segments: Vec<Segment> = Vec::new();
-    let mut groups: Vec<RfChange> = Vec::new();
-    for &(rf0, rf1) in &state.groups {
-        let group = RfChange { rf0, rf1 };
-        let plan = Plan::new(&r0, &r1, group, ARCS_PER_SEGMENT);
-        gained.extend(plan.gained);
-        lost.extend(plan.lost);
-        for mut s in plan.segments {
-            s.id = SegmentId(segments.len() as u32);
-            groups.push(group);
-            segments.push(s);
-        }
-    }
-    if let Some(dead) = &state.dead {
-        let dead = NodeId::new(dead.clone());
-        lost.retain(|l| l.node != dead);
-        for g in &mut gained {
-            g.sources.retain(|n| *n != dead);
-        }
-        for s in &mut segments {
-            s.sources.retain(|n| *n != dead);
-        }
-        // A range whose only old replica was the dead node has nothing left to copy (counted
-        // in `thin_ranges`); keeping it would leave a segment no source can finish.
-        let mut kept = Vec::with_capacity(segments.len());
-        let mut kept_groups = Vec::with_capacity(groups.len());
-        for (s, g) in segments.into_iter().zip(groups) {
-            if !s.sources.is_empty() {
-                kept.push(Segment { id: SegmentId(kept.len() as u32), ..s });
-                kept_groups.push(g);
-            }
-        }
-        segments = kept;
-        groups = kept_groups;
-        gained.retain(|g| !g.sources.is_empty());
-    }
-    // `Plan::targets` and `losers` expect ranges grouped by node.
-    gained.sort_by(|a, b| a.target.cmp(&b.target));
-    lost.sort_by(|a, b| a.node.cmp(&b.node));
-    let rf = groups.first().copied().unwrap_or(RfChange::same(1));
-    Ok((Plan { rf, gained, lost, segments }, groups))
-}
-
-/// Ranges of a forced removal's plan left with fewer than a quorum of the old replicas.
-pub fn thin_ranges(state: &State) -> Result<u64, String> {
-    let Some(dead) = &state.dead else { return Ok(0) };
-    let r0 = ring_of(&state.old_members)?;
-    let r1 = ring_of(&state.new_members)?;
-    let dead = NodeId::new(dead.clone());
-    let mut thin = 0;
-    for &(rf0, rf1) in &state.groups {
-        let plan = Plan::new(&r0, &r1, RfChange { rf0, rf1 }, ARCS_PER_SEGMENT);
-        for s in &plan.segments {
-            let all = s.sources.len();
-            let alive = s.sources.iter().filter(|n| **n != dead).count();
-            if alive < all / 2 + 1 {
-                thin += 1;
-            }
-        }
-    }
-    Ok(thin)
 }
 
 /// Raised to stop one stream.
@@ -227,7 +167,7 @@ impl Runner {
             placement,
             groups,
             streamer,
-            events: flume::unbounded(),
+            events: flume::bounded(EVENTS_CAPACITY),
             generation: Cell::new(0),
             incarnation_checked: Cell::new(Instant::now()),
             stops: RefCell::new(HashMap::new()),
@@ -436,38 +376,46 @@ impl Runner {
                             Some(next) => {
                                 cursor = next.clone();
                                 let source = source.clone();
-                                let _ = tx.send((
-                                    generation,
-                                    Event::Progress {
-                                        segment,
-                                        source,
-                                        keys,
-                                        cursor: next,
-                                        bytes: page.bytes,
-                                    },
-                                ));
-                            }
-                            None => {
-                                if page.keys > 0 || page.bytes > 0 {
-                                    let _ = tx.send((
+                                emit(
+                                    &tx,
+                                    (
                                         generation,
                                         Event::Progress {
                                             segment,
-                                            source: source.clone(),
+                                            source,
                                             keys,
-                                            cursor: cursor.clone(),
+                                            cursor: next,
                                             bytes: page.bytes,
                                         },
-                                    ));
+                                    ),
+                                )
+                                .await;
+                            }
+                            None => {
+                                if page.keys > 0 || page.bytes > 0 {
+                                    emit(
+                                        &tx,
+                                        (
+                                            generation,
+                                            Event::Progress {
+                                                segment,
+                                                source: source.clone(),
+                                                keys,
+                                                cursor: cursor.clone(),
+                                                bytes: page.bytes,
+                                            },
+                                        ),
+                                    )
+                                    .await;
                                 }
-                                let _ = tx.send((generation, Event::Done { segment, source }));
+                                emit(&tx, (generation, Event::Done { segment, source })).await;
                                 return;
                             }
                         }
                     }
                     Err(_) if stop.get() => return,
                     Err(reason) => {
-                        let _ = tx.send((generation, Event::Failed { segment, source, reason }));
+                        emit(&tx, (generation, Event::Failed { segment, source, reason })).await;
                         return;
                     }
                 }
@@ -492,13 +440,13 @@ impl Runner {
                             None => break,
                         },
                         Err(reason) => {
-                            let _ = tx.send((generation, Event::CleanupFailed { node, reason }));
+                            emit(&tx, (generation, Event::CleanupFailed { node, reason })).await;
                             return;
                         }
                     }
                 }
             }
-            let _ = tx.send((generation, Event::Cleaned { node }));
+            emit(&tx, (generation, Event::Cleaned { node })).await;
         })
         .detach();
     }
@@ -855,123 +803,4 @@ fn rewrite_membership(
         meta.update_replication_factor(&c.tenant_id, c.rf1 as u32, unix_now_secs(), record)?;
     }
     Ok(())
-}
-
-impl MigrationRecord {
-    /// True when the stored state names another owner than `me`.
-    pub fn owner_changed(&self, me: &str) -> bool {
-        State::decode(&self.state).map(|s| s.owner != me).unwrap_or(false)
-    }
-}
-
-/// A token range, for callers that build one.
-pub fn range(start_exclusive: Token, end_inclusive: Token) -> TokenRange {
-    TokenRange { start_exclusive, end_inclusive }
-}
-
-/// Starts the driver of `record` on this core, unless this process already drives one.
-pub fn start(shard: Rc<Shard>, record: MigrationRecord) {
-    if shard.shared.placement.driving.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        return;
-    }
-    glommio::spawn_local(async move {
-        let id = record.migration_id.clone();
-        match Runner::new(shard.clone(), record) {
-            Ok(runner) => runner.run().await,
-            Err(e) => tracing::error!(migration = %id, error = %e, "cannot run migration"),
-        }
-        shard.shared.placement.driving.store(false, std::sync::atomic::Ordering::SeqCst);
-    })
-    .detach();
-}
-
-/// Core 0's watch for migrations to run: one left by this coordinator before a restart, or one
-/// whose owner stopped beating for a while (it crashed or lost the store), taken over.
-pub async fn adopt(shard: Rc<Shard>, shutdown: crate::runtime::shutdown::Shutdown) {
-    let me = shard.shared.config.node_id.clone();
-    let orphan_after = 3 * shard.shared.config.migration.coordinator_lease_ms as i64 + 2000;
-    while !shutdown.is_triggered() {
-        let running = shard.shared.placement.driving.load(std::sync::atomic::Ordering::SeqCst);
-        if !running {
-            let meta = shard.shared.meta.clone();
-            let found = blocking(move || {
-                let newest = meta.migrations(1)?.into_iter().next().filter(|m| m.is_active());
-                Ok::<_, MetaError>((newest, meta.beats()?))
-            })
-            .await;
-            if let Ok((Some(mut record), beats)) = found {
-                if let Ok(mut state) = State::decode(&record.state) {
-                    let now_ms = unix_now_us() / 1000;
-                    let owner_alive = beats.iter().any(|b| {
-                        b.coordinator_id == state.owner && b.at_ms >= now_ms - orphan_after
-                    });
-                    if state.owner == me || !owner_alive {
-                        if state.owner != me {
-                            tracing::warn!(migration = %record.migration_id, owner = %state.owner, "taking over a migration whose coordinator stopped");
-                            state.owner = me.clone();
-                            record.state = state.encode();
-                            let meta = shard.shared.meta.clone();
-                            let r = record.clone();
-                            if blocking(move || meta.put_migration(&r)).await.is_err() {
-                                continue;
-                            }
-                        }
-                        start(shard.clone(), record);
-                    }
-                }
-            }
-        }
-        futures_lite::future::or(glommio::timer::sleep(Duration::from_secs(1)), shutdown.wait())
-            .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn members(names: &[&str]) -> Vec<(String, u32)> {
-        names.iter().map(|n| (n.to_string(), 16)).collect()
-    }
-
-    #[test]
-    fn one_plan_for_every_factor_group_with_each_node_once() {
-        let state = State {
-            old_members: members(&["a", "b", "c"]),
-            new_members: members(&["a", "b", "c", "d"]),
-            groups: vec![(1, 1), (2, 2), (3, 3)],
-            ..Default::default()
-        };
-        let (plan, groups) = plan_of(&state).unwrap();
-        assert_eq!(plan.segments.len(), groups.len());
-        for (i, s) in plan.segments.iter().enumerate() {
-            assert_eq!(s.id, SegmentId(i as u32), "segments numbered in order");
-        }
-        assert_eq!(plan.targets(), vec![NodeId::new("d")], "the new node is the only target");
-        let losers = plan.losers();
-        let mut sorted = losers.clone();
-        sorted.dedup();
-        assert_eq!(losers, sorted, "each loser cleans once");
-        assert!(groups.contains(&RfChange::same(1)) && groups.contains(&RfChange::same(3)));
-    }
-
-    #[test]
-    fn a_forced_removal_never_streams_from_or_cleans_the_dead_node() {
-        let state = State {
-            old_members: members(&["a", "b", "c", "d"]),
-            new_members: members(&["a", "b", "c"]),
-            groups: vec![(2, 2)],
-            dead: Some("d".into()),
-            ..Default::default()
-        };
-        let (plan, _) = plan_of(&state).unwrap();
-        let dead = NodeId::new("d");
-        assert!(plan.segments.iter().all(|s| !s.sources.contains(&dead)));
-        assert!(plan.lost.iter().all(|l| l.node != dead));
-        assert!(!plan.segments.is_empty());
-        // At rf 2 every range d held has one survivor: fewer than a quorum of two.
-        assert!(thin_ranges(&state).unwrap() > 0);
-        let rf3 = State { groups: vec![(3, 3)], ..state };
-        assert_eq!(thin_ranges(&rf3).unwrap(), 0, "two of three survive at rf 3");
-    }
 }
