@@ -64,8 +64,21 @@ one() {
   t0=$(date +%s%N)
   id=$($BIN/pairdb node add storage-4 --host 127.0.0.1 --port 56664 --addr 127.0.0.1:56651 --json \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["migration_id"])')
-  mix "$DIR/during.json"
+  # "during" starts once the streams move bytes (after the dual-write barrier and the pacer's
+  # calibration), and the stage it ended in is printed: a window that outlived the streaming is
+  # not a "during" figure.
   local status
+  while :; do
+    status=$($BIN/pairdb migration status "$id" --addr 127.0.0.1:56651 --json)
+    case "$status" in *'"stage":"STREAMING"'*) python3 -c 'import json,sys; sys.exit(0 if int(json.loads(sys.argv[1]).get("bytes_migrated", 0)) > 0 else 1)' "$status" && break ;; esac
+    case "$status" in *'"status":"COMPLETED"'*) echo "completed before the load ran"; return 1 ;; esac
+    sleep 0.1
+  done
+  local waited=$(( ($(date +%s%N) - t0) / 1000000 ))
+  mix "$DIR/during.json"
+  local after
+  after=$($BIN/pairdb migration status "$id" --addr 127.0.0.1:56651 --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s.get("stage"), s["progress"]["keys_migrated"], "keys moved")')
+  echo "   streaming began ${waited} ms after node add; when the load ended: $after"
   while :; do
     status=$($BIN/pairdb migration status "$id" --addr 127.0.0.1:56651 --json)
     case "$status" in *'"status":"COMPLETED"'*) break ;; *'"status":"CANCELLED"'*|*'"status":"FAILED"'*) echo "$status"; return 1 ;; esac

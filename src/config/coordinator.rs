@@ -109,6 +109,14 @@ pub struct CoordinatorConfig {
 pub struct MigrationSection {
     /// Cluster-wide cap on bytes streamed per second (keys plus values).
     pub max_bytes_per_sec: u64,
+    /// The rate the streams never go below, however busy the foreground: every migration keeps
+    /// moving. Bytes per second, at most `max_bytes_per_sec`.
+    pub min_bytes_per_sec: u64,
+    /// How far the foreground's p99 latency (and the executors' poll lag) on the coordinator
+    /// driving the migration may rise above what it was with nothing streaming before the
+    /// streams back off, percent; 0 turns this pacing off (only the byte cap and
+    /// `backoff_latency_ms` then apply). See docs/DATA_MOVEMENT.md, "Throttling".
+    pub foreground_tolerance_pct: u32,
     /// Segments streaming at once, cluster-wide.
     pub max_active_segments: usize,
     /// Streams reading from, or writing to, one storage node at once.
@@ -136,6 +144,8 @@ impl Default for MigrationSection {
     fn default() -> Self {
         Self {
             max_bytes_per_sec: 64 << 20,
+            min_bytes_per_sec: 256 << 10,
+            foreground_tolerance_pct: 25,
             max_active_segments: 8,
             max_streams_per_node: 2,
             page_entries: 256,
@@ -356,6 +366,7 @@ impl CoordinatorConfig {
         let m = &self.migration;
         for (field, v) in [
             ("migration.max_bytes_per_sec", m.max_bytes_per_sec),
+            ("migration.min_bytes_per_sec", m.min_bytes_per_sec),
             ("migration.max_active_segments", m.max_active_segments as u64),
             ("migration.max_streams_per_node", m.max_streams_per_node as u64),
             ("migration.backoff_latency_ms", m.backoff_latency_ms),
@@ -366,6 +377,18 @@ impl CoordinatorConfig {
             if v == 0 {
                 return Err(invalid(field, "must be at least 1"));
             }
+        }
+        if m.min_bytes_per_sec > m.max_bytes_per_sec {
+            return Err(invalid(
+                "migration.min_bytes_per_sec",
+                "must not exceed migration.max_bytes_per_sec",
+            ));
+        }
+        if m.foreground_tolerance_pct > 10_000 {
+            return Err(invalid(
+                "migration.foreground_tolerance_pct",
+                "must be between 0 (pacing off) and 10000",
+            ));
         }
         if !(1..=10_000).contains(&m.page_entries) {
             return Err(invalid("migration.page_entries", "must be between 1 and 10000"));

@@ -259,8 +259,9 @@ impl Shard {
         }
     }
 
-    /// Logs a request slower than `log.slow_request_ms`: tenant, a hash of the key (never the
-    /// key or value bytes), level, and each replica's time to answer (or that it had not).
+    /// Records the request's latency for the data-movement pacer, and logs a request slower
+    /// than `log.slow_request_ms`: tenant, a hash of the key (never the key or value bytes),
+    /// level, and each replica's time to answer (or that it had not).
     fn log_if_slow(
         &self,
         op: &'static str,
@@ -272,6 +273,7 @@ impl Shard {
     ) {
         let threshold_ms = self.shared.config.log.slow_request_ms;
         let elapsed = timings.elapsed();
+        self.shared.foreground.record_op(self.index, elapsed);
         if threshold_ms == 0 || elapsed < Duration::from_millis(threshold_ms) {
             return;
         }

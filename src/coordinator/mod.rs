@@ -40,6 +40,7 @@
 pub mod backends;
 pub mod background;
 pub mod driver;
+pub mod foreground;
 pub mod http;
 pub mod kv;
 pub mod link;
@@ -151,6 +152,9 @@ pub struct Shared {
     /// The data-movement placement published to the cores, and the lease that fences this
     /// coordinator when it loses the metadata store.
     pub placement: placement::PlacementState,
+    /// Every core's key-value latencies and poll lag, for background work that must not hurt
+    /// them (the data-movement pacer).
+    pub foreground: foreground::Foreground,
 }
 
 impl Shared {

@@ -107,6 +107,7 @@ impl Coordinator {
             epoch: AtomicU64::new(1),
             health: HealthState::default(),
             placement: crate::coordinator::placement::PlacementState::new(cores, config_is_shared),
+            foreground: crate::coordinator::foreground::Foreground::new(cores),
         });
         stores
             .watch(&shared, &tenants, &nodes)
@@ -241,7 +242,13 @@ impl Coordinator {
         let (scraped, scraped_rpc, scraped_http) =
             (core.clone(), rpc.clone(), http_metrics.clone());
         let lag = Rc::new(crate::runtime::lag::PollLag::default());
-        glommio::spawn_local(crate::runtime::lag::probe(lag.clone(), shutdown.clone())).detach();
+        let shared = self.shared.clone();
+        glommio::spawn_local(crate::runtime::lag::probe_with(
+            lag.clone(),
+            shutdown.clone(),
+            move |late| shared.foreground.record_lag(index, late),
+        ))
+        .detach();
         glommio::spawn_local(metrics::answer_scrapes(scrapes, move || {
             let mut samples = report::samples(&scraped, &scraped_rpc);
             scraped_http.samples(&mut samples);
@@ -384,6 +391,11 @@ fn migration_samples(meta: &dyn MetadataStore, out: &mut Vec<Sample>) {
             load(&M.backoffs),
         ),
         (
+            "pairdb_migration_foreground_backoffs_total",
+            "Times a rise of the foreground's latency halved the data-movement rate.",
+            load(&M.foreground_backoffs),
+        ),
+        (
             "pairdb_migration_event_waits_total",
             "Times a data-movement task waited for the driver's full event queue.",
             load(&M.event_waits),
@@ -403,8 +415,13 @@ fn migration_samples(meta: &dyn MetadataStore, out: &mut Vec<Sample>) {
     }
     out.push(Sample::counter_f64(
         "pairdb_migration_throttle_seconds_total",
-        "Time data-movement streams waited on the byte cap.",
+        "Time data-movement streams waited on the byte rate (and on the pacer's calibration).",
         load(&M.throttled_us) / 1e6,
+    ));
+    out.push(Sample::gauge(
+        "pairdb_migration_rate_bytes_per_second",
+        "The data-movement streams' current rate limit, bytes per second.",
+        load(&M.rate),
     ));
     out.push(Sample::gauge(
         "pairdb_migration_progress_percent",

@@ -60,10 +60,17 @@ impl PollLag {
 
 /// Probes this core's lag until shutdown.
 pub async fn probe(lag: Rc<PollLag>, shutdown: Shutdown) {
+    probe_with(lag, shutdown, |_| {}).await
+}
+
+/// [`probe`], handing every sample to `also` as well.
+pub async fn probe_with(lag: Rc<PollLag>, shutdown: Shutdown, also: impl Fn(Duration)) {
     while !shutdown.is_triggered() {
         let asked = Instant::now();
         glommio::timer::sleep(PROBE_INTERVAL).await;
-        lag.record(asked.elapsed().saturating_sub(PROBE_INTERVAL));
+        let late = asked.elapsed().saturating_sub(PROBE_INTERVAL);
+        lag.record(late);
+        also(late);
     }
 }
 

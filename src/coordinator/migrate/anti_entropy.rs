@@ -27,12 +27,11 @@ use crate::{
 pub async fn watch(shard: Rc<Shard>, shutdown: Shutdown) {
     let cfg = &shard.shared.config.migration;
     let every = Duration::from_millis(cfg.anti_entropy_interval_ms);
+    let throttle = Throttle::new(cfg);
+    throttle.govern(shard.shared.clone());
     let streamer = Rc::new(Streamer {
         shard: shard.clone(),
-        throttle: Rc::new(Throttle::new(
-            cfg.max_bytes_per_sec,
-            Duration::from_millis(cfg.backoff_latency_ms),
-        )),
+        throttle: throttle.clone(),
         slots: Rc::new(Slots::new(cfg.max_streams_per_node)),
         page_entries: cfg.page_entries,
     });

@@ -219,6 +219,11 @@ pub struct MoveMetrics {
     pub throttled_us: AtomicU64,
     /// Times a slow target halved the stream rate (`pairdb_migration_backoffs_total`).
     pub backoffs: AtomicU64,
+    /// Times the foreground's latency halved the stream rate
+    /// (`pairdb_migration_foreground_backoffs_total`).
+    pub foreground_backoffs: AtomicU64,
+    /// The pacer's current rate, bytes per second (`pairdb_migration_rate_bytes_per_second`).
+    pub rate: AtomicU64,
     /// Entries evicted from nodes that no longer own them (`pairdb_migration_keys_evicted_total`).
     pub keys_evicted: AtomicU64,
     /// Entries copied into a node found wiped (`pairdb_anti_entropy_keys_repaired_total`).
@@ -238,6 +243,8 @@ pub static METRICS: MoveMetrics = MoveMetrics {
     bytes_streamed: AtomicU64::new(0),
     throttled_us: AtomicU64::new(0),
     backoffs: AtomicU64::new(0),
+    foreground_backoffs: AtomicU64::new(0),
+    rate: AtomicU64::new(0),
     keys_evicted: AtomicU64::new(0),
     anti_entropy_keys: AtomicU64::new(0),
     anti_entropy_rebuilds: AtomicU64::new(0),

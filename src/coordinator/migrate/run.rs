@@ -148,12 +148,11 @@ impl Runner {
             r1: Arc::new(ring_of(&state.new_members)?),
             rf_change: state.rf_change.clone().map(Into::into),
         });
+        let throttle = Throttle::new(cfg);
+        throttle.govern(shard.shared.clone());
         let streamer = Rc::new(Streamer {
             shard: shard.clone(),
-            throttle: Rc::new(Throttle::new(
-                cfg.max_bytes_per_sec,
-                Duration::from_millis(cfg.backoff_latency_ms),
-            )),
+            throttle: throttle.clone(),
             slots: Rc::new(Slots::new(cfg.max_streams_per_node)),
             page_entries: cfg.page_entries,
         });

@@ -12,10 +12,12 @@ use std::{
 };
 
 use crate::{
-    coordinator::{migrate::MoveMetrics, migrate::METRICS, shard::Shard},
+    config::MigrationSection,
+    coordinator::{migrate::MoveMetrics, migrate::METRICS, shard::Shard, Shared},
     core::{
         ids::NodeId,
         migration::{
+            pace::{PaceConfig, Pacer, Verdict, Window},
             placement::Placement,
             plan::{gaining, RfChange},
             sets::Side,
@@ -34,49 +36,107 @@ const EVICT: &str = "/pairdb.storage.v1.StorageService/Evict";
 /// the backoff): a node restarting is waited for, a dead one is reported.
 pub const MAX_RETRIES: u32 = 40;
 
-/// The cluster-wide byte cap, adapted to the targets' latency: a page slower than
-/// `backoff_latency` halves the rate (down to 1/64 of the cap), a faster one wins back 1/16.
+/// How often the pacer looks at the foreground ([`Window`]).
+pub const PACE_WINDOW: Duration = Duration::from_millis(500);
+
+/// The cluster-wide byte rate of a migration's (or anti-entropy's) streams, held by its
+/// [`Pacer`]: with `migration.foreground_tolerance_pct` set (the default), the rate follows
+/// the foreground's own latency on this coordinator (`core::migration::pace`); a page whose write
+/// to its target is slower than `backoff_latency_ms` halves it as well. With pacing off, only
+/// the byte cap and the page rule apply.
 pub struct Throttle {
-    cap: f64,
-    rate: Cell<f64>,
+    pacer: RefCell<Pacer>,
     next: Cell<Instant>,
     backoff_latency: Duration,
+    /// Bytes paced since the pacer's last window.
+    streamed: Cell<u64>,
+    paced: bool,
 }
 
 impl Throttle {
-    /// A throttle at `bytes_per_sec`.
-    pub fn new(bytes_per_sec: u64, backoff_latency: Duration) -> Self {
-        let cap = bytes_per_sec.max(1) as f64;
-        Self { cap, rate: Cell::new(cap), next: Cell::new(Instant::now()), backoff_latency }
+    /// A throttle for the `migration:` settings `cfg`. Call [`Throttle::govern`] to let the
+    /// foreground drive it.
+    pub fn new(cfg: &MigrationSection) -> Rc<Self> {
+        let pace = PaceConfig::new(
+            cfg.max_bytes_per_sec as f64,
+            cfg.min_bytes_per_sec as f64,
+            f64::from(cfg.foreground_tolerance_pct) / 100.0,
+        );
+        let paced = cfg.foreground_tolerance_pct > 0;
+        Rc::new(Self {
+            pacer: RefCell::new(if paced { Pacer::new(pace) } else { Pacer::unpaced(pace) }),
+            next: Cell::new(Instant::now()),
+            backoff_latency: Duration::from_millis(cfg.backoff_latency_ms),
+            streamed: Cell::new(0),
+            paced,
+        })
+    }
+
+    /// Feeds the pacer a window of this coordinator's foreground every [`PACE_WINDOW`], for as
+    /// long as the throttle lives. Nothing when pacing is off.
+    pub fn govern(self: &Rc<Self>, shared: Arc<Shared>) {
+        if !self.paced {
+            return;
+        }
+        let weak = Rc::downgrade(self);
+        glommio::spawn_local(async move {
+            let mut last = shared.foreground.snapshot();
+            loop {
+                glommio::timer::sleep(PACE_WINDOW).await;
+                let Some(t) = weak.upgrade() else { return };
+                let now = shared.foreground.snapshot();
+                let d = now.since(&last);
+                last = now;
+                let w = Window {
+                    ops: d.ops,
+                    p99: d.p99,
+                    lag_p99: d.lag_p99,
+                    streamed: t.streamed.replace(0),
+                };
+                let verdict = t.pacer.borrow_mut().on_window(w);
+                match verdict {
+                    Verdict::Backoff => MoveMetrics::add(&METRICS.foreground_backoffs, 1),
+                    Verdict::Calibrated { p99, lag_p99 } => tracing::debug!(
+                        p99_ms = p99.as_secs_f64() * 1e3,
+                        poll_lag_p99_ms = lag_p99.as_secs_f64() * 1e3,
+                        "data movement: foreground baseline measured"
+                    ),
+                    Verdict::Calibrating | Verdict::Increase => {}
+                }
+                METRICS.rate.store(t.rate() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        })
+        .detach();
     }
 
     /// The current rate, bytes per second.
     pub fn rate(&self) -> f64 {
-        self.rate.get()
+        self.pacer.borrow().rate()
     }
 
     /// A page's write to its target took `latency`.
     pub fn observe(&self, latency: Duration) {
-        let rate = if latency > self.backoff_latency {
+        if self.pacer.borrow_mut().on_page(latency, self.backoff_latency) {
             MoveMetrics::add(&METRICS.backoffs, 1);
-            (self.rate.get() / 2.0).max(self.cap / 64.0)
-        } else {
-            (self.rate.get() + self.cap / 16.0).min(self.cap)
-        };
-        self.rate.set(rate);
+        }
     }
 
-    /// Waits until `bytes` more fit under the rate.
+    /// Waits while the pacer measures the foreground, then until `bytes` more fit under the
+    /// rate.
     pub async fn pace(&self, bytes: usize) {
+        let waited = Instant::now();
+        while self.pacer.borrow().paused() {
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
         let now = Instant::now();
         let start = self.next.get().max(now);
-        let cost = Duration::from_secs_f64(bytes as f64 / self.rate.get());
+        let cost = Duration::from_secs_f64(bytes as f64 / self.rate());
         self.next.set(start + cost);
+        self.streamed.set(self.streamed.get() + bytes as u64);
         if start > now {
-            let wait = start - now;
-            MoveMetrics::add(&METRICS.throttled_us, wait.as_micros() as u64);
-            glommio::timer::sleep(wait).await;
+            glommio::timer::sleep(start - now).await;
         }
+        MoveMetrics::add(&METRICS.throttled_us, waited.elapsed().as_micros() as u64);
     }
 }
 

@@ -23,10 +23,12 @@
 //!   write rule.
 //! - [`driver`]: the state machine of one change: stages, segment streaming from a quorum of
 //!   sources, barriers, cancel, checkpoints, resume after a crash and progress.
+//! - [`pace`]: how fast streams may go, from the foreground latency they cause.
 //! - [`messages`]: the driver's actions, checkpoints, failures and errors, as plain data.
 
 pub mod driver;
 pub mod messages;
+pub mod pace;
 pub mod placement;
 pub mod plan;
 pub mod progress;
