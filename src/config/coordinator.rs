@@ -110,7 +110,7 @@ pub struct MigrationSection {
     /// Cluster-wide cap on bytes streamed per second (keys plus values).
     pub max_bytes_per_sec: u64,
     /// The rate the streams never go below, however busy the foreground: every migration keeps
-    /// moving. Bytes per second, at most `max_bytes_per_sec`.
+    /// moving. Bytes per second; above `max_bytes_per_sec` it is lowered to it.
     pub min_bytes_per_sec: u64,
     /// How far the foreground's p99 latency (and the executors' poll lag) on the coordinator
     /// driving the migration may rise above what it was with nothing streaming before the
@@ -138,6 +138,13 @@ pub struct MigrationSection {
     /// How often a storage node's incarnation is compared, and a node found restarted with a
     /// wiped data directory is refilled from the other replicas (anti-entropy). Milliseconds.
     pub anti_entropy_interval_ms: u64,
+    /// Digest anti-entropy: compare every token range's replicas by `RangeDigest` and repair the
+    /// ranges where they differ, in the background. On by default.
+    pub anti_entropy_digests: bool,
+    /// Seconds between two digest passes (the first starts this long after start-up).
+    pub anti_entropy_digest_interval_secs: u64,
+    /// Pause between two ranges of a digest pass, milliseconds: the pass's rate limit.
+    pub anti_entropy_range_pause_ms: u64,
 }
 
 impl Default for MigrationSection {
@@ -154,6 +161,9 @@ impl Default for MigrationSection {
             max_duration_secs: 24 * 3600,
             tombstone_grace_secs: super::DEFAULT_TOMBSTONE_GRACE.as_secs(),
             anti_entropy_interval_ms: 1000,
+            anti_entropy_digests: true,
+            anti_entropy_digest_interval_secs: 300,
+            anti_entropy_range_pause_ms: 100,
         }
     }
 }
@@ -373,16 +383,11 @@ impl CoordinatorConfig {
             ("migration.coordinator_lease_ms", m.coordinator_lease_ms),
             ("migration.max_duration_secs", m.max_duration_secs),
             ("migration.anti_entropy_interval_ms", m.anti_entropy_interval_ms),
+            ("migration.anti_entropy_digest_interval_secs", m.anti_entropy_digest_interval_secs),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be at least 1"));
             }
-        }
-        if m.min_bytes_per_sec > m.max_bytes_per_sec {
-            return Err(invalid(
-                "migration.min_bytes_per_sec",
-                "must not exceed migration.max_bytes_per_sec",
-            ));
         }
         if m.foreground_tolerance_pct > 10_000 {
             return Err(invalid(

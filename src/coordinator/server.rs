@@ -228,6 +228,11 @@ impl Coordinator {
                 shutdown.clone(),
             ))
             .detach();
+            glommio::spawn_local(crate::coordinator::migrate::anti_entropy::digests(
+                core.clone(),
+                shutdown.clone(),
+            ))
+            .detach();
             let health = self.shared.health.clone();
             let stop = shutdown.clone();
             glommio::spawn_local(async move {
@@ -402,8 +407,18 @@ fn migration_samples(meta: &dyn MetadataStore, out: &mut Vec<Sample>) {
         ),
         (
             "pairdb_anti_entropy_keys_repaired_total",
-            "Entries copied into storage nodes found wiped.",
+            "Entries anti-entropy copied that changed a replica (wiped nodes refilled, differing ranges repaired).",
             load(&M.anti_entropy_keys),
+        ),
+        (
+            "pairdb_anti_entropy_ranges_compared_total",
+            "Token ranges whose replicas' digests anti-entropy compared.",
+            load(&M.anti_entropy_ranges_compared),
+        ),
+        (
+            "pairdb_anti_entropy_ranges_repaired_total",
+            "Token ranges whose replicas disagreed, repaired by anti-entropy.",
+            load(&M.anti_entropy_ranges_repaired),
         ),
         (
             "pairdb_anti_entropy_rebuilds_total",

@@ -15,9 +15,9 @@ use crate::{
     proto::storage::{
         self as pb, batch_operation::Op, batch_result::Result as BatchOutcome, BatchRequest,
         BatchResponse, BatchResult, DeleteRequest, DeleteResponse, EvictRequest, EvictResponse,
-        HealthCheckRequest, HealthCheckResponse, ReadRequest, ReadResponse, RepairRequest,
-        RepairResponse, ScanRangeRequest, ScanRangeResponse, StatsRequest, StatsResponse,
-        WriteRequest, WriteResponse,
+        HealthCheckRequest, HealthCheckResponse, RangeDigestRequest, RangeDigestResponse,
+        ReadRequest, ReadResponse, RepairRequest, RepairResponse, ScanRangeRequest,
+        ScanRangeResponse, StatsRequest, StatsResponse, WriteRequest, WriteResponse,
     },
     rpc::{framing::DEFAULT_MAX_MESSAGE_BYTES, CallContext, Router, Status},
     storage::engine::{Applied, ApplyOp, Durability, Engine, EngineError},
@@ -70,6 +70,7 @@ impl StorageService {
 
     /// Adds every StorageService method to `router`.
     pub fn register(self: Arc<Self>, router: Router) -> Router {
+        let dg = self.clone();
         let (w, r, d, rp, h, b, sc, st, ev) = (
             self.clone(),
             self.clone(),
@@ -146,6 +147,13 @@ impl StorageService {
                 let svc = ev.clone();
                 async move { svc.evict(req).await }
             })
+            .unary(
+                &format!("{SERVICE}RangeDigest"),
+                move |req: RangeDigestRequest, _: CallContext| {
+                    let svc = dg.clone();
+                    async move { svc.digest(req).await }
+                },
+            )
     }
 
     async fn apply_one(
@@ -248,6 +256,22 @@ impl StorageService {
             .await
             .map_err(|e| engine_status(&e))?;
         Ok(EvictResponse { evicted })
+    }
+
+    /// Anti-entropy's digest of one tenant's records in a token range. It reads up to
+    /// `MAX_DIGEST_RECORDS` records, so it runs on the blocking pool, never on the core.
+    async fn digest(&self, req: RangeDigestRequest) -> Result<RangeDigestResponse, Status> {
+        if req.tenant_id.is_empty() {
+            return Err(PairError::invalid("tenant_id is required").into());
+        }
+        let engine = self.engine.clone();
+        let d = glommio::executor()
+            .spawn_blocking(move || {
+                engine.digest_range(&req.tenant_id, req.start_token, req.end_token)
+            })
+            .await
+            .map_err(|e| engine_status(&e))?;
+        Ok(RangeDigestResponse { digest: d.digest, entries: d.entries, complete: d.complete })
     }
 
     async fn batch(self: Arc<Self>, req: BatchRequest) -> Result<BatchResponse, Status> {

@@ -367,7 +367,7 @@ def check_reflection(channel) -> None:
     # package, so the same client drives v1 through a v1 stub (generated from proto/ by the test).
     v1._stub = reflection_v1_pb2_grpc.ServerReflectionStub(channel)
     methods = ["Write", "Read", "Delete", "Repair", "HealthCheck", "Batch", "ScanRange", "Stats",
-               "Evict"]
+               "Evict", "RangeDigest"]
     for name, db in (("v1alpha", v1alpha), ("v1", v1)):
         services = set(db.get_services())
         for want in (

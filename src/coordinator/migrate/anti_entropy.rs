@@ -18,10 +18,15 @@ use crate::{
         migrate::{stream::*, MoveMetrics, METRICS},
         shard::{blocking, Shard},
     },
-    core::{ids::NodeId, ring::MAX_PREFERENCE_LIST},
+    core::{
+        ids::{NodeId, Token},
+        ring::{TokenRange, MAX_PREFERENCE_LIST},
+    },
     proto::storage as pb,
     runtime::shutdown::Shutdown,
 };
+
+const DIGEST: &str = "/pairdb.storage.v1.StorageService/RangeDigest";
 
 /// Watches incarnations and rebuilds wiped nodes until shutdown.
 pub async fn watch(shard: Rc<Shard>, shutdown: Shutdown) {
@@ -107,7 +112,7 @@ pub async fn rebuild(
                         Err(e) => return Err(e),
                     };
                     copied += page.keys;
-                    MoveMetrics::add(&METRICS.anti_entropy_keys, page.keys);
+                    MoveMetrics::add(&METRICS.anti_entropy_keys, page.applied);
                     match page.next {
                         Some(next) => cursor = next,
                         None => break,
@@ -118,4 +123,208 @@ pub async fn rebuild(
     }
     tracing::info!(node = %node, copied, "refilled storage node");
     Ok(copied)
+}
+
+/// A range whose replicas disagree is split down to ranges this small (by the largest replica's
+/// count) before its entries are copied between the replicas: a Merkle descent, done lazily.
+pub const DIGEST_LEAF_ENTRIES: u64 = 512;
+
+/// Digest anti-entropy until shutdown: every `migration.anti_entropy_digest_interval_secs`, one
+/// pass over every tenant and every ring range compares the replicas' `RangeDigest`s and copies
+/// entries both ways where they differ (merged by the version rules, as repairs: the newest
+/// version wins everywhere, tombstones included). One range at a time, a pause
+/// (`anti_entropy_range_pause_ms`) between ranges, the copies paced like a migration's. A pass
+/// stops while a migration runs (placements are in flux) and skips replicas that are down.
+pub async fn digests(shard: Rc<Shard>, shutdown: Shutdown) {
+    let cfg = shard.shared.config.migration.clone();
+    if !cfg.anti_entropy_digests {
+        return;
+    }
+    let throttle = Throttle::new(&cfg);
+    throttle.govern(shard.shared.clone());
+    let streamer = Rc::new(Streamer {
+        shard: shard.clone(),
+        throttle,
+        slots: Rc::new(Slots::new(cfg.max_streams_per_node)),
+        page_entries: cfg.page_entries,
+    });
+    let every = Duration::from_secs(cfg.anti_entropy_digest_interval_secs);
+    let pause = Duration::from_millis(cfg.anti_entropy_range_pause_ms);
+    loop {
+        futures_lite::future::or(glommio::timer::sleep(every), shutdown.wait()).await;
+        if shutdown.is_triggered() {
+            return;
+        }
+        match pass(&shard, &streamer, pause, &shutdown).await {
+            Ok((compared, repaired)) => {
+                tracing::debug!(compared, repaired, "anti-entropy pass done")
+            }
+            Err(e) => tracing::warn!(error = %e, "anti-entropy pass stopped"),
+        }
+    }
+}
+
+/// One pass over every tenant's ranges; returns the ranges compared and the ranges repaired.
+async fn pass(
+    shard: &Rc<Shard>,
+    streamer: &Rc<Streamer>,
+    pause: Duration,
+    shutdown: &Shutdown,
+) -> Result<(u64, u64), String> {
+    let meta = shard.shared.meta.clone();
+    let tenants = blocking(move || meta.tenants()).await.map_err(|e| e.to_string())?;
+    let ring = shard.ring();
+    let (mut compared, mut repaired) = (0u64, 0u64);
+    for tenant in tenants {
+        let rf = (tenant.replication_factor as usize).min(MAX_PREFERENCE_LIST);
+        if rf < 2 {
+            continue;
+        }
+        for (range, _) in ring.ranges() {
+            if shutdown.is_triggered() {
+                return Ok((compared, repaired));
+            }
+            if shard.placement().is_some() || !Rc::ptr_eq(&ring, &shard.ring()) {
+                return Err(
+                    "the ring changed or a migration started; the next pass starts over".into()
+                );
+            }
+            let replicas: Vec<NodeId> = ring
+                .preference_list(range.end_inclusive, rf)
+                .iter()
+                .filter(|n| shard.link(n).is_some_and(|l| !l.is_down()))
+                .cloned()
+                .collect();
+            if replicas.len() < 2 {
+                continue;
+            }
+            let (c, r) =
+                compare_range(shard, streamer, &tenant.tenant_id, rf, range, &replicas).await?;
+            compared += c;
+            repaired += r;
+            glommio::timer::sleep(pause).await;
+        }
+    }
+    Ok((compared, repaired))
+}
+
+/// Compares `range` of `tenant_id` across `replicas`, splitting it while they disagree and it
+/// holds more than [`DIGEST_LEAF_ENTRIES`] (or more than one digest examines), and copies the
+/// entries of each disagreeing leaf between every pair of replicas. Returns the ranges compared
+/// and the leaves repaired.
+async fn compare_range(
+    shard: &Rc<Shard>,
+    streamer: &Rc<Streamer>,
+    tenant_id: &str,
+    rf: usize,
+    range: TokenRange,
+    replicas: &[NodeId],
+) -> Result<(u64, u64), String> {
+    let ring = Arc::new((*shard.ring()).clone());
+    let want = Want::Owns { ring, rf };
+    let (mut compared, mut repaired) = (0u64, 0u64);
+    let mut todo = vec![range];
+    while let Some(range) = todo.pop() {
+        let mut answers = Vec::with_capacity(replicas.len());
+        for node in replicas {
+            let Some(link) = shard.link(node) else { continue };
+            let req = pb::RangeDigestRequest {
+                tenant_id: tenant_id.to_owned(),
+                start_token: range.start_exclusive.0,
+                end_token: range.end_inclusive.0,
+            };
+            match link.call::<_, pb::RangeDigestResponse>(DIGEST, &req).await {
+                Ok(d) => answers.push(d),
+                // A replica that does not answer is left out of this range's comparison.
+                Err(e) => tracing::debug!(node = %node, error = %e, "range digest failed"),
+            }
+        }
+        compared += 1;
+        MoveMetrics::add(&METRICS.anti_entropy_ranges_compared, 1);
+        if answers.len() < 2 {
+            continue;
+        }
+        let agree = answers.iter().all(|d| {
+            d.complete && (d.digest, d.entries) == (answers[0].digest, answers[0].entries)
+        });
+        if agree {
+            continue;
+        }
+        let largest = answers.iter().map(|d| d.entries).max().unwrap_or(0);
+        let incomplete = answers.iter().any(|d| !d.complete);
+        if incomplete || largest > DIGEST_LEAF_ENTRIES {
+            if let Some((lo, hi)) = split(range) {
+                todo.push(hi);
+                todo.push(lo);
+                continue;
+            }
+        }
+        repaired += 1;
+        MoveMetrics::add(&METRICS.anti_entropy_ranges_repaired, 1);
+        let stop = std::cell::Cell::new(false);
+        for target in replicas {
+            for source in replicas.iter().filter(|s| *s != target) {
+                let mut cursor = Vec::new();
+                loop {
+                    let page =
+                        match streamer.page(source, target, &range, &cursor, &want, &stop).await {
+                            Ok(p) => p,
+                            // A node gone meanwhile: the next pass compares the range again.
+                            Err(e) => {
+                                tracing::debug!(error = %e, "anti-entropy copy failed");
+                                break;
+                            }
+                        };
+                    MoveMetrics::add(&METRICS.anti_entropy_keys, page.applied);
+                    match page.next {
+                        Some(next) => cursor = next,
+                        None => break,
+                    }
+                }
+            }
+        }
+    }
+    Ok((compared, repaired))
+}
+
+/// The two halves of `range`, or `None` for a range of one token.
+fn split(range: TokenRange) -> Option<(TokenRange, TokenRange)> {
+    let (start, end) = (range.start_exclusive.0, range.end_inclusive.0);
+    // The width in tokens; a range with start == end is the whole ring.
+    let width = match end.wrapping_sub(start) {
+        0 => u64::MAX,
+        w => w,
+    };
+    if width < 2 {
+        return None;
+    }
+    let mid = start.wrapping_add(width / 2);
+    Some((
+        TokenRange { start_exclusive: Token(start), end_inclusive: Token(mid) },
+        TokenRange { start_exclusive: Token(mid), end_inclusive: Token(end) },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(a: u64, b: u64) -> TokenRange {
+        TokenRange { start_exclusive: Token(a), end_inclusive: Token(b) }
+    }
+
+    #[test]
+    fn halves_cover_the_range_exactly_wrapping_or_not() {
+        assert_eq!(split(r(10, 20)), Some((r(10, 15), r(15, 20))));
+        assert_eq!(split(r(10, 11)), None);
+        // Wrapping: (u64::MAX - 1, 2] is 4 tokens.
+        let (lo, hi) = split(r(u64::MAX - 1, 2)).unwrap();
+        assert_eq!((lo, hi), (r(u64::MAX - 1, 0), r(0, 2)));
+        for t in [u64::MAX, 0, 1, 2] {
+            assert!(lo.contains(Token(t)) != hi.contains(Token(t)), "{t} in exactly one half");
+        }
+        // The whole ring.
+        let (lo, hi) = split(r(5, 5)).unwrap();
+        assert!(lo.contains(Token(6)) && hi.contains(Token(4)));
+    }
 }

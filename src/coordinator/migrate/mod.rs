@@ -226,8 +226,15 @@ pub struct MoveMetrics {
     pub rate: AtomicU64,
     /// Entries evicted from nodes that no longer own them (`pairdb_migration_keys_evicted_total`).
     pub keys_evicted: AtomicU64,
-    /// Entries copied into a node found wiped (`pairdb_anti_entropy_keys_repaired_total`).
+    /// Entries that changed a replica, copied by anti-entropy (into a node found wiped, or
+    /// between replicas whose digests differed) (`pairdb_anti_entropy_keys_repaired_total`).
     pub anti_entropy_keys: AtomicU64,
+    /// Token ranges whose replicas' digests were compared
+    /// (`pairdb_anti_entropy_ranges_compared_total`).
+    pub anti_entropy_ranges_compared: AtomicU64,
+    /// Ranges whose replicas disagreed and were repaired
+    /// (`pairdb_anti_entropy_ranges_repaired_total`).
+    pub anti_entropy_ranges_repaired: AtomicU64,
     /// Wiped nodes found (`pairdb_anti_entropy_rebuilds_total`).
     pub anti_entropy_rebuilds: AtomicU64,
     /// Percentage of the running migration (`pairdb_migration_progress_percent`).
@@ -247,6 +254,8 @@ pub static METRICS: MoveMetrics = MoveMetrics {
     rate: AtomicU64::new(0),
     keys_evicted: AtomicU64::new(0),
     anti_entropy_keys: AtomicU64::new(0),
+    anti_entropy_ranges_compared: AtomicU64::new(0),
+    anti_entropy_ranges_repaired: AtomicU64::new(0),
     anti_entropy_rebuilds: AtomicU64::new(0),
     percentage: AtomicU64::new(0),
     event_waits: AtomicU64::new(0),

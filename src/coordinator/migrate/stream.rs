@@ -62,6 +62,7 @@ impl Throttle {
             cfg.min_bytes_per_sec as f64,
             f64::from(cfg.foreground_tolerance_pct) / 100.0,
         );
+        let pace = PaceConfig { window: PACE_WINDOW, ..pace };
         let paced = cfg.foreground_tolerance_pct > 0;
         Rc::new(Self {
             pacer: RefCell::new(if paced { Pacer::new(pace) } else { Pacer::unpaced(pace) }),
@@ -205,6 +206,8 @@ pub struct Page {
     pub keys: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// Of those, the entries that changed the target (it lacked them or held an older version).
+    pub applied: u64,
     /// Where the next page starts; `None` once the range is exhausted.
     pub next: Option<Vec<u8>>,
 }
@@ -261,31 +264,39 @@ impl Streamer {
             });
         }
         let keys = ops.len() as u64;
+        let mut applied = 0;
         if !ops.is_empty() {
             self.throttle.pace(bytes as usize).await;
             let batch = pb::BatchRequest { operations: ops };
             let started = Instant::now();
-            self.retry(target, stop, |link| {
-                let batch = &batch;
-                async move {
-                    let resp: pb::BatchResponse = link.call(BATCH, batch).await?;
-                    match resp.results.iter().find_map(|r| match &r.result {
-                        Some(BatchOutcome::Error(e)) => Some(e.message.clone()),
-                        None => Some("empty result".to_owned()),
-                        _ => None,
-                    }) {
-                        Some(e) => Err(Status::unavailable(format!("repair refused: {e}"))),
-                        None => Ok(()),
+            applied = self
+                .retry(target, stop, |link| {
+                    let batch = &batch;
+                    async move {
+                        let resp: pb::BatchResponse = link.call(BATCH, batch).await?;
+                        match resp.results.iter().find_map(|r| match &r.result {
+                            Some(BatchOutcome::Error(e)) => Some(e.message.clone()),
+                            None => Some("empty result".to_owned()),
+                            _ => None,
+                        }) {
+                            Some(e) => Err(Status::unavailable(format!("repair refused: {e}"))),
+                            None => Ok(resp
+                                .results
+                                .iter()
+                                .filter(|r| {
+                                    matches!(&r.result, Some(BatchOutcome::Repair(a)) if a.applied)
+                                })
+                                .count() as u64),
+                        }
                     }
-                }
-            })
-            .await?;
+                })
+                .await?;
             self.throttle.observe(started.elapsed());
             MoveMetrics::add(&METRICS.keys_streamed, keys);
             MoveMetrics::add(&METRICS.bytes_streamed, bytes);
         }
         let next = (!scan.next_cursor.is_empty()).then(|| scan.next_cursor.to_vec());
-        Ok(Page { keys, bytes, next })
+        Ok(Page { keys, bytes, applied, next })
     }
 
     /// Evicts from `node` one page of `range` (after `cursor`): the entries `node` does not
@@ -336,7 +347,7 @@ impl Streamer {
             MoveMetrics::add(&METRICS.keys_evicted, evicted);
         }
         let next = (!scan.next_cursor.is_empty()).then(|| scan.next_cursor.to_vec());
-        Ok(Page { keys: evicted, bytes: 0, next })
+        Ok(Page { keys: evicted, bytes: 0, applied: evicted, next })
     }
 
     async fn wanted(&self, e: &pb::ScanEntry, target: &NodeId, want: &Want) -> bool {

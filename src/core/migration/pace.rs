@@ -43,6 +43,8 @@ pub struct PaceConfig {
     pub recalibrate_every: u32,
     /// Fewer foreground operations than this in a window: nothing to protect.
     pub min_ops: u64,
+    /// How long a window lasts (to turn the bytes streamed in one into a rate).
+    pub window: Duration,
 }
 
 impl PaceConfig {
@@ -59,6 +61,7 @@ impl PaceConfig {
             calibration_windows: 4,
             recalibrate_every: 120,
             min_ops: 50,
+            window: Duration::from_millis(500),
         }
     }
 }
@@ -185,7 +188,8 @@ impl Pacer {
                     return Verdict::Backoff;
                 }
                 let grown = self.rate * 1.25;
-                let reach = (2.0 * w.streamed as f64).max(self.cfg.floor * 4.0);
+                let moved_per_sec = w.streamed as f64 / self.cfg.window.as_secs_f64().max(1e-3);
+                let reach = (2.0 * moved_per_sec).max(self.cfg.floor * 4.0);
                 self.rate = grown.min(reach).min(self.cfg.cap).max(self.cfg.floor);
                 Verdict::Increase
             }
@@ -279,11 +283,16 @@ mod tests {
     #[test]
     fn the_rate_grows_only_up_to_twice_what_the_streams_moved_and_the_cap() {
         let mut p = calibrated(4);
-        // The streams moved 1 MB in the window: the rate may not run past 2 MB/s.
+        // The streams moved 1 MB in the half-second window, 2 MB/s: the rate may not run past
+        // 4 MB/s.
         for _ in 0..50 {
             assert_eq!(p.on_window(window(1000, 4, 1_000_000)), Verdict::Increase);
         }
-        assert_eq!(p.rate(), 2e6);
+        assert_eq!(p.rate(), 4e6);
+        // Streams that keep up with the rate let it grow by a quarter per window.
+        let r = p.rate();
+        p.on_window(window(1000, 4, (r / 2.0) as u64));
+        assert_eq!(p.rate(), r * 1.25);
         // Moving 100 MB a window, the cap holds.
         for _ in 0..50 {
             p.on_window(window(1000, 4, 100_000_000));

@@ -12,6 +12,7 @@
 //! - [`purge`]: tombstone purge, once or on a background thread, and the physical removal it
 //!   shares with [`evict`];
 //! - [`evict`]: removing records outright, for data movement's cleanup;
+//! - [`digest`]: range digests, which anti-entropy compares across replicas;
 //! - [`syncer`]: the group-commit thread that `fdatasync`s the journal.
 //!
 //! # Layout
@@ -81,6 +82,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::core::version::{resolve, Resolution, Version};
 
+mod digest;
 mod evict;
 mod format;
 mod purge;
@@ -93,6 +95,7 @@ pub use crate::config::{
     DEFAULT_CACHE_BYTES, DEFAULT_GROUP_COMMIT_INTERVAL, DEFAULT_PURGE_INTERVAL,
     DEFAULT_TOMBSTONE_GRACE,
 };
+pub use digest::{RangeDigest, MAX_DIGEST_RECORDS};
 pub use format::{MAX_ACTOR_BYTES, MAX_STORAGE_KEY_BYTES, MAX_VALUE_BYTES};
 pub use scan::{ScanEntry, DEFAULT_SCAN_LIMIT, MAX_SCAN_LIMIT};
 pub use types::{Applied, ApplyOp, Durability, EngineConfig, EngineError, StallWaits, Stats};
