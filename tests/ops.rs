@@ -302,6 +302,8 @@ fn storage_node_admin_port() {
         "pairdb_storage_records",
         "pairdb_storage_disk_bytes",
         "pairdb_storage_sealed_memtables",
+        "pairdb_storage_l0_tables",
+        "pairdb_storage_tables",
         "pairdb_storage_write_stalls_total",
         "pairdb_storage_write_stall_seconds_total",
     ] {

@@ -100,6 +100,16 @@ impl StorageNode {
                         engine.sealed_memtables() as f64,
                     ));
                     out.push(Sample::gauge(
+                        "pairdb_storage_l0_tables",
+                        "Tables in level 0, the compaction backlog (fjall delays writers from 20 L0 runs, halts them at 30).",
+                        engine.l0_tables() as f64,
+                    ));
+                    out.push(Sample::gauge(
+                        "pairdb_storage_tables",
+                        "Tables (SST files) in all levels of the engine.",
+                        engine.tables() as f64,
+                    ));
+                    out.push(Sample::gauge(
                         "pairdb_storage_records",
                         "Stored records: live keys plus tombstones not yet purged.",
                         s.key_count as f64,

@@ -206,6 +206,17 @@ impl Engine {
         self.data.sealed_memtable_count()
     }
 
+    /// Tables in level 0: the compaction backlog. fjall delays writers once L0 holds 20 runs
+    /// and halts them at 30 (`Keyspace::local_backpressure`).
+    pub fn l0_tables(&self) -> usize {
+        self.data.l0_table_count()
+    }
+
+    /// Tables (SST files) in all levels.
+    pub fn tables(&self) -> usize {
+        self.data.table_count()
+    }
+
     /// Counts one wait of a write for [`Engine::write_stalled`] to clear, of `waited`.
     pub fn record_stall_wait(&self, waited: Duration) {
         self.stall_waits.fetch_add(1, Ordering::Relaxed);
