@@ -16,7 +16,7 @@ use std::{collections::HashMap, rc::Rc, sync::Arc, time::Duration};
 use crate::{
     coordinator::{
         migrate::{stream::*, MoveMetrics, METRICS},
-        shard::{blocking, Shard},
+        shard::{blocking, unix_now_us, Shard},
     },
     core::{
         ids::{NodeId, Token},
@@ -171,6 +171,9 @@ async fn pass(
     pause: Duration,
     shutdown: &Shutdown,
 ) -> Result<(u64, u64), String> {
+    if !leads_digests(shard).await {
+        return Ok((0, 0));
+    }
     let meta = shard.shared.meta.clone();
     let tenants = blocking(move || meta.tenants()).await.map_err(|e| e.to_string())?;
     let ring = shard.ring();
@@ -206,6 +209,22 @@ async fn pass(
         }
     }
     Ok((compared, repaired))
+}
+
+/// Whether this coordinator runs the digest pass: the one whose id sorts first among the
+/// coordinators that beat within the lease (the beats are kept while a coordinator runs), so
+/// that coordinators sharing PostgreSQL metadata do not repeat each other's work. One that cannot
+/// read the beats runs the pass (the repairs are idempotent: repeating one costs work, not
+/// correctness).
+async fn leads_digests(shard: &Rc<Shard>) -> bool {
+    let meta = shard.shared.meta.clone();
+    let Ok(beats) = blocking(move || meta.beats()).await else {
+        return true;
+    };
+    let cfg = &shard.shared.config;
+    let now_ms = unix_now_us() / 1000;
+    let horizon = cfg.migration.coordinator_lease_ms as i64 + 1000;
+    !beats.iter().any(|b| b.at_ms >= now_ms - horizon && b.coordinator_id < cfg.node_id)
 }
 
 /// Compares `range` of `tenant_id` across `replicas`, splitting it while they disagree and it
