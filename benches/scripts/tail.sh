@@ -6,6 +6,9 @@
 # this hunts come from flushes and compactions that take a while to build up). For each rate it
 # prints p50/p99/p99.9/max over the run and the worst second (the highest per-second max and the
 # highest per-second p99, from the report's timeline), and keeps the HTML report under OUT/.
+# MODE=separate runs the same against separate processes instead (a coordinator and three storage
+# nodes, each `pairdb` process on its default cores, the tenant `default` at rf 3), as
+# benches/scripts/migration.sh does.
 # Needs release builds of pairdb and pairdb-loadtest. Every process it starts is stopped by PID;
 # every run is bounded by its duration.
 set -euo pipefail
@@ -16,18 +19,43 @@ PCTS=${PCTS:-"10 30 50 70"}
 OUT=${OUT:-$(mktemp -d /tmp/pairdb-tail.XXXXXX)}
 BIN=target/release
 MIX=(--keys 1000000 --value-size 100 --read-pct 50 --write-pct 50 --distribution zipfian)
-DEV=
+MODE=${MODE:-dev}
+PIDS=()
 DIR=$(mktemp -d /tmp/pairdb-tail-dev.XXXXXX)
-cleanup() { [ -n "$DEV" ] && kill "$DEV" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$DIR"; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$DIR"
+}
 trap cleanup EXIT INT TERM
-$BIN/pairdb dev --data-dir "$DIR/dev" --port 56651 --admin-port 56690 > "$DIR/out" 2> "$DIR/err" &
-DEV=$!
-sleep 2
+case "$MODE" in
+  dev)
+    $BIN/pairdb dev --data-dir "$DIR/dev" --port 56651 --admin-port 56690 > "$DIR/out" 2> "$DIR/err" &
+    PIDS+=($!)
+    sleep 2
+    ;;
+  separate)
+    nodes=()
+    for i in 1 2 3; do
+      $BIN/pairdb storage --node-id "storage-$i" --host 127.0.0.1 --port $((56660 + i)) \
+        --admin-port 0 --data-dir "$DIR/s$i" > "$DIR/s$i.out" 2> "$DIR/s$i.err" &
+      PIDS+=($!)
+      nodes+=(--storage-node "storage-$i=127.0.0.1:$((56660 + i))")
+    done
+    sleep 1
+    $BIN/pairdb coordinator --node-id coord --host 127.0.0.1 --port 56651 --admin-port 0 \
+      --data-dir "$DIR/coord" "${nodes[@]}" > "$DIR/c.out" 2> "$DIR/c.err" &
+    PIDS+=($!)
+    sleep 2
+    $BIN/pairdb tenant create default --replication-factor 3 --addr 127.0.0.1:56651 > /dev/null
+    ;;
+  *) echo "MODE must be dev or separate" >&2; exit 2 ;;
+esac
 $BIN/pairdb-loadtest --addr 127.0.0.1:56651 --keys 1000000 --value-size 100 --quiet \
   --connections 8 --inflight 32 --write-pct 100 --read-pct 0 --duration 4s > /dev/null
 SAT=$($BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --connections 8 --inflight 32 \
   --duration "${SAT_SECS}s" --warmup 2s --quiet --json | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ok_per_sec"]))')
-echo "saturation of the mix: $SAT ops/s (closed loop 8x32, ${SAT_SECS}s); reports under $OUT"
+echo "$MODE: saturation of the mix: $SAT ops/s (closed loop 8x32, ${SAT_SECS}s); reports under $OUT"
 for pct in $PCTS; do
   rate=$((SAT * pct / 100))
   $BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --rate "$rate" --connections 8 \

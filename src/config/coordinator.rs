@@ -162,7 +162,7 @@ impl Default for MigrationSection {
             tombstone_grace_secs: super::DEFAULT_TOMBSTONE_GRACE.as_secs(),
             anti_entropy_interval_ms: 1000,
             anti_entropy_digests: true,
-            anti_entropy_digest_interval_secs: 300,
+            anti_entropy_digest_interval_secs: 3600,
             anti_entropy_range_pause_ms: 100,
         }
     }

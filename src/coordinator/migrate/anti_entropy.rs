@@ -164,7 +164,23 @@ pub async fn digests(shard: Rc<Shard>, shutdown: Shutdown) {
     }
 }
 
+/// Most differing leaves one pass keeps for its second look; more wait for the next pass.
+pub const MAX_PENDING_LEAVES: usize = 4096;
+
+/// A leaf whose replicas differed at the first look.
+struct Leaf {
+    tenant_id: String,
+    rf: usize,
+    range: TokenRange,
+    replicas: Vec<NodeId>,
+}
+
 /// One pass over every tenant's ranges; returns the ranges compared and the ranges repaired.
+///
+/// Writes in flight while the digests are taken (applied on some replicas, not yet on others)
+/// make a range differ for a moment. So the pass first walks every range and keeps the leaves
+/// that differ; then, once one replica timeout (plus 200 ms) has passed, it compares each of
+/// them again and copies only those that still differ.
 async fn pass(
     shard: &Rc<Shard>,
     streamer: &Rc<Streamer>,
@@ -177,7 +193,14 @@ async fn pass(
     let meta = shard.shared.meta.clone();
     let tenants = blocking(move || meta.tenants()).await.map_err(|e| e.to_string())?;
     let ring = shard.ring();
+    let still = |shard: &Rc<Shard>| -> Result<(), String> {
+        if shard.placement().is_some() || !Rc::ptr_eq(&ring, &shard.ring()) {
+            return Err("the ring changed or a migration started; the next pass starts over".into());
+        }
+        Ok(())
+    };
     let (mut compared, mut repaired) = (0u64, 0u64);
+    let mut leaves: Vec<Leaf> = Vec::new();
     for tenant in tenants {
         let rf = (tenant.replication_factor as usize).min(MAX_PREFERENCE_LIST);
         if rf < 2 {
@@ -187,11 +210,7 @@ async fn pass(
             if shutdown.is_triggered() {
                 return Ok((compared, repaired));
             }
-            if shard.placement().is_some() || !Rc::ptr_eq(&ring, &shard.ring()) {
-                return Err(
-                    "the ring changed or a migration started; the next pass starts over".into()
-                );
-            }
+            still(shard)?;
             let replicas: Vec<NodeId> = ring
                 .preference_list(range.end_inclusive, rf)
                 .iter()
@@ -201,12 +220,38 @@ async fn pass(
             if replicas.len() < 2 {
                 continue;
             }
-            let (c, r) =
-                compare_range(shard, streamer, &tenant.tenant_id, rf, range, &replicas).await?;
+            let room = MAX_PENDING_LEAVES.saturating_sub(leaves.len());
+            let (c, found) =
+                differing_leaves(shard, &tenant.tenant_id, range, &replicas, room).await;
             compared += c;
-            repaired += r;
+            leaves.extend(found.into_iter().map(|range| Leaf {
+                tenant_id: tenant.tenant_id.clone(),
+                rf,
+                range,
+                replicas: replicas.clone(),
+            }));
             glommio::timer::sleep(pause).await;
         }
+    }
+    if leaves.is_empty() {
+        return Ok((compared, repaired));
+    }
+    let settle = Duration::from_millis(shard.shared.config.replica_timeout_ms + 200);
+    futures_lite::future::or(glommio::timer::sleep(settle), shutdown.wait()).await;
+    for leaf in leaves {
+        if shutdown.is_triggered() {
+            break;
+        }
+        still(shard)?;
+        compared += 1;
+        MoveMetrics::add(&METRICS.anti_entropy_ranges_compared, 1);
+        if agree(&digests_of(shard, &leaf.tenant_id, leaf.range, &leaf.replicas).await) {
+            continue;
+        }
+        repaired += 1;
+        MoveMetrics::add(&METRICS.anti_entropy_ranges_repaired, 1);
+        copy_leaf(shard, streamer, &leaf).await;
+        glommio::timer::sleep(pause).await;
     }
     Ok((compared, repaired))
 }
@@ -228,45 +273,26 @@ async fn leads_digests(shard: &Rc<Shard>) -> bool {
 }
 
 /// Compares `range` of `tenant_id` across `replicas`, splitting it while they disagree and it
-/// holds more than [`DIGEST_LEAF_ENTRIES`] (or more than one digest examines), and copies the
-/// entries of each disagreeing leaf between every pair of replicas. Returns the ranges compared
-/// and the leaves repaired.
-async fn compare_range(
+/// holds more than [`DIGEST_LEAF_ENTRIES`] (or more than one digest examines). Returns the
+/// ranges compared and the leaves that differ (at most `room` of them).
+async fn differing_leaves(
     shard: &Rc<Shard>,
-    streamer: &Rc<Streamer>,
     tenant_id: &str,
-    rf: usize,
     range: TokenRange,
     replicas: &[NodeId],
-) -> Result<(u64, u64), String> {
-    let ring = Arc::new((*shard.ring()).clone());
-    let want = Want::Owns { ring, rf };
-    let (mut compared, mut repaired) = (0u64, 0u64);
+    room: usize,
+) -> (u64, Vec<TokenRange>) {
+    let mut compared = 0u64;
+    let mut leaves = Vec::new();
     let mut todo = vec![range];
     while let Some(range) = todo.pop() {
-        let mut answers = Vec::with_capacity(replicas.len());
-        for node in replicas {
-            let Some(link) = shard.link(node) else { continue };
-            let req = pb::RangeDigestRequest {
-                tenant_id: tenant_id.to_owned(),
-                start_token: range.start_exclusive.0,
-                end_token: range.end_inclusive.0,
-            };
-            match link.call::<_, pb::RangeDigestResponse>(DIGEST, &req).await {
-                Ok(d) => answers.push(d),
-                // A replica that does not answer is left out of this range's comparison.
-                Err(e) => tracing::debug!(node = %node, error = %e, "range digest failed"),
-            }
+        if leaves.len() >= room {
+            break;
         }
+        let answers = digests_of(shard, tenant_id, range, replicas).await;
         compared += 1;
         MoveMetrics::add(&METRICS.anti_entropy_ranges_compared, 1);
-        if answers.len() < 2 {
-            continue;
-        }
-        let agree = answers.iter().all(|d| {
-            d.complete && (d.digest, d.entries) == (answers[0].digest, answers[0].entries)
-        });
-        if agree {
+        if agree(&answers) {
             continue;
         }
         let largest = answers.iter().map(|d| d.entries).max().unwrap_or(0);
@@ -278,32 +304,71 @@ async fn compare_range(
                 continue;
             }
         }
-        repaired += 1;
-        MoveMetrics::add(&METRICS.anti_entropy_ranges_repaired, 1);
-        let stop = std::cell::Cell::new(false);
-        for target in replicas {
-            for source in replicas.iter().filter(|s| *s != target) {
-                let mut cursor = Vec::new();
-                loop {
-                    let page =
-                        match streamer.page(source, target, &range, &cursor, &want, &stop).await {
-                            Ok(p) => p,
-                            // A node gone meanwhile: the next pass compares the range again.
-                            Err(e) => {
-                                tracing::debug!(error = %e, "anti-entropy copy failed");
-                                break;
-                            }
-                        };
-                    MoveMetrics::add(&METRICS.anti_entropy_keys, page.applied);
-                    match page.next {
-                        Some(next) => cursor = next,
-                        None => break,
-                    }
+        leaves.push(range);
+    }
+    (compared, leaves)
+}
+
+/// Copies the entries of `leaf` from every replica into every other one, as repairs.
+async fn copy_leaf(shard: &Rc<Shard>, streamer: &Rc<Streamer>, leaf: &Leaf) {
+    let want = Want::Owns { ring: Arc::new((*shard.ring()).clone()), rf: leaf.rf };
+    let stop = std::cell::Cell::new(false);
+    for target in &leaf.replicas {
+        for source in leaf.replicas.iter().filter(|s| *s != target) {
+            let mut cursor = Vec::new();
+            loop {
+                let page =
+                    match streamer.page(source, target, &leaf.range, &cursor, &want, &stop).await {
+                        Ok(p) => p,
+                        // A node gone meanwhile: the next pass compares the range again.
+                        Err(e) => {
+                            tracing::debug!(error = %e, "anti-entropy copy failed");
+                            break;
+                        }
+                    };
+                MoveMetrics::add(&METRICS.anti_entropy_keys, page.applied);
+                match page.next {
+                    Some(next) => cursor = next,
+                    None => break,
                 }
             }
         }
     }
-    Ok((compared, repaired))
+}
+
+/// The digests of `range` on `replicas`, asked of all at once (so that writes landing between
+/// the answers are few); a replica that does not answer is left out.
+async fn digests_of(
+    shard: &Rc<Shard>,
+    tenant_id: &str,
+    range: TokenRange,
+    replicas: &[NodeId],
+) -> Vec<pb::RangeDigestResponse> {
+    let req = pb::RangeDigestRequest {
+        tenant_id: tenant_id.to_owned(),
+        start_token: range.start_exclusive.0,
+        end_token: range.end_inclusive.0,
+    };
+    let calls = replicas.iter().filter_map(|node| shard.link(node)).map(|link| {
+        let req = &req;
+        async move {
+            let r = link.call::<_, pb::RangeDigestResponse>(DIGEST, req).await;
+            if let Err(e) = &r {
+                tracing::debug!(node = %link.id(), error = %e, "range digest failed");
+            }
+            r.ok()
+        }
+    });
+    futures_util::future::join_all(calls).await.into_iter().flatten().collect()
+}
+
+/// True when at least two replicas answered and every answer is complete and the same, or
+/// fewer than two answered (nothing to compare).
+fn agree(answers: &[pb::RangeDigestResponse]) -> bool {
+    answers.len() < 2
+        || answers
+            .iter()
+            .all(|d| d.complete && (d.digest, d.entries) == (answers[0].digest, answers[0].entries))
 }
 
 /// The two halves of `range`, or `None` for a range of one token.
