@@ -14,6 +14,7 @@
 //! - [`plan`]: the merged plan of a stored state.
 //! - [`adopt`]: starting a driver, resuming it after a restart, taking it over.
 //! - [`run`]: the driver loop, barrier waits, persistence, cancel, finish.
+//! - `run/finish.rs`: the end of a migration (membership or factor rewritten, record closed).
 //! - [`stream`]: paging a range from a source into a target, cleanup, the byte throttle.
 //! - [`anti_entropy`]: a storage node restarted on a wiped data directory is refilled.
 

@@ -4,7 +4,7 @@ use std::ops::Bound;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use super::{format::parse_storage_key, Engine, EngineError};
+use super::{format::parse_storage_key, scan::token_segments, Engine, EngineError};
 
 /// Most records one digest examines (of every tenant in the range). A range holding more
 /// answers an incomplete digest, and the caller splits it: this bounds one call's work.
@@ -44,18 +44,9 @@ impl Engine {
         end_inclusive: u64,
         max_records: usize,
     ) -> Result<RangeDigest, EngineError> {
-        let mut segments: Vec<(u64, u64)> = Vec::with_capacity(2);
-        if start_exclusive < end_inclusive {
-            segments.push((start_exclusive + 1, end_inclusive));
-        } else {
-            if start_exclusive < u64::MAX {
-                segments.push((start_exclusive + 1, u64::MAX));
-            }
-            segments.push((0, end_inclusive));
-        }
         let mut out = RangeDigest { digest: 0, entries: 0, complete: true };
         let mut examined = 0usize;
-        for (lo, hi) in segments {
+        for (lo, hi) in token_segments(start_exclusive, end_inclusive) {
             let lower = Bound::Included(lo.to_be_bytes().to_vec());
             let upper = match hi.checked_add(1) {
                 Some(next) => Bound::Excluded(next.to_be_bytes().to_vec()),

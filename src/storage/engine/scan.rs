@@ -18,6 +18,22 @@ pub const MAX_SCAN_LIMIT: usize = 10_000;
 /// of skipped tombstones still returns promptly (with fewer entries and a cursor).
 const SCAN_EXAMINE_FACTOR: usize = 8;
 
+/// The token segments of `(start_exclusive, end_inclusive]`, inclusive on both ends, in scan
+/// order: one, or two when the range wraps around the ring (`start_exclusive >= end_inclusive`;
+/// equal bounds are the whole ring).
+pub(super) fn token_segments(start_exclusive: u64, end_inclusive: u64) -> Vec<(u64, u64)> {
+    let mut segments = Vec::with_capacity(2);
+    if start_exclusive < end_inclusive {
+        segments.push((start_exclusive + 1, end_inclusive));
+    } else {
+        if start_exclusive < u64::MAX {
+            segments.push((start_exclusive + 1, u64::MAX));
+        }
+        segments.push((0, end_inclusive));
+    }
+    segments
+}
+
 /// One record of a [`Engine::scan_range`] page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanEntry {
@@ -75,16 +91,7 @@ impl Engine {
         let limit = if limit == 0 { DEFAULT_SCAN_LIMIT } else { limit.min(MAX_SCAN_LIMIT) };
         let max_examined = limit.saturating_mul(SCAN_EXAMINE_FACTOR);
 
-        // Token segments, inclusive on both ends, in scan order.
-        let mut segments: Vec<(u64, u64)> = Vec::with_capacity(2);
-        if start_exclusive < end_inclusive {
-            segments.push((start_exclusive + 1, end_inclusive));
-        } else {
-            if start_exclusive < u64::MAX {
-                segments.push((start_exclusive + 1, u64::MAX));
-            }
-            segments.push((0, end_inclusive));
-        }
+        let segments = token_segments(start_exclusive, end_inclusive);
 
         let mut first = 0;
         let mut resume: Option<Vec<u8>> = None;
