@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use serde::Deserialize;
 
-use super::{check_durations, invalid, resolve, AdminConfig, ConfigError, LogConfig};
+use super::{check_durations, invalid, resolve, AdminConfig, ConfigError, LogConfig, RpcSection};
 use crate::rpc::framing::DEFAULT_MAX_MESSAGE_BYTES;
 
 /// Default of `hint_max_stored`: a million hints (a few hundred MB at most in the store) covers
@@ -94,6 +94,8 @@ pub struct CoordinatorConfig {
     pub http_api: HttpApiSection,
     /// Log format, level and the slow-request threshold.
     pub log: LogConfig,
+    /// The gRPC transport (`rpc.http2`).
+    pub rpc: RpcSection,
     /// Where tenants, nodes, migrations and hints live.
     pub metadata: MetadataSection,
     /// Where idempotency records live.
@@ -300,6 +302,7 @@ impl Default for CoordinatorConfig {
             admin: AdminConfig::default(),
             http_api: HttpApiSection::default(),
             log: LogConfig::default(),
+            rpc: RpcSection::default(),
             metadata: MetadataSection::default(),
             idempotency: IdempotencySection::default(),
             migration: MigrationSection::default(),

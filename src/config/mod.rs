@@ -151,6 +151,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// `rpc:` section: the gRPC transport, the same for coordinators and storage nodes.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RpcSection {
+    /// The HTTP/2 implementation under gRPC, for the server and for the coordinator's
+    /// connections to storage nodes: `native` (PairDB's own layer) or `h2` (the `h2` crate,
+    /// kept as the reference implementation).
+    pub http2: Http2Impl,
+}
+
+/// Which HTTP/2 implementation serves gRPC.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Http2Impl {
+    /// PairDB's own gRPC-only layer (`rpc::http2`).
+    Native,
+    /// The `h2` crate.
+    #[default]
+    H2,
+}
+
 /// `log:` section.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
-use super::{check_durations, invalid, resolve, AdminConfig, ConfigError, LogConfig};
+use super::{check_durations, invalid, resolve, AdminConfig, ConfigError, LogConfig, RpcSection};
 use crate::rpc::framing::DEFAULT_MAX_MESSAGE_BYTES;
 
 /// Default group-commit interval: 5 ms. It bounds what a simultaneous power loss of every
@@ -75,6 +75,8 @@ pub struct StorageConfig {
     pub admin: AdminConfig,
     /// Log format and level.
     pub log: LogConfig,
+    /// The gRPC transport (`rpc.http2`).
+    pub rpc: RpcSection,
 }
 
 impl Default for StorageConfig {
@@ -94,6 +96,7 @@ impl Default for StorageConfig {
             shutdown_timeout_secs: 10,
             admin: AdminConfig::default(),
             log: LogConfig::default(),
+            rpc: RpcSection::default(),
         }
     }
 }

@@ -92,8 +92,11 @@ impl Coordinator {
         let tenants = store.tenants()?;
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..cores).map(|_| flume::bounded(crate::coordinator::INBOX_CAPACITY)).unzip();
-        let server =
-            ServerConfig { max_message_bytes: config.max_message_bytes, ..ServerConfig::default() };
+        let server = ServerConfig {
+            max_message_bytes: config.max_message_bytes,
+            http2: config.rpc.http2,
+            ..ServerConfig::default()
+        };
         let config_is_shared = config.metadata.backend == crate::config::MetadataBackend::Postgres;
         let shared = Arc::new(Shared {
             config,

@@ -9,6 +9,7 @@ use std::{
 
 use ahash::AHashMap;
 
+use crate::rpc::http2::server::ConnStats;
 use crate::{
     metrics::{Hist, Sample},
     rpc::Code,
@@ -28,6 +29,8 @@ struct MethodStats {
 pub struct RpcMetrics {
     methods: RefCell<AHashMap<String, MethodStats>>,
     in_flight: Cell<u64>,
+    /// What native HTTP/2 connections refused or resisted on this core.
+    http2: RefCell<ConnStats>,
 }
 
 /// Counts a call as in flight until dropped (a connection that dies mid-call drops it too).
@@ -69,6 +72,21 @@ impl RpcMetrics {
         stats.latency.record_duration(elapsed);
     }
 
+    /// Adds one native connection's counters (see [`ConnStats`]).
+    pub fn record_http2(&self, s: &ConnStats) {
+        let mut t = self.http2.borrow_mut();
+        t.peer_resets += s.peer_resets;
+        t.provoked_resets += s.provoked_resets;
+        t.refused_streams += s.refused_streams;
+        t.glitches += s.glitches;
+        t.headers_too_large += s.headers_too_large;
+        t.goaway_reset_flood += s.goaway_reset_flood;
+        t.goaway_glitch_flood += s.goaway_glitch_flood;
+        t.goaway_continuation_flood += s.goaway_continuation_flood;
+        t.goaway_protocol += s.goaway_protocol;
+        t.goaway_timeout += s.goaway_timeout;
+    }
+
     /// Calls in flight now.
     pub fn in_flight(&self) -> u64 {
         self.in_flight.get()
@@ -84,6 +102,50 @@ impl RpcMetrics {
             )
             .label("core", core.to_string()),
         );
+        let h = self.http2.borrow();
+        for (kind, n) in [
+            ("peer", h.peer_resets),
+            ("provoked", h.provoked_resets),
+            ("refused", h.refused_streams),
+        ] {
+            out.push(
+                Sample::counter(
+                    "pairdb_http2_stream_resets_total",
+                    "Streams reset on native HTTP/2 connections: by the peer before their reply \
+                     (peer), by this server because of the peer (provoked), or refused (refused).",
+                    n,
+                )
+                .label("kind", kind),
+            );
+        }
+        out.push(Sample::counter(
+            "pairdb_http2_glitches_total",
+            "Suspicious frames on native HTTP/2 connections (pings without traffic, settings, \
+             empty data, priority, unknown types), counted against each connection's budget.",
+            h.glitches,
+        ));
+        out.push(Sample::counter(
+            "pairdb_http2_headers_too_large_total",
+            "Requests refused with HTTP 431: header list over its size or field-count bound.",
+            h.headers_too_large,
+        ));
+        for (reason, n) in [
+            ("reset_flood", h.goaway_reset_flood),
+            ("glitch_flood", h.goaway_glitch_flood),
+            ("continuation_flood", h.goaway_continuation_flood),
+            ("protocol", h.goaway_protocol),
+            ("timeout", h.goaway_timeout),
+        ] {
+            out.push(
+                Sample::counter(
+                    "pairdb_http2_connection_errors_total",
+                    "Native HTTP/2 connections closed with an error GOAWAY, by cause.",
+                    n,
+                )
+                .label("reason", reason),
+            );
+        }
+        drop(h);
         let methods = self.methods.borrow();
         let mut paths: Vec<&String> = methods.keys().collect();
         paths.sort();

@@ -12,6 +12,7 @@ pub mod client;
 pub mod framing;
 pub mod glommio_io;
 pub mod health;
+pub mod http2;
 pub mod metrics;
 pub mod reflection;
 pub mod server;

@@ -182,6 +182,22 @@ impl Status {
         }
     }
 
+    /// Calls `field(name, value)` for each of the fields [`Status::write_headers`] writes, in
+    /// the same order and encoding, without building a `HeaderMap`.
+    pub fn write_fields(&self, mut field: impl FnMut(&[u8], &[u8])) {
+        let code = self.code.header_value();
+        field(b"grpc-status", code.as_bytes());
+        if !self.message.is_empty() {
+            let encoded = utf8_percent_encode(&self.message, MESSAGE_ENCODE_SET).to_string();
+            field(b"grpc-message", encoded.as_bytes());
+        }
+        if let Some(error_code) = &self.error_code {
+            if HeaderValue::try_from(error_code.as_ref()).is_ok() {
+                field(ERROR_CODE_HEADER.as_bytes(), error_code.as_bytes());
+            }
+        }
+    }
+
     /// Reads a status from headers or trailers; `None` when there is no `grpc-status`.
     pub fn from_headers(headers: &HeaderMap) -> Option<Status> {
         let raw = headers.get("grpc-status")?;

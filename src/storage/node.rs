@@ -55,6 +55,7 @@ impl StorageNode {
             addr,
             server: ServerConfig {
                 max_message_bytes: config.max_message_bytes,
+                http2: config.rpc.http2,
                 ..ServerConfig::default()
             },
             health: HealthState::default(),

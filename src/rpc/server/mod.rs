@@ -42,6 +42,7 @@ use glommio::net::{TcpListener, TcpStream};
 use h2::{server::SendResponse, RecvStream};
 use http::{Request, StatusCode};
 
+pub use crate::config::Http2Impl;
 use crate::{
     error::PairError,
     rpc::RpcMetrics,
@@ -53,9 +54,11 @@ use crate::{
     runtime::shutdown::Shutdown,
 };
 
+mod native;
 mod reply;
 mod router;
 
+use crate::rpc::http2::server::is_grpc_proto;
 use reply::{send_http_error, send_reply, send_status};
 use router::Route;
 pub use router::{CallContext, Router, StreamingCall};
@@ -79,6 +82,8 @@ pub struct ServerConfig {
     pub max_header_list_bytes: u32,
     /// How long a new connection may take to finish the HTTP/2 handshake.
     pub handshake_timeout: Duration,
+    /// Which HTTP/2 implementation serves the connections (`rpc.http2`).
+    pub http2: Http2Impl,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +96,7 @@ impl Default for ServerConfig {
             connection_window_bytes: 8 << 20,
             max_header_list_bytes: 16 << 10,
             handshake_timeout: Duration::from_secs(10),
+            http2: Http2Impl::default(),
         }
     }
 }
@@ -112,7 +118,17 @@ pub async fn serve(
         limit,
         &stop,
         drain_timeout,
-        |stream| serve_connection(stream, router.clone(), config.clone(), shutdown.clone()),
+        |stream| {
+            let (router, config, shutdown) = (router.clone(), config.clone(), shutdown.clone());
+            async move {
+                match config.http2 {
+                    Http2Impl::Native => {
+                        native::serve_connection(stream, router, config, shutdown).await
+                    }
+                    Http2Impl::H2 => serve_connection(stream, router, config, shutdown).await,
+                }
+            }
+        },
     )
     .await;
 }
@@ -302,27 +318,10 @@ async fn handle_stream(
             }
         }
         Route::Streaming(handler) => {
-            let call = StreamingCall {
-                body,
-                respond,
-                send: None,
-                buf: BytesMut::new(),
-                max_message_bytes: config.max_message_bytes,
-                ctx,
-            };
+            let call = StreamingCall::h2(body, respond, config.max_message_bytes, ctx);
             let _ = AssertUnwindSafe(handler(call)).catch_unwind().await;
         }
     }
-}
-
-/// True for the content-types of gRPC with protobuf messages: `application/grpc` and
-/// `application/grpc+proto`, optionally with parameters. A bare prefix match would also take
-/// gRPC-Web (`application/grpc-web...`) and JSON-coded gRPC (`+json`), which this server cannot
-/// decode; those get HTTP 415 instead.
-fn is_grpc_proto(content_type: &[u8]) -> bool {
-    let Some(rest) = content_type.strip_prefix(b"application/grpc") else { return false };
-    let rest = rest.strip_prefix(b"+proto").unwrap_or(rest);
-    rest.is_empty() || rest.starts_with(b";")
 }
 
 /// Races `work` against the call's deadline.

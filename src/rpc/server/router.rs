@@ -14,6 +14,7 @@ use h2::{server::SendResponse, RecvStream, SendStream};
 use prost::Message;
 
 use super::{
+    native::StreamHandle,
     read_message,
     reply::{grpc_response, send_status, status_trailers},
 };
@@ -123,55 +124,99 @@ impl Router {
 
 /// One streaming call: read request messages, send reply messages, finish with a status.
 pub struct StreamingCall {
-    pub(super) body: RecvStream,
-    pub(super) respond: SendResponse<Bytes>,
-    pub(super) send: Option<SendStream<Bytes>>,
-    pub(super) buf: BytesMut,
-    pub(super) max_message_bytes: usize,
+    io: CallIo,
+    max_message_bytes: usize,
     /// Call context, as for unary calls.
     pub ctx: CallContext,
 }
 
+/// The HTTP/2 layer under a streaming call.
+enum CallIo {
+    H2 {
+        body: RecvStream,
+        respond: SendResponse<Bytes>,
+        send: Option<SendStream<Bytes>>,
+        buf: BytesMut,
+    },
+    Native(StreamHandle),
+}
+
 impl StreamingCall {
+    pub(super) fn h2(
+        body: RecvStream,
+        respond: SendResponse<Bytes>,
+        max_message_bytes: usize,
+        ctx: CallContext,
+    ) -> StreamingCall {
+        StreamingCall {
+            io: CallIo::H2 { body, respond, send: None, buf: BytesMut::new() },
+            max_message_bytes,
+            ctx,
+        }
+    }
+
+    pub(super) fn native(
+        handle: StreamHandle,
+        max_message_bytes: usize,
+        ctx: CallContext,
+    ) -> StreamingCall {
+        StreamingCall { io: CallIo::Native(handle), max_message_bytes, ctx }
+    }
+
     /// The next request message, `Ok(None)` once the client half-closed.
     pub async fn next_message(&mut self) -> Result<Option<Bytes>, Status> {
-        read_message(&mut self.body, &mut self.buf, self.max_message_bytes).await
+        match &mut self.io {
+            CallIo::H2 { body, buf, .. } => read_message(body, buf, self.max_message_bytes).await,
+            CallIo::Native(handle) => handle.next_message().await,
+        }
     }
 
     /// Sends one reply message (headers go out before the first).
     pub fn send_message<M: Message>(&mut self, msg: &M) -> Result<(), Status> {
-        if self.send.is_none() {
-            let stream = self
-                .respond
-                .send_response(grpc_response(), false)
-                .map_err(|e| Status::cancelled(format!("client went away: {e}")))?;
-            self.send = Some(stream);
+        match &mut self.io {
+            CallIo::H2 { respond, send, .. } => {
+                if send.is_none() {
+                    let stream = respond
+                        .send_response(grpc_response(), false)
+                        .map_err(|e| Status::cancelled(format!("client went away: {e}")))?;
+                    *send = Some(stream);
+                }
+                let Some(send) = send.as_mut() else { unreachable!("set just above") };
+                send.send_data(framing::encode_to_bytes(msg), false)
+                    .map_err(|e| Status::cancelled(format!("client went away: {e}")))
+            }
+            CallIo::Native(handle) => handle.send(framing::encode_to_bytes(msg)),
         }
-        let Some(send) = self.send.as_mut() else { unreachable!("set just above") };
-        send.send_data(framing::encode_to_bytes(msg), false)
-            .map_err(|e| Status::cancelled(format!("client went away: {e}")))
     }
 
     /// Waits `period`, or less if the client cancels the call first; true when it cancelled.
     pub async fn wait_cancelled_or(&mut self, period: Duration) -> bool {
-        let cancelled = poll_fn(|cx| match self.send.as_mut() {
-            Some(send) => send.poll_reset(cx).map(|_| true),
-            None => self.respond.poll_reset(cx).map(|_| true),
-        });
-        futures_lite::future::or(cancelled, async {
-            glommio::timer::sleep(period).await;
-            false
-        })
-        .await
+        match &mut self.io {
+            CallIo::H2 { respond, send, .. } => {
+                let cancelled = poll_fn(|cx| match send.as_mut() {
+                    Some(send) => send.poll_reset(cx).map(|_| true),
+                    None => respond.poll_reset(cx).map(|_| true),
+                });
+                futures_lite::future::or(cancelled, async {
+                    glommio::timer::sleep(period).await;
+                    false
+                })
+                .await
+            }
+            CallIo::Native(handle) => handle.wait_cancelled_or(period).await,
+        }
     }
 
     /// Ends the call with `status` (Trailers-Only when no message was sent).
-    pub fn finish(mut self, status: Status) {
-        match self.send.as_mut() {
-            Some(send) => {
-                let _ = send.send_trailers(status_trailers(&status));
-            }
-            None => send_status(&mut self.respond, &status),
+    pub fn finish(self, status: Status) {
+        match self.io {
+            CallIo::H2 { mut respond, mut send, .. } => match send.as_mut() {
+                Some(send) => {
+                    let _ = send.send_trailers(status_trailers(&status));
+                }
+                None => send_status(&mut respond, &status),
+            },
+            CallIo::Native(handle) => handle.finish(status),
         }
     }
 }
