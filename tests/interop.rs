@@ -25,7 +25,7 @@ use pairdb::{
         health::{health_check_response::ServingStatus, HealthCheckRequest, HealthCheckResponse},
         storage as pb,
     },
-    rpc::Code,
+    rpc::{client::Http2Impl, Channel, ClientConfig, Code},
 };
 
 /// How long the Python client may run: it makes a few hundred calls.
@@ -33,13 +33,25 @@ const PYTHON_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn grpcio_client_against_storage_node() {
+    grpcio_client_against_storage_node_on("h2");
+}
+
+#[test]
+fn grpcio_client_against_native_storage_node() {
+    grpcio_client_against_storage_node_on("native");
+}
+
+/// grpcio's client (tests/python/storage_client.py) against a storage node serving on the
+/// HTTP/2 layer `http2`.
+fn grpcio_client_against_storage_node_on(http2: &str) {
     require_python_grpc();
     let tmp = tempfile::tempdir().expect("tempdir");
     let stubs = tmp.path().join("stubs");
     generate_python_stubs(&stubs);
     let node_dir = tmp.path().join("node");
     std::fs::create_dir_all(&node_dir).expect("mkdir");
-    let mut node = StorageProcess::start(&node_dir, "interop-node");
+    let config = format!("rpc:\n  http2: {http2}\n");
+    let mut node = StorageProcess::start_configured(&node_dir, "interop-node", 1, 0, &config);
 
     let out = output_with_timeout(
         Command::new("python3")
@@ -68,6 +80,18 @@ fn grpcio_client_against_storage_node() {
 
 #[test]
 fn our_client_against_grpcio_server() {
+    our_client_against_grpcio_server_on(Http2Impl::H2);
+}
+
+#[test]
+fn our_native_client_against_grpcio_server() {
+    our_client_against_grpcio_server_on(Http2Impl::Native);
+}
+
+/// Our client, on the HTTP/2 layer `http2`, against grpcio's server: statuses, error trailers,
+/// limits, deadlines, a 3 MiB message each way (many DATA frames, window updates) and many
+/// calls in flight on one connection.
+fn our_client_against_grpcio_server_on(http2: Http2Impl) {
     require_python_grpc();
     let tmp = tempfile::tempdir().expect("tempdir");
     let stubs = tmp.path().join("stubs");
@@ -83,7 +107,8 @@ fn our_client_against_grpcio_server() {
     let addr = format!("127.0.0.1:{}", port.trim()).parse().expect("port number");
 
     run_local(move || async move {
-        let ch = channel(addr).await;
+        let config = ClientConfig { http2, ..ClientConfig::default() };
+        let ch = Channel::connect(addr, &config).await.expect("connect");
 
         let health: pb::HealthCheckResponse = ch
             .unary(&storage_path("HealthCheck"), &pb::HealthCheckRequest {}, Some(CALL_TIMEOUT))

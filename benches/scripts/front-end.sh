@@ -5,7 +5,8 @@
 # request, nothing else) and nghttpd answering the same gRPC-shaped POST the gRPC servers get
 # (line "ngh-post": whether that load costs h2load more than a GET). h2load is pinned to CPU 0
 # and every server to CPU 1 (one core each), with the same h2load settings (-c 8 -m 32 -t 1).
-# Rounds are interleaved; each line gives the rate and the server's CPU time per request (from
+# The PairDB coordinator runs twice: on the h2 crate (line "pairdb") and on its own HTTP/2 layer
+# (line "native"). Rounds are interleaved; each line gives the rate and the server's CPU time per request (from
 # /proc/PID/task/*/schedstat). Only replies with grpc-status 0 count: a real client call checks
 # the reply before the load.
 # Needs: release builds of pairdb, examples/h2_floor and benches/reference/tonic-kv,
@@ -26,8 +27,11 @@ printf '0123456789abcdef' > "$DIR/file16"
 taskset -c 1 nghttpd --no-tls -d "$DIR" 58080 > /dev/null 2>&1 & NGHTTPD=$!; PIDS+=($!)
 taskset -c 1 "$TONIC" 127.0.0.1:58151 > /dev/null 2>&1 & TONICPID=$!; PIDS+=($!)
 taskset -c 1 target/release/examples/h2_floor 127.0.0.1:58251 > /dev/null 2>&1 & FLOOR=$!; PIDS+=($!)
-taskset -c 1 target/release/pairdb coordinator --cores 1 --port 57051 --data-dir "$DIR/coord" \
-  > /dev/null 2> "$DIR/coord.err" & PAIRDB=$!; PIDS+=($!)
+taskset -c 1 env PAIRDB_RPC_HTTP2=h2 target/release/pairdb coordinator --cores 1 --port 57051 \
+  --data-dir "$DIR/coord" > /dev/null 2> "$DIR/coord.err" & PAIRDB=$!; PIDS+=($!)
+# The same coordinator on PairDB's own HTTP/2 layer (rpc.http2: native).
+taskset -c 1 env PAIRDB_RPC_HTTP2=native target/release/pairdb coordinator --cores 1 --port 57054 \
+  --data-dir "$DIR/native" --admin-port 9094 > /dev/null 2> "$DIR/native.err" & NATIVE=$!; PIDS+=($!)
 BASE=${BASE:-}
 if [ -n "$BASE" ]; then
   taskset -c 1 "$BASE" coordinator --cores 1 --port 57052 --data-dir "$DIR/base" --admin-port 9093 \
@@ -37,8 +41,10 @@ sleep 2
 if [ -n "$BASE" ]; then
   target/release/pairdb tenant create default --addr 127.0.0.1:57052 > /dev/null
 fi
-target/release/pairdb tenant create default --addr 127.0.0.1:57051 > /dev/null
-target/release/pairdb tenant get default --addr 127.0.0.1:57051 > /dev/null   # a checked reply
+for port in 57051 57054; do
+  target/release/pairdb tenant create default --addr 127.0.0.1:$port > /dev/null
+  target/release/pairdb tenant get default --addr 127.0.0.1:$port > /dev/null   # a checked reply
+done
 python3 - "$DIR/body" <<'PY'
 import struct, sys
 tenant = b"default"
@@ -65,5 +71,6 @@ for round in $(seq "$ROUNDS"); do
   run tonic "$TONICPID" "http://127.0.0.1:58151$PATHS" "${GRPC[@]}"
   run h2floor "$FLOOR" "http://127.0.0.1:58251$PATHS" "${GRPC[@]}"
   run pairdb "$PAIRDB" "http://127.0.0.1:57051$PATHS" "${GRPC[@]}"
+  run native "$NATIVE" "http://127.0.0.1:57054$PATHS" "${GRPC[@]}"
   if [ -n "$BASE" ]; then run base "$BASEPID" "http://127.0.0.1:57052$PATHS" "${GRPC[@]}"; fi
 done

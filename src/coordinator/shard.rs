@@ -142,6 +142,7 @@ impl Shard {
             max_queued_ops: cfg.max_batch_ops * cfg.max_inflight_batches * 64,
             client: crate::rpc::ClientConfig {
                 max_message_bytes: cfg.max_message_bytes,
+                http2: cfg.rpc.http2,
                 ..Default::default()
             },
         });

@@ -1,11 +1,24 @@
-//! The gRPC client: unary calls over one HTTP/2 connection (`h2` on glommio).
+//! The gRPC client: unary calls over one HTTP/2 connection, on PairDB's own HTTP/2 layer
+//! (`rpc.http2: native`) or on the `h2` crate, both on glommio.
 //!
 //! A [`Channel`] is one connection, usable from the core that opened it; its driver task runs on
 //! that core. Callers that want several connections or reconnection keep their own small set of
 //! channels (the coordinator keeps a fixed few per storage node per core). Every call sends
 //! `grpc-timeout` when it has a deadline and enforces the same deadline locally.
 
-use std::{cell::Cell, net::SocketAddr, rc::Rc, time::Duration};
+use std::{
+    cell::{Cell, RefCell},
+    collections::VecDeque,
+    future::poll_fn,
+    net::SocketAddr,
+    pin::Pin,
+    rc::Rc,
+    task::{Poll, Waker},
+    time::Duration,
+};
+
+use ahash::AHashMap;
+use futures_lite::{AsyncRead, AsyncWrite};
 
 use bytes::{Bytes, BytesMut};
 use glommio::net::TcpStream;
@@ -13,9 +26,11 @@ use h2::client::SendRequest;
 use http::{HeaderValue, Request, Uri};
 use prost::Message;
 
+pub use crate::config::Http2Impl;
 use crate::rpc::{
     framing::{self, FrameError, DEFAULT_MAX_MESSAGE_BYTES},
     glommio_io::GlommioIo,
+    http2::client::{ClientConn, ClientLimits},
     status::Status,
 };
 
@@ -30,6 +45,8 @@ pub struct ClientConfig {
     pub stream_window_bytes: u32,
     /// HTTP/2 connection window.
     pub connection_window_bytes: u32,
+    /// Which HTTP/2 implementation carries the calls (`rpc.http2`).
+    pub http2: Http2Impl,
 }
 
 impl Default for ClientConfig {
@@ -39,6 +56,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(2),
             stream_window_bytes: 1 << 20,
             connection_window_bytes: 8 << 20,
+            http2: Http2Impl::default(),
         }
     }
 }
@@ -46,15 +64,82 @@ impl Default for ClientConfig {
 /// One HTTP/2 connection to a gRPC server.
 #[derive(Clone)]
 pub struct Channel {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    H2(H2Channel),
+    Native(Rc<NativeChannel>),
+}
+
+impl Channel {
+    /// Connects to `addr` and completes the HTTP/2 handshake.
+    pub async fn connect(addr: SocketAddr, config: &ClientConfig) -> Result<Channel, Status> {
+        let inner = match config.http2 {
+            Http2Impl::H2 => Inner::H2(H2Channel::connect(addr, config).await?),
+            Http2Impl::Native => Inner::Native(NativeChannel::connect(addr, config).await?),
+        };
+        Ok(Channel { inner })
+    }
+
+    /// True once the connection is gone; open a new channel then.
+    pub fn is_closed(&self) -> bool {
+        match &self.inner {
+            Inner::H2(c) => c.closed.get(),
+            Inner::Native(c) => c.is_closed(),
+        }
+    }
+
+    /// Calls the unary method at `path` (`/package.Service/Method`).
+    pub async fn unary<Req: Message, Resp: Message + Default>(
+        &self,
+        path: &str,
+        req: &Req,
+        timeout: Option<Duration>,
+    ) -> Result<Resp, Status> {
+        let reply = self.unary_raw(path, framing::encode_to_bytes(req), timeout).await?;
+        Resp::decode(reply)
+            .map_err(|e| Status::internal(format!("undecodable reply from {path}: {e}")))
+    }
+
+    /// Calls `path` with an already framed request; returns the reply message bytes.
+    pub async fn unary_raw(
+        &self,
+        path: &str,
+        framed_request: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<Bytes, Status> {
+        let call = async {
+            match &self.inner {
+                Inner::H2(c) => c.call(path, framed_request, timeout).await,
+                Inner::Native(c) => c.call(path, framed_request, timeout).await,
+            }
+        };
+        match timeout {
+            None => call.await,
+            Some(t) => {
+                futures_lite::future::or(call, async {
+                    glommio::timer::sleep(t).await;
+                    Err(Status::deadline_exceeded(format!("{path}: no reply within {t:?}")))
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// A channel on the `h2` crate.
+#[derive(Clone)]
+struct H2Channel {
     send: SendRequest<Bytes>,
     authority: http::uri::Authority,
     closed: Rc<Cell<bool>>,
     max_message_bytes: usize,
 }
 
-impl Channel {
-    /// Connects to `addr` and completes the HTTP/2 handshake.
-    pub async fn connect(addr: SocketAddr, config: &ClientConfig) -> Result<Channel, Status> {
+impl H2Channel {
+    async fn connect(addr: SocketAddr, config: &ClientConfig) -> Result<H2Channel, Status> {
         let connect = async {
             let stream = TcpStream::connect(addr)
                 .await
@@ -89,43 +174,7 @@ impl Channel {
             .to_string()
             .parse()
             .map_err(|e| Status::internal(format!("address {addr} is not an authority: {e}")))?;
-        Ok(Channel { send, authority, closed, max_message_bytes: config.max_message_bytes })
-    }
-
-    /// True once the connection is gone; open a new channel then.
-    pub fn is_closed(&self) -> bool {
-        self.closed.get()
-    }
-
-    /// Calls the unary method at `path` (`/package.Service/Method`).
-    pub async fn unary<Req: Message, Resp: Message + Default>(
-        &self,
-        path: &str,
-        req: &Req,
-        timeout: Option<Duration>,
-    ) -> Result<Resp, Status> {
-        let reply = self.unary_raw(path, framing::encode_to_bytes(req), timeout).await?;
-        Resp::decode(reply)
-            .map_err(|e| Status::internal(format!("undecodable reply from {path}: {e}")))
-    }
-
-    /// Calls `path` with an already framed request; returns the reply message bytes.
-    pub async fn unary_raw(
-        &self,
-        path: &str,
-        framed_request: Bytes,
-        timeout: Option<Duration>,
-    ) -> Result<Bytes, Status> {
-        match timeout {
-            None => self.call(path, framed_request, None).await,
-            Some(t) => {
-                futures_lite::future::or(self.call(path, framed_request, Some(t)), async {
-                    glommio::timer::sleep(t).await;
-                    Err(Status::deadline_exceeded(format!("{path}: no reply within {t:?}")))
-                })
-                .await
-            }
-        }
+        Ok(H2Channel { send, authority, closed, max_message_bytes: config.max_message_bytes })
     }
 
     async fn call(
@@ -201,6 +250,232 @@ impl Channel {
         }
         message.ok_or_else(|| Status::internal(format!("{path}: OK without a reply message")))
     }
+}
+
+/// A channel on PairDB's own HTTP/2 layer: a driver task on this core owns the socket and the
+/// sans-IO [`ClientConn`]; calls register a waiter and are woken with their result.
+struct NativeChannel {
+    state: RefCell<NativeState>,
+}
+
+struct NativeState {
+    conn: ClientConn,
+    waiters: AHashMap<u32, Waiter>,
+    /// Calls waiting for a stream slot (the server's MAX_CONCURRENT_STREAMS).
+    queued: VecDeque<Waker>,
+    driver: Option<Waker>,
+    closed: Option<String>,
+}
+
+#[derive(Default)]
+struct Waiter {
+    result: Option<Result<Bytes, Status>>,
+    waker: Option<Waker>,
+}
+
+impl NativeChannel {
+    async fn connect(addr: SocketAddr, config: &ClientConfig) -> Result<Rc<NativeChannel>, Status> {
+        let stream = match glommio::timer::timeout(config.connect_timeout, async {
+            Ok(TcpStream::connect(addr).await)
+        })
+        .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(Status::unavailable(format!("connect to {addr}: {e}"))),
+            Err(_) => return Err(Status::unavailable(format!("connect to {addr}: timed out"))),
+        };
+        let _ = stream.set_nodelay(true);
+        let limits = ClientLimits {
+            max_message_bytes: config.max_message_bytes,
+            stream_window: config.stream_window_bytes,
+            connection_window: config.connection_window_bytes,
+        };
+        let channel = Rc::new(NativeChannel {
+            state: RefCell::new(NativeState {
+                conn: ClientConn::new(limits, &addr.to_string()),
+                waiters: AHashMap::new(),
+                queued: VecDeque::new(),
+                driver: None,
+                closed: None,
+            }),
+        });
+        let driver = channel.clone();
+        glommio::spawn_local(async move { driver.drive(stream, addr).await }).detach();
+        Ok(channel)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state.borrow().closed.is_some()
+    }
+
+    async fn call(
+        self: &Rc<Self>,
+        path: &str,
+        framed: Bytes,
+        timeout: Option<Duration>,
+    ) -> Result<Bytes, Status> {
+        poll_fn(|cx| {
+            let mut st = self.state.borrow_mut();
+            if let Some(why) = &st.closed {
+                return Poll::Ready(Err(Status::unavailable(format!("transport: {why}"))));
+            }
+            if st.conn.can_start() {
+                return Poll::Ready(Ok(()));
+            }
+            st.queued.push_back(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        let id = {
+            let mut st = self.state.borrow_mut();
+            let timeout = timeout.map(|t| encode_timeout(t));
+            let id = st.conn.start(path, framed, timeout.as_ref().map(|t| t.as_bytes()))?;
+            st.waiters.insert(id, Waiter::default());
+            if let Some(w) = &st.driver {
+                w.wake_by_ref();
+            }
+            id
+        };
+        let mut guard = CallGuard { channel: self, id, finished: false };
+        let result = poll_fn(|cx| {
+            let mut st = self.state.borrow_mut();
+            let Some(waiter) = st.waiters.get_mut(&id) else {
+                return Poll::Ready(Err(Status::unavailable("transport: call lost")));
+            };
+            if let Some(result) = waiter.result.take() {
+                st.waiters.remove(&id);
+                return Poll::Ready(result);
+            }
+            waiter.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        guard.finished = true;
+        result.map_err(|s| with_path(s, path))
+    }
+
+    /// Owns the socket: reads into the connection, hands finished calls to their waiters,
+    /// writes what the connection produced (one write per turn for every call started).
+    async fn drive(self: Rc<Self>, mut io: TcpStream, addr: SocketAddr) {
+        let mut rbuf = BytesMut::with_capacity(64 << 10);
+        let mut scratch = vec![0u8; 64 << 10];
+        let why = poll_fn(|cx| {
+            let mut st = self.state.borrow_mut();
+            if !st.driver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                st.driver = Some(cx.waker().clone());
+            }
+            for _ in 0..64 {
+                let mut progressed = false;
+                match Pin::new(&mut io).poll_read(cx, &mut scratch) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready("the server closed the connection".to_owned())
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        rbuf.extend_from_slice(&scratch[..n]);
+                        st.conn.recv(&mut rbuf);
+                        progressed = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(format!("read: {e}")),
+                    Poll::Pending => {}
+                }
+                st.deliver();
+                loop {
+                    let out = st.conn.output();
+                    if out.is_empty() {
+                        break;
+                    }
+                    match Pin::new(&mut io).poll_write(cx, out) {
+                        Poll::Ready(Ok(n)) if n > 0 => {
+                            out.drain(..n);
+                            progressed = true;
+                        }
+                        Poll::Ready(Ok(_)) => {
+                            return Poll::Ready("write: socket closed".to_owned())
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(format!("write: {e}")),
+                        Poll::Pending => break,
+                    }
+                }
+                if let Some(why) = st.conn.closed_reason() {
+                    if st.conn.in_flight() == 0 && st.conn.output().is_empty() {
+                        return Poll::Ready(why);
+                    }
+                }
+                if !progressed {
+                    return Poll::Pending;
+                }
+            }
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        })
+        .await;
+        tracing::debug!(%addr, reason = %why, "client connection ended");
+        let mut st = self.state.borrow_mut();
+        st.conn.fail_all(&why);
+        st.deliver();
+        st.closed = Some(why);
+        for w in st.queued.drain(..) {
+            w.wake();
+        }
+        for w in st.waiters.values_mut() {
+            if w.result.is_none() {
+                w.result = Some(Err(Status::unavailable("transport: connection closed")));
+            }
+            if let Some(waker) = w.waker.take() {
+                waker.wake();
+            }
+        }
+    }
+}
+
+impl NativeState {
+    /// Hands finished calls to their waiters, and stream slots to queued calls.
+    fn deliver(&mut self) {
+        let mut freed = false;
+        while let Some(done) = self.conn.next_done() {
+            freed = true;
+            if let Some(w) = self.waiters.get_mut(&done.stream) {
+                w.result = Some(done.result);
+                if let Some(waker) = w.waker.take() {
+                    waker.wake();
+                }
+            }
+        }
+        if freed {
+            while self.conn.can_start() {
+                let Some(w) = self.queued.pop_front() else { break };
+                w.wake();
+            }
+        }
+    }
+}
+
+/// Cancels a call whose caller stopped waiting (a deadline, a dropped future).
+struct CallGuard<'a> {
+    channel: &'a NativeChannel,
+    id: u32,
+    finished: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut st = self.channel.state.borrow_mut();
+        st.waiters.remove(&self.id);
+        st.conn.cancel(self.id);
+        if let Some(w) = &st.driver {
+            w.wake_by_ref();
+        }
+    }
+}
+
+fn with_path(mut status: Status, path: &str) -> Status {
+    if status.code == crate::rpc::status::Code::INTERNAL && !status.message.starts_with(path) {
+        status.message = format!("{path}: {}", status.message);
+    }
+    status
 }
 
 /// Formats a `grpc-timeout` value: the finest unit whose value fits the spec's eight digits.

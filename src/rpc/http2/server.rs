@@ -402,6 +402,16 @@ impl Conn {
         self.streams.len()
     }
 
+    /// True when a reply of `len` bytes must not be taken: the replies not yet written (the
+    /// output plus what waits behind flow control) would pass `max_queued_bytes +
+    /// max_output_bytes`. Refusing new streams bounds only what arrives after the backlog
+    /// grew; the requests of one read (hundreds) are all accepted before any reply exists, so
+    /// the I/O layer checks each reply too. One reply is always taken when nothing waits.
+    pub fn backlog_full(&self, len: usize) -> bool {
+        let backlog = self.out.len() + self.queued_bytes;
+        backlog > 0 && backlog + len > self.limits.max_queued_bytes + self.limits.max_output_bytes
+    }
+
     /// Starts a graceful drain: GOAWAY(2^31-1) and a PING; when the PING's ACK returns, the
     /// final GOAWAY names the last stream the server will serve. Streams in flight finish.
     pub fn go_away(&mut self) {

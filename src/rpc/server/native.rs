@@ -74,8 +74,9 @@ enum Call {
     Unary {
         path: String,
         ctx: super::CallContext,
-        timeout: Option<Duration>,
         message: Option<Bytes>,
+        /// The deadline's timer while the request body is still arriving.
+        deadline: Option<AbortHandle>,
     },
     /// The handler runs; aborting it drops its work.
     Running(AbortHandle),
@@ -83,6 +84,10 @@ enum Call {
     Streaming(Rc<RefCell<StreamShared>>),
     /// The call was answered early (an error); its remaining frames are ignored.
     Answered,
+}
+
+fn deadline_exceeded() -> Status {
+    Status::from(PairError::DeadlineExceeded("deadline from grpc-timeout passed".into()))
 }
 
 /// A finished unary handler.
@@ -285,7 +290,10 @@ impl ConnTask {
                     }))
                 });
                 match self.calls.remove(&stream) {
-                    Some(Call::Unary { path, ctx, timeout, message }) => {
+                    Some(Call::Unary { path, ctx, message, deadline }) => {
+                        if let Some(timer) = deadline {
+                            timer.abort();
+                        }
                         if let Some(status) = truncated {
                             self.calls.insert(stream, Call::Answered);
                             self.answer(conn, stream, &status);
@@ -302,7 +310,7 @@ impl ConnTask {
                             );
                             return;
                         };
-                        self.start_unary(stream, path, ctx, timeout, message);
+                        self.start_unary(stream, path, ctx, message);
                     }
                     Some(Call::Streaming(shared)) => {
                         {
@@ -323,7 +331,9 @@ impl ConnTask {
                 self.forget_if_done(conn, stream);
             }
             Event::Cancelled { stream } => match self.calls.remove(&stream) {
-                Some(Call::Running(abort)) => abort.abort(),
+                Some(Call::Running(abort)) | Some(Call::Unary { deadline: Some(abort), .. }) => {
+                    abort.abort()
+                }
                 Some(Call::Streaming(shared)) => {
                     let mut s = shared.borrow_mut();
                     s.cancelled = true;
@@ -401,8 +411,19 @@ impl ConnTask {
             super::CallContext { deadline: timeout.map(|t| Instant::now() + t), peer: self.peer };
         match self.router.routes.get(head.path.as_str()) {
             Some(Route::Unary(_)) => {
+                // The deadline runs from the headers, while the body is still arriving too.
+                let deadline = timeout.map(|t| {
+                    let (abort, registration) = AbortHandle::new_pair();
+                    let expire = async move {
+                        glommio::timer::sleep(t).await;
+                        Finished { stream, reply: Err(deadline_exceeded()) }
+                    };
+                    self.running
+                        .push(Box::pin(Abortable::new(expire, registration).map(Result::ok)));
+                    abort
+                });
                 self.calls
-                    .insert(stream, Call::Unary { path: head.path, ctx, timeout, message: None });
+                    .insert(stream, Call::Unary { path: head.path, ctx, message: None, deadline });
             }
             Some(Route::Streaming(handler)) => {
                 let shared = Rc::new(RefCell::new(StreamShared::default()));
@@ -423,14 +444,8 @@ impl ConnTask {
         }
     }
 
-    fn start_unary(
-        &mut self,
-        stream: u32,
-        path: String,
-        ctx: super::CallContext,
-        timeout: Option<Duration>,
-        message: Bytes,
-    ) {
+    fn start_unary(&mut self, stream: u32, path: String, ctx: super::CallContext, message: Bytes) {
+        let timeout = ctx.deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let router = self.router.clone();
         let max = self.config.max_message_bytes;
         let (abort, registration) = AbortHandle::new_pair();
@@ -471,10 +486,31 @@ impl ConnTask {
     }
 
     fn reply(&mut self, conn: &mut Conn, done: Finished) {
-        if !matches!(self.calls.remove(&done.stream), Some(Call::Running(_))) {
-            return;
+        match self.calls.remove(&done.stream) {
+            Some(Call::Running(_)) => {}
+            Some(Call::Unary { .. }) => {
+                // The deadline passed before the request body was complete.
+                self.calls.insert(done.stream, Call::Answered);
+                if let Err(status) = &done.reply {
+                    self.answer(conn, done.stream, status);
+                }
+                return;
+            }
+            Some(other) => {
+                self.calls.insert(done.stream, other);
+                self.forget_if_done(conn, done.stream);
+                return;
+            }
+            None => return,
         }
         match done.reply {
+            Ok(reply) if conn.backlog_full(reply.len()) => {
+                // The peer neither reads nor opens its windows: its replies would pile up here.
+                let status = Status::resource_exhausted(
+                    "the connection's unsent replies are over their bound; read them first",
+                );
+                conn.send_headers(done.stream, &blocks::trailers_only(&status), true);
+            }
             Ok(reply) => {
                 if conn.send_headers(done.stream, blocks::response_headers(), false) {
                     conn.send_data(done.stream, reply, false);
