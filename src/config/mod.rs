@@ -166,9 +166,9 @@ pub struct RpcSection {
 #[serde(rename_all = "lowercase")]
 pub enum Http2Impl {
     /// PairDB's own gRPC-only layer (`rpc::http2`).
+    #[default]
     Native,
     /// The `h2` crate.
-    #[default]
     H2,
 }
 

@@ -461,9 +461,14 @@ where
     }
 }
 
-/// Opens one of our channels to `addr` (inside an executor).
+/// Opens one of our channels to `addr` (inside an executor), on the HTTP/2 layer that
+/// `PAIRDB_RPC_HTTP2` names (`native`, the default, or `h2`), as the processes under test use.
 pub async fn channel(addr: SocketAddr) -> Channel {
-    Channel::connect(addr, &ClientConfig::default())
+    let http2 = match std::env::var("PAIRDB_RPC_HTTP2").as_deref() {
+        Ok("h2") => pairdb::rpc::client::Http2Impl::H2,
+        _ => pairdb::rpc::client::Http2Impl::Native,
+    };
+    Channel::connect(addr, &ClientConfig { http2, ..ClientConfig::default() })
         .await
         .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"))
 }

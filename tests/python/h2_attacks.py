@@ -11,8 +11,10 @@ the header blocks) and prints ONE JSON line of what it observed:
     {"attack": ..., "goaway": 11, "goaway_last_stream": N, "goaway_debug": "...",
      "rst": {"7": 12}, "statuses": {"431": 40}, "frames_sent": N, "seconds": 1.2, ...}
 
-Every attack is bounded in time (a few seconds of sending; header_timeout waits ~12 s) and in
-what it sends (a frame cap), and stops early once the server sent GOAWAY or closed.
+Every attack is bounded in time (at most 10 s of sending, header_timeout waits up to 14 s; on an
+idle machine the floods end within a second) and in what it sends (a frame cap), and stops early
+once the server sent GOAWAY or closed. The bounds are generous because a test node's core may be
+shared with other busy processes: a starved server reads slowly, and its budgets refill meanwhile.
 """
 
 import json
@@ -184,6 +186,8 @@ class Conn:
     def __init__(self, target, initial_settings=None, conn_window=0, read=True):
         host, port = target.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=10)
+        # Reads wait for the slowest defence (the 10 s header timeout) and then some.
+        self.sock.settimeout(20)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.start = time.monotonic()
         self.frames_sent = 0
@@ -407,7 +411,7 @@ def rapid_reset(target, args):
             out += headers(sid, block) + rst(sid, ErrorCodes.CANCEL)
         return bytes(out)
 
-    flood(conn, batch, max_frames=40_000, seconds=5, batch_frames=100)
+    flood(conn, batch, max_frames=100_000, seconds=10, batch_frames=100)
     return conn.report("rapid_reset", streams_opened=conn.frames_sent // 2)
 
 
@@ -428,7 +432,7 @@ def made_you_reset(target, args):
                 out += data(sid, b"x")
         return bytes(out)
 
-    flood(conn, batch, max_frames=40_000, seconds=5, batch_frames=125)
+    flood(conn, batch, max_frames=125_000, seconds=10, batch_frames=125)
     return conn.report("made_you_reset")
 
 
@@ -481,7 +485,7 @@ def hpack_bomb(target, args):
         if not conn.sendall(headers(sid, block, end_stream=True), frames=1):
             break
         requests += 1
-    conn.wait(lambda: conn.statuses.get("431", 0) >= requests or conn.closed, 5)
+    conn.wait(lambda: conn.statuses.get("431", 0) >= requests or conn.closed, 20)
     return finish_with_normal_call(conn, "hpack_bomb", 1 + 2 * requests, requests=requests)
 
 
@@ -504,7 +508,7 @@ def header_list(target, args):
         if not conn.sendall(out, frames=1 + (len(block) - 1) // 16_000):
             break
         requests += 1
-    conn.wait(lambda: conn.statuses.get("431", 0) >= requests or conn.closed, 5)
+    conn.wait(lambda: conn.statuses.get("431", 0) >= requests or conn.closed, 20)
     return finish_with_normal_call(conn, "header_list", 1 + 2 * requests, requests=requests)
 
 
@@ -514,7 +518,7 @@ def finish_with_normal_call(conn, attack, sid, **extra):
     if not conn.done():
         block = request_fields(HEALTH)
         conn.sendall(headers(sid, block) + data(sid, EMPTY_MESSAGE, end_stream=True), frames=2)
-        conn.wait(lambda: sid in conn.stream_grpc_status or conn.closed, 5)
+        conn.wait(lambda: sid in conn.stream_grpc_status or conn.closed, 10)
         ok = conn.stream_grpc_status.get(sid) == "0"
     return conn.report(attack, normal_call_after=ok, **extra)
 
@@ -575,30 +579,39 @@ def write_big(target, args):
 
 def zero_window(target, args):
     """INITIAL_WINDOW_SIZE 0, then many Reads of a big value: every reply waits behind a closed
-    window, in the server's memory. The server must refuse new streams once its queued bytes
-    pass their bound; the connection is held (never opening a window) for a few seconds."""
+    window, in the server's memory. A burst of `burst` streams at once (the server accepts a
+    whole read's worth of requests before any reply exists), then `more` streams once the
+    replies are queued: the server must bound what it queues and refuse new streams; the
+    connection is held (never opening a window) for `hold` seconds."""
     payload = read_request(*write_big(target, args))
     conn = Conn(target, initial_settings={"INITIAL_WINDOW_SIZE": 0})
-    streams = int(args.get("streams", 64))
-    # In waves (all at once by default, the worst case: the server accepts a whole read's
-    # worth of requests before any reply is queued).
-    wave_size = int(args.get("wave", streams))
-    for wave in range(streams // wave_size):
+    burst = int(args.get("burst", 64))
+    more = int(args.get("more", 16))
+    sid = 1
+    for count in (burst, more):
         out = bytearray()
-        for k in range(wave_size):
-            sid = 1 + 2 * (wave * wave_size + k)
+        for _ in range(count):
             out += headers(sid, request_fields(STORAGE + "Read")) + data(sid, payload, True)
-        if not conn.sendall(bytes(out), frames=2 * wave_size):
+            sid += 2
+        if not conn.sendall(bytes(out), frames=2 * count):
             break
-        time.sleep(0.05)
+        time.sleep(0.3)
     conn.wait(lambda: conn.closed, float(args.get("hold", 3)))
-    return conn.report("zero_window", streams=streams, refused=conn.rst.get("7", 0))
+    return conn.report(
+        "zero_window",
+        streams=burst + more,
+        refused=conn.rst.get("7", 0),
+        exhausted=conn.grpc_statuses.get("8", 0),
+        replies_started=conn.statuses.get("200", 0) - conn.grpc_statuses.get("8", 0),
+    )
 
 
 def backlog(target, args):
     """Opens every window wide, sends Reads of a big value and never reads its socket: the
-    replies pile up in the server's output. The server must stop reading (and so stop taking
-    requests) instead of buffering without bound."""
+    replies pile up in the server's output. First a burst of `burst` small requests at once
+    (the server reads them all in one go), then requests padded with an 8 KB header until the
+    server stops reading (the send blocks) or `seconds` pass. The server must stop reading
+    and bound the replies it buffers."""
     payload = read_request(*write_big(target, args))
     conn = Conn(
         target,
@@ -606,29 +619,35 @@ def backlog(target, args):
         conn_window=2**31 - 1 - 65_535,
         read=False,
     )
-    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
     conn.sock.settimeout(0.5)
-    streams = int(args.get("streams", 400))
-    sent = 0
     deadline = time.monotonic() + float(args.get("seconds", 4))
-    while sent < streams and time.monotonic() < deadline:
-        out = bytearray()
-        for k in range(8):
-            sid = 1 + 2 * (sent + k)
-            out += headers(sid, request_fields(STORAGE + "Read")) + data(sid, payload, True)
-        try:
-            conn.sock.sendall(bytes(out))
-        except socket.timeout:
-            # The server stopped reading us: exactly the defence.
-            break
-        except OSError as e:
-            conn.send_error = repr(e)
-            break
-        sent += 8
-        conn.frames_sent += 16
-        time.sleep(0.02)
-    stopped_reading = sent < streams and conn.send_error is None
-    # Hold the connection unread a little longer while the test measures the server.
+    sid = 1
+
+    def request(padded):
+        extra = [("x-pad", "p" * 8000)] if padded else []
+        block = request_fields(STORAGE + "Read", extra)
+        return headers(sid, block) + data(sid, payload, True)
+
+    burst = bytearray()
+    for _ in range(int(args.get("burst", 300))):
+        burst += request(False)
+        sid += 2
+    sent = 0
+    stopped_reading = False
+    try:
+        conn.sock.sendall(bytes(burst))
+        sent = (sid - 1) // 2
+        while time.monotonic() < deadline and sid < 20_000:
+            conn.sock.sendall(request(True))
+            sid += 2
+            sent += 1
+    except socket.timeout:
+        # The server stopped reading us: the defence.
+        stopped_reading = True
+    except OSError as e:
+        conn.send_error = repr(e)
+    conn.frames_sent = 2 * sent
+    # Hold the connection unread while the test measures the server.
     time.sleep(max(0.0, deadline - time.monotonic()))
     return conn.report("backlog", requests_sent=sent, server_stopped_reading=stopped_reading)
 
@@ -668,7 +687,7 @@ def header_timeout(target, args):
     """A HEADERS without END_HEADERS, then silence: GOAWAY within the header timeout (10 s)."""
     conn = Conn(target)
     conn.sendall(headers(1, request_fields(HEALTH), end_headers=False), frames=1)
-    conn.wait(lambda: conn.goaway is not None or conn.closed, float(args.get("wait", 13)))
+    conn.wait(lambda: conn.goaway is not None or conn.closed, float(args.get("wait", 14)))
     conn.wait(lambda: conn.closed, 1)
     return conn.report("header_timeout")
 

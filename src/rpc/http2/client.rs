@@ -232,23 +232,31 @@ impl ClientConn {
                 buf.reserve(total - buf.len());
                 return;
             }
-            let mut payload = buf.split_to(total).freeze();
-            payload.advance(HEAD_LEN);
-            self.on_frame(head, payload);
+            // Large DATA payloads stay where they are, as shared slices; everything else is
+            // parsed in place and small replies are copied out, so that the read buffer is not
+            // pinned and is reused without new allocations.
+            if head.kind == kind::DATA && head.len as usize >= ZERO_COPY_BYTES {
+                let mut shared = buf.split_to(total).freeze();
+                shared.advance(HEAD_LEN);
+                self.on_data(head, &shared.clone(), Some(shared));
+            } else {
+                self.on_frame(head, &buf[HEAD_LEN..total]);
+                buf.advance(total);
+            }
         }
         buf.clear();
     }
 
-    fn on_frame(&mut self, head: FrameHead, payload: Bytes) {
+    fn on_frame(&mut self, head: FrameHead, payload: &[u8]) {
         if let Some((stream, _)) = self.partial {
             if head.kind != kind::CONTINUATION || head.stream != stream {
                 return self.protocol_error(Reason::PROTOCOL_ERROR, "header block interrupted");
             }
         }
         match head.kind {
-            kind::DATA => self.on_data(head, payload),
+            kind::DATA => self.on_data(head, payload, None),
             kind::HEADERS => {
-                let Some((start, end)) = frame::strip_padding(&head, &payload) else {
+                let Some((start, end)) = frame::strip_padding(&head, payload) else {
                     return self.protocol_error(Reason::PROTOCOL_ERROR, "bad padding");
                 };
                 let mut fragment = &payload[start..end];
@@ -274,7 +282,7 @@ impl ClientConn {
                     return self
                         .protocol_error(Reason::ENHANCE_YOUR_CALM, "header block too large");
                 }
-                self.block.extend_from_slice(&payload);
+                self.block.extend_from_slice(payload);
                 if head.has(flag::END_HEADERS) {
                     self.partial = None;
                     self.on_block(stream, end_stream);
@@ -337,7 +345,7 @@ impl ClientConn {
                 self.flush_blocked();
             }
             kind::PING => {
-                if let Ok(data) = <[u8; 8]>::try_from(&payload[..]) {
+                if let Ok(data) = <[u8; 8]>::try_from(payload) {
                     if !head.has(flag::ACK) {
                         frame::write_ping(&mut self.out, true, data);
                     }
@@ -366,7 +374,7 @@ impl ClientConn {
                 }
             }
             kind::WINDOW_UPDATE => {
-                let Ok(raw) = <[u8; 4]>::try_from(&payload[..]) else {
+                let Ok(raw) = <[u8; 4]>::try_from(payload) else {
                     return self.protocol_error(Reason::FRAME_SIZE_ERROR, "WINDOW_UPDATE length");
                 };
                 let inc = i64::from(u32::from_be_bytes(raw) & 0x7fff_ffff);
@@ -383,8 +391,8 @@ impl ClientConn {
         }
     }
 
-    fn on_data(&mut self, head: FrameHead, payload: Bytes) {
-        let Some((start, end)) = frame::strip_padding(&head, &payload) else {
+    fn on_data(&mut self, head: FrameHead, payload: &[u8], shared: Option<Bytes>) {
+        let Some((start, end)) = frame::strip_padding(&head, payload) else {
             return self.protocol_error(Reason::PROTOCOL_ERROR, "bad padding");
         };
         let flow = head.len;
@@ -402,17 +410,20 @@ impl ClientConn {
         let max = self.limits.max_message_bytes;
         let Some(call) = self.calls.get_mut(&id) else { return };
         call.recv_window -= i64::from(flow);
-        let data = payload.slice(start..end);
+        let data = &payload[start..end];
         if call.error.is_none() {
             if call.message.is_none() && call.body.is_empty() {
-                if let Ok(Some(len)) = framing::peek_len(&data, max) {
+                if let Ok(Some(len)) = framing::peek_len(data, max) {
                     if data.len() == framing::PREFIX_LEN + len {
-                        call.message = Some(data.slice(framing::PREFIX_LEN..));
+                        call.message = Some(match &shared {
+                            Some(b) => b.slice(start + framing::PREFIX_LEN..end),
+                            None => Bytes::copy_from_slice(&data[framing::PREFIX_LEN..]),
+                        });
                     }
                 }
             }
             if call.message.is_none() || !call.body.is_empty() {
-                call.body.extend_from_slice(&data);
+                call.body.extend_from_slice(data);
                 match framing::decode(&mut call.body, max) {
                     Ok(Some(m)) if call.message.is_none() => call.message = Some(m),
                     Ok(_) => {}
@@ -506,6 +517,10 @@ impl ClientConn {
     }
 }
 
+/// DATA frames of at least this size are kept as slices of the read buffer; smaller ones are
+/// copied.
+const ZERO_COPY_BYTES: usize = 16 << 10;
+
 /// The call's result from what arrived.
 fn finish(call: Call, max: usize) -> Result<Bytes, Status> {
     if call.http_status != 200 {
@@ -585,5 +600,120 @@ impl StatusFields {
         let mut status = Status::new(code, self.message);
         status.error_code = self.error_code.map(std::borrow::Cow::Owned);
         Some(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::rpc::http2::{
+        blocks,
+        server::{Conn, Event, Limits},
+    };
+
+    fn limits() -> ClientLimits {
+        ClientLimits {
+            max_message_bytes: framing::DEFAULT_MAX_MESSAGE_BYTES,
+            stream_window: 1 << 20,
+            connection_window: 8 << 20,
+        }
+    }
+
+    /// Moves bytes both ways until neither side has anything to say; returns the server's events.
+    fn pump(client: &mut ClientConn, server: &mut Conn) -> Vec<Event> {
+        let mut events = Vec::new();
+        let (mut to_server, mut to_client) = (BytesMut::new(), BytesMut::new());
+        loop {
+            let c = std::mem::take(client.output());
+            let s = std::mem::take(server.output());
+            if c.is_empty() && s.is_empty() {
+                return events;
+            }
+            to_server.extend_from_slice(&c);
+            server.recv(&mut to_server, Instant::now());
+            while let Some(e) = server.next_event() {
+                events.push(e);
+            }
+            to_client.extend_from_slice(&s);
+            client.recv(&mut to_client);
+        }
+    }
+
+    fn framed(len: usize) -> Bytes {
+        let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut out = Vec::with_capacity(len + 5);
+        out.push(0);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn a_large_call_crosses_both_windows_against_our_server() {
+        let mut client = ClientConn::new(limits(), "127.0.0.1:1");
+        let mut server = Conn::new(Limits::default(), Instant::now());
+        let request = framed(3 << 20);
+        let id = client.start("/p.S/M", request.clone(), Some(b"5S")).expect("start");
+        let events = pump(&mut client, &mut server);
+        let mut got = None;
+        let mut ended = false;
+        for e in events {
+            match e {
+                Event::Request { stream, head } => {
+                    assert_eq!((stream, head.path.as_str()), (id, "/p.S/M"));
+                    assert_eq!(head.grpc_timeout.as_deref(), Some(&b"5S"[..]));
+                }
+                Event::Message { message, .. } => got = Some(message),
+                Event::End { leftover, .. } => ended = leftover == 0,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(ended, "the request ended cleanly");
+        assert_eq!(got.as_deref(), Some(&request[5..]), "the 3 MiB request arrived whole");
+        let reply = framed(2 << 20);
+        assert!(server.send_headers(id, blocks::response_headers(), false));
+        assert!(server.send_data(id, reply.clone(), false));
+        assert!(server.send_headers(id, blocks::ok_trailers(), true));
+        pump(&mut client, &mut server);
+        let done = client.next_done().expect("the call finished");
+        assert_eq!(done.stream, id);
+        assert_eq!(done.result.expect("OK").as_ref(), &reply[5..]);
+        assert_eq!(client.in_flight(), 0);
+        assert_eq!(server.open_streams(), 0);
+    }
+
+    #[test]
+    fn errors_resets_and_goaway_finish_every_call() {
+        let mut client = ClientConn::new(limits(), "127.0.0.1:1");
+        let mut server = Conn::new(Limits::default(), Instant::now());
+        let a = client.start("/p.S/A", framed(10), None).unwrap();
+        let b = client.start("/p.S/B", framed(10), None).unwrap();
+        let c = client.start("/p.S/C", framed(10), None).unwrap();
+        pump(&mut client, &mut server);
+        // A Trailers-Only error with PairDB's error code.
+        let status = Status::not_found("no such key").with_error_code("KEY_NOT_FOUND");
+        server.send_headers(a, &blocks::trailers_only(&status), true);
+        // A reset.
+        server.reset(b, Reason::CANCEL);
+        pump(&mut client, &mut server);
+        let mut results: Vec<Done> = std::iter::from_fn(|| client.next_done()).collect();
+        results.sort_by_key(|d| d.stream);
+        let err = results[0].result.as_ref().unwrap_err();
+        assert_eq!((err.code, err.error_code.as_deref()), (Code::NOT_FOUND, Some("KEY_NOT_FOUND")));
+        assert_eq!(err.message, "no such key");
+        assert_eq!(results[1].result.as_ref().unwrap_err().code, Code::CANCELLED);
+        // A drain: the call in flight still finishes, and no new call starts.
+        server.go_away();
+        pump(&mut client, &mut server);
+        assert!(client.closed_reason().is_some());
+        assert!(client.start("/p.S/D", framed(1), None).is_err());
+        server.send_headers(c, blocks::response_headers(), false);
+        server.send_data(c, framed(3), false);
+        server.send_headers(c, blocks::ok_trailers(), true);
+        pump(&mut client, &mut server);
+        assert_eq!(client.next_done().unwrap().result.unwrap().len(), 3);
+        assert!(server.is_finished());
     }
 }

@@ -13,5 +13,7 @@
 pub mod blocks;
 pub mod client;
 pub mod frame;
+/// Fuzzing harnesses: test support for `fuzz/` and `tests/http2_fuzz_corpus.rs`.
+pub mod fuzzing;
 pub mod hpack;
 pub mod server;

@@ -21,7 +21,7 @@
 //! | HPACK bomb, huge header lists | the decoded list size (RFC 9113 §6.5.2 accounting) and field count are capped per request: 431 and the stream ends; the block is still decoded so HPACK stays in sync, and no field is kept that the server does not use |
 //! | too many streams | `max_concurrent_streams`: REFUSED_STREAM (counted as a reset) |
 //! | zero-window stalls | bytes queued behind flow control are capped (new streams are refused above it), and a peer that does not open its window within `stall_timeout` is disconnected |
-//! | unread replies | the I/O layer stops reading while [`Conn::wants_read`] is false |
+//! | unread replies | the I/O layer stops reading while [`Conn::wants_read`] is false, and answers RESOURCE_EXHAUSTED instead of a reply that [`Conn::backlog_full`] refuses |
 //! | stream-id misuse | even, reused or decreasing ids are connection errors |
 
 use std::{
@@ -261,6 +261,9 @@ struct Stream {
 }
 
 const DRAIN_PING: [u8; 8] = *b"pairdrn!";
+/// How long a connection whose peer sent GOAWAY stays open once its last stream ended and the
+/// peer fell silent: frames the peer sent after its GOAWAY (a PING) are still answered.
+const PEER_GOAWAY_LINGER: Duration = Duration::from_secs(1);
 const RECENT_RESETS: usize = 64;
 
 /// One server connection's protocol state.
@@ -273,6 +276,9 @@ pub struct Conn {
     streams: AHashMap<u32, Stream>,
     /// Highest stream id the peer opened.
     last_stream: u32,
+    /// Highest stream id the peer opened after our final GOAWAY, which ignored it: frames
+    /// for such streams are discarded (RFC 9113 §6.8), not errors on idle streams.
+    last_ignored: u32,
     /// Streams this side reset recently: frames still in flight for them are ignored.
     recent_resets: VecDeque<u32>,
     /// Streams that ended normally recently: frames for them are STREAM_CLOSED errors.
@@ -333,6 +339,7 @@ impl Conn {
             decoder: hpack::Decoder::new(4096),
             streams: AHashMap::new(),
             last_stream: 0,
+            last_ignored: 0,
             recent_resets: VecDeque::with_capacity(RECENT_RESETS),
             recent_closed: VecDeque::with_capacity(RECENT_RESETS),
             partial: None,
@@ -372,15 +379,13 @@ impl Conn {
         self.phase != Phase::Failed && self.out.len() < self.limits.max_output_bytes
     }
 
-    /// True once nothing more will happen: a connection error was sent, or a drain (ours or
-    /// the peer's GOAWAY) finished its last stream. Write the output, then close.
+    /// True once nothing more will happen: a connection error was sent, or a drain (ours, or
+    /// the peer's GOAWAY followed by [`PEER_GOAWAY_LINGER`] of silence) finished its last
+    /// stream. Write the output, then close.
     pub fn is_finished(&self) -> bool {
         match self.phase {
             Phase::Failed => true,
-            _ => {
-                self.streams.is_empty()
-                    && (matches!(self.drain, Drain::Final(_)) || self.peer_goaway)
-            }
+            _ => self.streams.is_empty() && matches!(self.drain, Drain::Final(_)),
         }
     }
 
@@ -449,8 +454,14 @@ impl Conn {
             consider(due);
         }
         if self.streams.is_empty() && self.drain == Drain::None && self.phase == Phase::Open {
-            let due = self.last_activity + self.limits.idle_timeout;
-            if now >= due {
+            let quiet =
+                if self.peer_goaway { PEER_GOAWAY_LINGER } else { self.limits.idle_timeout };
+            let due = self.last_activity + quiet;
+            if now >= due && self.peer_goaway {
+                // The peer said goodbye and has nothing more in flight: our final GOAWAY.
+                frame::write_goaway(&mut self.out, self.last_stream, Reason::NO_ERROR, b"");
+                self.drain = Drain::Final(self.last_stream);
+            } else if now >= due {
                 self.go_away();
             } else {
                 consider(due);
@@ -491,16 +502,6 @@ impl Conn {
                 buf.reserve(total - buf.len());
                 return;
             }
-            let payload = if head.kind == kind::DATA {
-                let mut f = buf.split_to(total).freeze();
-                f.advance(HEAD_LEN);
-                f
-            } else {
-                // Small control frames: borrow, then drop from the buffer.
-                let p = Bytes::copy_from_slice(&buf[HEAD_LEN..total]);
-                buf.advance(total);
-                p
-            };
             self.last_activity = now;
             if self.phase == Phase::FirstSettings {
                 if head.kind != kind::SETTINGS || head.has(flag::ACK) {
@@ -511,7 +512,19 @@ impl Conn {
                 }
                 self.phase = Phase::Open;
             }
-            if let Err(ConnError(reason, why)) = self.on_frame(head, payload, now) {
+            // Large DATA payloads are handed on as slices of the read buffer; everything else is
+            // parsed in place, and small messages are copied out, so that the read buffer is
+            // not pinned by a slow call and can be reused without a new allocation.
+            let result = if head.kind == kind::DATA && head.len as usize >= ZERO_COPY_BYTES {
+                let mut shared = buf.split_to(total).freeze();
+                shared.advance(HEAD_LEN);
+                self.on_frame(head, &[], Some(shared), now)
+            } else {
+                let r = self.on_frame(head, &buf[HEAD_LEN..total], None, now);
+                buf.advance(total);
+                r
+            };
+            if let Err(ConnError(reason, why)) = result {
                 if reason != Reason::ENHANCE_YOUR_CALM {
                     self.stats.goaway_protocol += 1;
                 }
@@ -589,26 +602,42 @@ impl Conn {
         }
     }
 
-    fn on_frame(&mut self, head: FrameHead, payload: Bytes, now: Instant) -> Result<(), ConnError> {
+    fn on_frame(
+        &mut self,
+        head: FrameHead,
+        payload: &[u8],
+        shared: Option<Bytes>,
+        now: Instant,
+    ) -> Result<(), ConnError> {
         if let Some(p) = &self.partial {
             if head.kind != kind::CONTINUATION || head.stream != p.stream {
                 return Err(ConnError(Reason::PROTOCOL_ERROR, "header block interrupted"));
             }
         }
         match head.kind {
-            kind::DATA => self.on_data(head, payload, now),
-            kind::HEADERS => self.on_headers(head, &payload, now),
-            kind::CONTINUATION => self.on_continuation(head, &payload, now),
+            kind::DATA => self.on_data(head, payload, shared, now),
+            kind::HEADERS => self.on_headers(head, payload, now),
+            kind::CONTINUATION => self.on_continuation(head, payload, now),
             kind::PRIORITY => {
                 if head.stream == 0 {
                     return Err(ConnError(Reason::PROTOCOL_ERROR, "PRIORITY on stream 0"));
                 }
+                // A malformed PRIORITY is a stream error, but RST_STREAM must not name an idle
+                // stream (RFC 9113 §6.4): for one, the error is the connection's (§5.4.1 allows
+                // it). Found by fuzzing (fuzz/corpus/http2_frames/bug-rst-on-idle-priority).
+                let idle = head.stream > self.last_stream;
                 if payload.len() != 5 {
+                    if idle {
+                        return Err(ConnError(Reason::FRAME_SIZE_ERROR, "PRIORITY length"));
+                    }
                     return self.stream_error(head.stream, Reason::FRAME_SIZE_ERROR, now);
                 }
                 let dep = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]])
                     & 0x7fff_ffff;
                 if dep == head.stream {
+                    if idle {
+                        return Err(ConnError(Reason::PROTOCOL_ERROR, "PRIORITY on itself"));
+                    }
                     return self.stream_error(head.stream, Reason::PROTOCOL_ERROR, now);
                 }
                 self.glitch(now)
@@ -621,26 +650,36 @@ impl Conn {
                     return Err(ConnError(Reason::FRAME_SIZE_ERROR, "RST_STREAM length"));
                 }
                 if head.stream > self.last_stream {
+                    if head.stream <= self.last_ignored {
+                        return Ok(());
+                    }
                     return Err(ConnError(Reason::PROTOCOL_ERROR, "RST_STREAM on an idle stream"));
                 }
                 match self.streams.remove(&head.stream) {
                     Some(s) => {
                         self.unqueue(&s);
-                        self.forget_reset(head.stream);
+                        // The peer closed it: any later frame but PRIORITY is a STREAM_CLOSED
+                        // error (RFC 9113 §5.1); only after our own RST_STREAM are frames in
+                        // flight ignored.
+                        self.forget_closed(head.stream);
                         self.events.push_back(Event::Cancelled { stream: head.stream });
+                        if s.send_ended {
+                            // After our complete reply: no work was cut short.
+                            return self.glitch(now);
+                        }
                         self.stats.peer_resets += 1;
                         self.spend_reset(now)
                     }
                     None => self.glitch(now),
                 }
             }
-            kind::SETTINGS => self.on_settings(head, &payload, now),
+            kind::SETTINGS => self.on_settings(head, payload, now),
             kind::PUSH_PROMISE => Err(ConnError(Reason::PROTOCOL_ERROR, "clients cannot push")),
             kind::PING => {
                 if head.stream != 0 {
                     return Err(ConnError(Reason::PROTOCOL_ERROR, "PING on a stream"));
                 }
-                let Ok(data) = <[u8; 8]>::try_from(&payload[..]) else {
+                let Ok(data) = <[u8; 8]>::try_from(payload) else {
                     return Err(ConnError(Reason::FRAME_SIZE_ERROR, "PING length"));
                 };
                 if head.has(flag::ACK) {
@@ -668,7 +707,7 @@ impl Conn {
                 self.peer_goaway = true;
                 Ok(())
             }
-            kind::WINDOW_UPDATE => self.on_window_update(head, &payload, now),
+            kind::WINDOW_UPDATE => self.on_window_update(head, payload, now),
             // Unknown frame types are ignored (RFC 9113 §4.1), but they cost a glitch.
             _ => self.glitch(now),
         }
@@ -689,7 +728,7 @@ impl Conn {
             }
             return Ok(());
         }
-        if payload.len() % 6 != 0 {
+        if !payload.len().is_multiple_of(6) {
             return Err(ConnError(Reason::FRAME_SIZE_ERROR, "SETTINGS length"));
         }
         for entry in payload.chunks_exact(6) {
@@ -757,6 +796,9 @@ impl Conn {
             return Ok(());
         }
         if head.stream > self.last_stream {
+            if head.stream <= self.last_ignored {
+                return Ok(());
+            }
             return Err(ConnError(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream"));
         }
         let Some(s) = self.streams.get_mut(&head.stream) else { return Ok(()) };
@@ -772,11 +814,18 @@ impl Conn {
         Ok(())
     }
 
-    fn on_data(&mut self, head: FrameHead, payload: Bytes, now: Instant) -> Result<(), ConnError> {
+    fn on_data(
+        &mut self,
+        head: FrameHead,
+        payload: &[u8],
+        shared: Option<Bytes>,
+        now: Instant,
+    ) -> Result<(), ConnError> {
         if head.stream == 0 {
             return Err(ConnError(Reason::PROTOCOL_ERROR, "DATA on stream 0"));
         }
-        let Some((start, end)) = frame::strip_padding(&head, &payload) else {
+        let payload = shared.as_deref().unwrap_or(payload);
+        let Some((start, end)) = frame::strip_padding(&head, payload) else {
             return Err(ConnError(Reason::PROTOCOL_ERROR, "padding longer than the frame"));
         };
         self.stream_frames_since_ping = true;
@@ -796,6 +845,10 @@ impl Conn {
         let id = head.stream;
         let Some(s) = self.streams.get_mut(&id) else {
             if id > self.last_stream {
+                if id <= self.last_ignored {
+                    // A request that raced our final GOAWAY: its body is discarded too.
+                    return Ok(());
+                }
                 return Err(ConnError(Reason::PROTOCOL_ERROR, "DATA on an idle stream"));
             }
             if self.recent_resets.contains(&id) {
@@ -810,7 +863,10 @@ impl Conn {
         if s.recv_window < 0 {
             return self.stream_error(id, Reason::FLOW_CONTROL_ERROR, now);
         }
-        let data = payload.slice(start..end);
+        let data = match &shared {
+            Some(bytes) => Data::Shared(bytes.slice(start..end)),
+            None => Data::Borrowed(&payload[start..end]),
+        };
         s.received += data.len() as u64;
         if s.content_length.is_some_and(|cl| s.received > cl) {
             return self.stream_error(id, Reason::PROTOCOL_ERROR, now);
@@ -822,6 +878,14 @@ impl Conn {
         if !end_stream {
             s.recv_unacked += flow;
             if s.recv_unacked >= self.limits.stream_window / 2 {
+                if s.send_ended {
+                    // The reply is complete: rather than more window for data that is dropped
+                    // anyway, ask the client to stop without error (RFC 9113 §8.1).
+                    self.streams.remove(&id);
+                    frame::write_rst(&mut self.out, id, Reason::NO_ERROR);
+                    self.forget_reset(id);
+                    return Ok(());
+                }
                 frame::write_window_update(&mut self.out, id, s.recv_unacked);
                 s.recv_window += i64::from(s.recv_unacked);
                 s.recv_unacked = 0;
@@ -858,7 +922,7 @@ impl Conn {
         now: Instant,
     ) -> Result<(), ConnError> {
         let id = head.stream;
-        if id == 0 || id % 2 == 0 {
+        if id == 0 || id.is_multiple_of(2) {
             return Err(ConnError(Reason::PROTOCOL_ERROR, "HEADERS on stream 0 or an even id"));
         }
         let Some((start, end)) = frame::strip_padding(&head, payload) else {
@@ -957,6 +1021,7 @@ impl Conn {
         if let Drain::Final(last) = self.drain {
             if id > last {
                 // After the final GOAWAY: ignored, the client retries elsewhere.
+                self.last_ignored = self.last_ignored.max(id);
                 return Ok(());
             }
         }
@@ -1114,8 +1179,11 @@ impl Conn {
         }
     }
 
-    /// END_STREAM went out on `id`: the stream closes once the client has ended too; if it has
-    /// not, RST_STREAM(NO_ERROR) tells it to stop sending (gRPC HTTP/2 spec).
+    /// END_STREAM went out on `id`: the stream closes once the client has ended too. Until then
+    /// it is half-closed (local) (RFC 9113 §5.1): the client's frames are still checked (flow
+    /// control, content-length, trailers) and still count against the stream limit, but their
+    /// data is dropped; a client that keeps sending is told to stop with RST_STREAM(NO_ERROR)
+    /// (§8.1) once its data would need a WINDOW_UPDATE (see `on_data`).
     fn finish_send(&mut self, id: u32) {
         let Some(s) = self.streams.get_mut(&id) else { return };
         s.send_ended = true;
@@ -1123,29 +1191,61 @@ impl Conn {
             self.streams.remove(&id);
             self.forget_closed(id);
         } else {
-            let s = self.streams.remove(&id).expect("present");
-            self.unqueue(&s);
-            frame::write_rst(&mut self.out, id, Reason::NO_ERROR);
-            self.forget_reset(id);
+            s.discard = true;
+            s.body = BytesMut::new();
+        }
+    }
+}
+
+/// DATA frames of at least this size are handed on as slices of the read buffer; smaller ones are
+/// copied.
+const ZERO_COPY_BYTES: usize = 16 << 10;
+
+/// A DATA payload: in place in the read buffer, or a shared slice of it.
+enum Data<'a> {
+    Borrowed(&'a [u8]),
+    Shared(Bytes),
+}
+
+impl Data<'_> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Data::Borrowed(b) => b,
+            Data::Shared(b) => b,
         }
     }
 }
 
 /// Splits a stream's body into gRPC messages. A message that arrives whole in one DATA frame is
-/// handed on as a slice of the read buffer, without a copy.
-fn append_messages(s: &mut Stream, id: u32, data: Bytes, max: usize, events: &mut VecDeque<Event>) {
+/// taken without buffering (as a slice of the read buffer when it is large).
+fn append_messages(
+    s: &mut Stream,
+    id: u32,
+    data: Data<'_>,
+    max: usize,
+    events: &mut VecDeque<Event>,
+) {
     if s.body.is_empty() {
-        if let Ok(Some(len)) = framing::peek_len(&data, max) {
+        if let Ok(Some(len)) = framing::peek_len(data.as_slice(), max) {
             if data.len() == framing::PREFIX_LEN + len {
-                events.push_back(Event::Message {
-                    stream: id,
-                    message: data.slice(framing::PREFIX_LEN..),
-                });
+                let message = match data {
+                    Data::Shared(b) => b.slice(framing::PREFIX_LEN..),
+                    Data::Borrowed(b) => Bytes::copy_from_slice(&b[framing::PREFIX_LEN..]),
+                };
+                events.push_back(Event::Message { stream: id, message });
                 return;
             }
         }
     }
-    s.body.extend_from_slice(&data);
+    s.body.extend_from_slice(data.as_slice());
     loop {
         match framing::decode(&mut s.body, max) {
             Ok(Some(message)) => events.push_back(Event::Message { stream: id, message }),
@@ -1178,6 +1278,9 @@ struct Fields {
     grpc_timeout: Option<Bytes>,
     grpc_encoding: Option<Bytes>,
     authorization: Option<Bytes>,
+    /// Length and case-folded hash of `:authority`, to compare a `host` field with, without
+    /// keeping a copy.
+    authority: Option<(usize, u64)>,
     request: bool,
 }
 
@@ -1200,6 +1303,7 @@ impl Fields {
             grpc_timeout: None,
             grpc_encoding: None,
             authorization: None,
+            authority: None,
             request,
         }
     }
@@ -1210,6 +1314,10 @@ impl Fields {
         if self.count > self.max_fields || self.list_bytes > self.max_list {
             // Keep decoding (HPACK must stay in sync) but keep nothing more.
             self.too_large = true;
+            return;
+        }
+        if !valid_value(value) {
+            self.malformed = true;
             return;
         }
         if let Some(pseudo) = name.strip_prefix(b":") {
@@ -1234,13 +1342,13 @@ impl Fields {
                     }
                     self.path = Some(String::from_utf8_lossy(value).into_owned());
                 }
-                b"authority" => {}
+                b"authority" => self.authority = Some((value.len(), folded_hash(value))),
                 _ => self.malformed = true,
             }
             return;
         }
         self.regular_seen = true;
-        if name.iter().any(|b| b.is_ascii_uppercase()) || name.is_empty() {
+        if !valid_name(name) {
             self.malformed = true;
             return;
         }
@@ -1248,6 +1356,10 @@ impl Fields {
             b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding"
             | b"upgrade" => self.malformed = true,
             b"te" if value != b"trailers" => self.malformed = true,
+            // A `host` naming another entity than `:authority` (RFC 9113 §8.3.1).
+            b"host" if self.authority.is_some_and(|a| a != (value.len(), folded_hash(value))) => {
+                self.malformed = true
+            }
             b"content-type" => {
                 self.content_type =
                     if is_grpc_proto(value) { ContentType::GrpcProto } else { ContentType::Other }
@@ -1284,6 +1396,29 @@ impl Fields {
     }
 }
 
+/// A field name as RFC 9113 §8.2.1 allows it in a regular field: not empty, and no byte in
+/// 0x00-0x20, 0x41-0x5a (uppercase), 0x7f-0xff or `:`.
+fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.iter().all(|&b| b > 0x20 && b < 0x7f && b != b':' && !b.is_ascii_uppercase())
+}
+
+/// A field value as RFC 9113 §8.2.1 allows it: no NUL, CR or LF, and no leading or trailing
+/// space or tab.
+fn valid_value(value: &[u8]) -> bool {
+    let edge_ok = |b: Option<&u8>| !matches!(b, Some(b' ' | b'\t'));
+    edge_ok(value.first())
+        && edge_ok(value.last())
+        && !value.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n'))
+}
+
+/// FNV-1a of the ASCII-lowercased bytes: compares a `host` with `:authority` case-insensitively.
+fn folded_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// True for the content-types of gRPC with protobuf messages: `application/grpc` and
 /// `application/grpc+proto`, optionally with parameters. A bare prefix match would also take
 /// gRPC-Web (`application/grpc-web...`) and JSON-coded gRPC (`+json`), which this server cannot
@@ -1292,4 +1427,228 @@ pub fn is_grpc_proto(content_type: &[u8]) -> bool {
     let Some(rest) = content_type.strip_prefix(b"application/grpc") else { return false };
     let rest = rest.strip_prefix(b"+proto").unwrap_or(rest);
     rest.is_empty() || rest.starts_with(b";")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: [(&[u8], &[u8]); 4] = [
+        (b":method", b"POST"),
+        (b":scheme", b"http"),
+        (b":path", b"/"),
+        (b":authority", b"a.test"),
+    ];
+
+    /// A connection past the preface and the SETTINGS exchange, its output drained.
+    fn open(limits: Limits, now: Instant) -> Conn {
+        let mut conn = Conn::new(limits, now);
+        let mut buf = BytesMut::from(&frame::PREFACE[..]);
+        let mut settings = Vec::new();
+        frame::write_settings(&mut settings, &[]);
+        buf.extend_from_slice(&settings);
+        conn.recv(&mut buf, now);
+        conn.output().clear();
+        conn
+    }
+
+    fn feed(conn: &mut Conn, bytes: &[u8], now: Instant) {
+        let mut buf = BytesMut::from(bytes);
+        conn.recv(&mut buf, now);
+        assert!(buf.is_empty(), "whole frames fed");
+    }
+
+    /// The frames in the output, drained.
+    fn sent(conn: &mut Conn) -> Vec<(FrameHead, Vec<u8>)> {
+        let out = std::mem::take(conn.output());
+        let mut rest = &out[..];
+        let mut frames = Vec::new();
+        while let Some(head) = FrameHead::parse(rest) {
+            let end = HEAD_LEN + head.len as usize;
+            frames.push((head, rest[HEAD_LEN..end].to_vec()));
+            rest = &rest[end..];
+        }
+        assert!(rest.is_empty(), "trailing bytes in the output");
+        frames
+    }
+
+    /// The error codes of the RST_STREAMs (stream id, code) and GOAWAYs (0, code) sent.
+    fn errors(conn: &mut Conn) -> Vec<(u32, Reason)> {
+        sent(conn)
+            .into_iter()
+            .filter(|(h, _)| h.kind == kind::RST_STREAM || h.kind == kind::GOAWAY)
+            .map(|(h, p)| {
+                let at = if h.kind == kind::GOAWAY { 4 } else { 0 };
+                (h.stream, Reason(u32::from_be_bytes(p[at..at + 4].try_into().unwrap())))
+            })
+            .collect()
+    }
+
+    fn headers(stream: u32, fields: &[(&[u8], &[u8])], end_stream: bool) -> Vec<u8> {
+        let mut block = Vec::new();
+        for (name, value) in fields {
+            hpack::encode_literal(name, value, &mut block);
+        }
+        let mut out = Vec::new();
+        frame::write_headers(&mut out, stream, &block, end_stream, frame::DEFAULT_MAX_FRAME);
+        out
+    }
+
+    fn data(stream: u32, len: usize, end_stream: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame::write_data(&mut out, stream, &vec![0; len], end_stream);
+        out
+    }
+
+    fn requests(conn: &mut Conn) -> usize {
+        std::iter::from_fn(|| conn.next_event())
+            .filter(|e| matches!(e, Event::Request { .. }))
+            .count()
+    }
+
+    #[test]
+    fn invalid_field_names_and_values_are_malformed() {
+        let now = Instant::now();
+        let bad: [(&[u8], &[u8]); 11] = [
+            (b"space force", b"v"),
+            (b"\x01invalid", b"v"),
+            (b"\x7finvalid", b"v"),
+            ("inválid".as_bytes(), b"v"),
+            (b"invalid:field", b"v"),
+            (b"Uppercase", b"v"),
+            (b"x-value", b"oh\0no"),
+            (b"x-value", b"oh\rno"),
+            (b"x-value", b"oh\nno"),
+            (b"x-value", b" oh no"),
+            (b"x-value", b"oh no\t"),
+        ];
+        for field in bad {
+            let mut conn = open(Limits::default(), now);
+            let fields = [&ORIGIN[..], &[field]].concat();
+            feed(&mut conn, &headers(1, &fields, true), now);
+            assert_eq!(errors(&mut conn), [(1, Reason::PROTOCOL_ERROR)], "{field:?}");
+            assert_eq!(requests(&mut conn), 0, "{field:?}");
+        }
+        // Inner spaces and tabs, and visible ASCII, are fine.
+        let mut conn = open(Limits::default(), now);
+        let fields = [&ORIGIN[..], &[(b"x-value" as &[u8], b"a b\tc!~" as &[u8])]].concat();
+        feed(&mut conn, &headers(1, &fields, true), now);
+        assert_eq!(errors(&mut conn), []);
+        assert_eq!(requests(&mut conn), 1);
+    }
+
+    #[test]
+    fn host_must_name_the_authority() {
+        let now = Instant::now();
+        let mut conn = open(Limits::default(), now);
+        let fields = [&ORIGIN[..], &[(b"host" as &[u8], b"a.test.different" as &[u8])]].concat();
+        feed(&mut conn, &headers(1, &fields, true), now);
+        assert_eq!(errors(&mut conn), [(1, Reason::PROTOCOL_ERROR)]);
+        assert_eq!(requests(&mut conn), 0);
+        // The same host, in another case: the same entity.
+        let fields = [&ORIGIN[..], &[(b"host" as &[u8], b"A.Test" as &[u8])]].concat();
+        feed(&mut conn, &headers(3, &fields, true), now);
+        assert_eq!(errors(&mut conn), []);
+        assert_eq!(requests(&mut conn), 1);
+    }
+
+    #[test]
+    fn frames_after_the_peers_rst_stream_are_stream_closed() {
+        let now = Instant::now();
+        let mut conn = open(Limits::default(), now);
+        feed(&mut conn, &headers(1, &ORIGIN, false), now);
+        let mut rst = Vec::new();
+        frame::write_rst(&mut rst, 1, Reason::CANCEL);
+        feed(&mut conn, &rst, now);
+        feed(&mut conn, &data(1, 4, true), now);
+        assert_eq!(errors(&mut conn), [(1, Reason::STREAM_CLOSED)]);
+        // Frames in flight after our own RST_STREAM are ignored (RFC 9113 §5.1).
+        feed(&mut conn, &headers(3, &ORIGIN, false), now);
+        conn.reset(3, Reason::CANCEL);
+        assert_eq!(errors(&mut conn), [(3, Reason::CANCEL)]);
+        feed(&mut conn, &data(3, 4, true), now);
+        assert_eq!(errors(&mut conn), []);
+        assert!(!conn.failed());
+    }
+
+    #[test]
+    fn a_reply_before_the_request_ends_leaves_the_stream_half_closed() {
+        let now = Instant::now();
+        let limits = Limits { stream_window: 32 << 10, ..Limits::default() };
+        let mut conn = open(limits, now);
+        feed(&mut conn, &headers(1, &ORIGIN, false), now);
+        assert!(conn.send_headers(1, &[0x88], true));
+        // No RST_STREAM(NO_ERROR) ahead of what the client may still send.
+        let replies = sent(&mut conn);
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0].0.kind, kind::HEADERS);
+        assert_eq!(conn.open_streams(), 1);
+        // Its frames are still checked: trailers must end the stream (RFC 9113 §8.1).
+        feed(&mut conn, &data(1, 4, false), now);
+        feed(&mut conn, &headers(1, &[(b"x-trailer", b"1")], false), now);
+        assert_eq!(errors(&mut conn), [(1, Reason::PROTOCOL_ERROR)]);
+        assert_eq!(conn.open_streams(), 0);
+
+        // A client that ends its request closes the stream, without a reset.
+        feed(&mut conn, &headers(3, &ORIGIN, false), now);
+        assert!(conn.send_headers(3, &[0x88], true));
+        feed(&mut conn, &data(3, 4, true), now);
+        assert_eq!(errors(&mut conn), []);
+        assert_eq!(conn.open_streams(), 0);
+
+        // One that keeps sending is told to stop once it needs more window, not given any.
+        feed(&mut conn, &headers(5, &ORIGIN, false), now);
+        assert!(conn.send_headers(5, &[0x88], true));
+        sent(&mut conn);
+        feed(&mut conn, &data(5, 16 << 10, false), now);
+        let frames = sent(&mut conn);
+        assert!(!frames.iter().any(|(h, _)| h.kind == kind::WINDOW_UPDATE && h.stream == 5));
+        assert_eq!(
+            frames
+                .iter()
+                .filter(|(h, _)| h.kind == kind::RST_STREAM)
+                .map(|(h, p)| (h.stream, p.clone()))
+                .collect::<Vec<_>>(),
+            [(5, Reason::NO_ERROR.0.to_be_bytes().to_vec())]
+        );
+        // What it had in flight is then ignored.
+        feed(&mut conn, &data(5, 4, true), now);
+        assert_eq!(errors(&mut conn), []);
+        assert!(!conn.failed());
+    }
+
+    #[test]
+    fn window_overflow_on_a_half_closed_stream_is_a_stream_error() {
+        let now = Instant::now();
+        let mut conn = open(Limits::default(), now);
+        feed(&mut conn, &headers(1, &ORIGIN, false), now);
+        assert!(conn.send_headers(1, &[0x88], true));
+        sent(&mut conn);
+        let mut update = Vec::new();
+        frame::write_window_update(&mut update, 1, (1 << 31) - 1);
+        feed(&mut conn, &update, now);
+        assert_eq!(errors(&mut conn), [(1, Reason::FLOW_CONTROL_ERROR)]);
+        assert!(!conn.failed());
+    }
+
+    #[test]
+    fn frames_sent_after_the_peers_goaway_are_still_answered() {
+        let now = Instant::now();
+        let mut conn = open(Limits::default(), now);
+        let mut bytes = Vec::new();
+        frame::write_goaway(&mut bytes, 0, Reason(0xff), b"");
+        feed(&mut conn, &bytes, now);
+        assert!(!conn.is_finished());
+        assert!(conn.check_timeouts(now).is_some_and(|due| due <= now + PEER_GOAWAY_LINGER));
+        let mut ping = Vec::new();
+        frame::write_ping(&mut ping, false, *b"pingpong");
+        feed(&mut conn, &ping, now);
+        let frames = sent(&mut conn);
+        assert_eq!(frames.len(), 1);
+        assert_eq!((frames[0].0.kind, frames[0].0.flags), (kind::PING, flag::ACK));
+        // Then silence: our final GOAWAY, and the connection is done.
+        conn.check_timeouts(now + PEER_GOAWAY_LINGER);
+        assert_eq!(errors(&mut conn), [(0, Reason::NO_ERROR)]);
+        assert!(conn.is_finished());
+    }
 }

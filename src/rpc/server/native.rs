@@ -352,10 +352,12 @@ impl ConnTask {
     }
 
     fn on_request(&mut self, conn: &mut Conn, stream: u32, head: RequestHead) {
-        if matches!(head.method, Method::Get | Method::Head)
+        if (matches!(head.method, Method::Get | Method::Head) || head.path == "/")
             && head.content_type != ContentType::GrpcProto
         {
-            // Not gRPC: a small plain answer, so that HTTP tools see a working server.
+            // Not gRPC: a small plain answer, so that HTTP tools see a working server. `/` is
+            // no gRPC method, so every method gets it there (a conformance suite POSTs to `/`);
+            // a gRPC method's path with a wrong content-type gets the 415 below.
             self.calls.insert(stream, Call::Answered);
             let headers = blocks::http_headers(200, Some(b"text/plain; charset=utf-8"));
             if head.method == Method::Head {
@@ -537,6 +539,13 @@ impl ConnTask {
         self.streaming.retain(|(id, shared)| {
             let mut s = shared.borrow_mut();
             while let Some(out) = s.outbox.pop_front() {
+                if let Outgoing::Message(bytes) = &out {
+                    if conn.backlog_full(bytes.len()) {
+                        // The peer is not reading: the message waits in the bounded outbox.
+                        s.outbox.push_front(out);
+                        break;
+                    }
+                }
                 moved = true;
                 match out {
                     Outgoing::Message(bytes) => {
@@ -570,6 +579,10 @@ impl ConnTask {
         moved
     }
 }
+
+/// Reply messages a streaming handler may have waiting for its connection (a client that does
+/// not read its replies makes `send_message` fail beyond this).
+const MAX_OUTBOX: usize = 256;
 
 /// The state a streaming handler shares with its connection task.
 #[derive(Default)]
@@ -637,6 +650,11 @@ impl StreamHandle {
             let mut s = self.shared.borrow_mut();
             if s.cancelled {
                 return Err(Status::cancelled("client went away"));
+            }
+            if s.outbox.len() >= MAX_OUTBOX {
+                return Err(Status::resource_exhausted(
+                    "the client is not reading this stream's replies",
+                ));
             }
             s.outbox.push_back(Outgoing::Message(framed));
         }

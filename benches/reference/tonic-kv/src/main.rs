@@ -58,6 +58,14 @@ impl CoordinatorService for Tenants {
     async fn list_storage_nodes(&self, _: Request<pb::ListStorageNodesRequest>) -> Result<Response<pb::ListStorageNodesResponse>, Status> {
         Err(Status::unimplemented("reference server answers GetTenant only"))
     }
+
+    async fn cancel_migration(&self, _: Request<pb::CancelMigrationRequest>) -> Result<Response<pb::CancelMigrationResponse>, Status> {
+        Err(Status::unimplemented("reference server answers GetTenant only"))
+    }
+
+    async fn list_migrations(&self, _: Request<pb::ListMigrationsRequest>) -> Result<Response<pb::ListMigrationsResponse>, Status> {
+        Err(Status::unimplemented("reference server answers GetTenant only"))
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
