@@ -8,6 +8,8 @@
 #   4. writes at saturation (closed loop 8 x 32, RF 3, QUORUM, 100-byte values)
 # and the coordinator's CPU time per operation (from /proc/PID/task/*/schedstat) and resident
 # memory (VmRSS) after each run. Every process it starts is stopped by PID; runs are bounded.
+# MODES="on" runs only the batching-on half. The processes follow PAIRDB_RPC_HTTP2 (native, the
+# default, or h2); pairdb-loadtest's own client is native either way.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${SECS:-10}
@@ -26,7 +28,7 @@ done
 sleep 1
 COMMON=(--keys 1000000 --value-size 100 --quiet)
 LT=$BIN/pairdb-loadtest
-for mode in on off; do
+for mode in ${MODES:-on off}; do
   flag=(); [ "$mode" = off ] && flag=(--no-batching)
   rm -rf "$DIR/coord"
   $BIN/pairdb coordinator --port 56151 --admin-port 56180 --data-dir "$DIR/coord" "${flag[@]}" \

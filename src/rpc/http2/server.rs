@@ -260,6 +260,15 @@ struct Stream {
     blocked: bool,
 }
 
+impl Stream {
+    /// END_STREAM is queued behind flow control: nothing more may be sent. (Accepting more
+    /// wrote frames after END_STREAM once it went out; found by fuzzing,
+    /// fuzz/corpus/http2_connection/bug-headers-after-queued-end.)
+    fn end_queued(&self) -> bool {
+        matches!(self.queue.back(), Some(Pending::Data(_, true) | Pending::Trailers(_)))
+    }
+}
+
 const DRAIN_PING: [u8; 8] = *b"pairdrn!";
 /// How long a connection whose peer sent GOAWAY stays open once its last stream ended and the
 /// peer fell silent: frames the peer sent after its GOAWAY (a PING) are still answered.
@@ -1088,7 +1097,7 @@ impl Conn {
     /// Sends a header block (never flow-controlled). False when the stream is gone.
     pub fn send_headers(&mut self, stream: u32, block: &[u8], end_stream: bool) -> bool {
         let Some(s) = self.streams.get_mut(&stream) else { return false };
-        if s.send_ended {
+        if s.send_ended || s.end_queued() {
             return false;
         }
         if s.queue.is_empty() {
@@ -1108,7 +1117,7 @@ impl Conn {
     /// Sends body bytes, as much as the windows allow now, the rest queued.
     pub fn send_data(&mut self, stream: u32, data: Bytes, end_stream: bool) -> bool {
         let Some(s) = self.streams.get_mut(&stream) else { return false };
-        if s.send_ended {
+        if s.send_ended || s.end_queued() {
             return false;
         }
         self.queued_bytes += data.len();

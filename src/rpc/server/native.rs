@@ -345,8 +345,11 @@ impl ConnTask {
     }
 
     /// Drops the bookkeeping of a call whose stream the connection has closed.
-    fn forget_if_done(&mut self, conn: &Conn, stream: u32) {
-        if matches!(self.calls.get(&stream), Some(Call::Answered)) && !conn.is_open(stream) {
+    /// An answered call needs no bookkeeping: the connection finishes sending its reply (even
+    /// behind flow control) and drops the rest of its request; events for a stream without a
+    /// call are ignored.
+    fn forget_if_done(&mut self, _conn: &Conn, stream: u32) {
+        if matches!(self.calls.get(&stream), Some(Call::Answered)) {
             self.calls.remove(&stream);
         }
     }

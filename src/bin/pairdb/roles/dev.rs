@@ -42,6 +42,10 @@ pub struct DevArgs {
     /// Serve the coordinator's HTTP/JSON API on this port (0 picks a free one; default: none).
     #[arg(long)]
     http_port: Option<u16>,
+    /// The HTTP/2 layer of every server and link of the cluster (`rpc.http2`): native (PairDB's
+    /// own) or h2 (the h2 crate).
+    #[arg(long, env = "PAIRDB_RPC_HTTP2", default_value = "native", value_parser = ["native", "h2"])]
+    http2: String,
 }
 
 /// `pairdb dev`: a coordinator and three storage nodes in one pool, tenant `default` created.
@@ -49,6 +53,13 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(|| std::env::temp_dir().join("pairdb-dev"));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
+    let rpc = pairdb::config::RpcSection {
+        http2: if args.http2 == "h2" {
+            pairdb::config::Http2Impl::H2
+        } else {
+            pairdb::config::Http2Impl::Native
+        },
+    };
     let shutdown = Shutdown::new();
     signals::install(shutdown.clone()).context("installing signal handling")?;
     let coordinator_reservation =
@@ -73,6 +84,7 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
             node_id: format!("storage-{i}"),
             port: reservation.addr.port(),
             data_dir: data_dir.join(format!("storage-{i}")),
+            rpc: rpc.clone(),
             ..StorageConfig::default()
         };
         let node = StorageNode::open(&cfg, reservation.addr)
@@ -106,6 +118,7 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         data_dir: data_dir.join("coordinator"),
         cores: args.cores,
         batching: !args.no_batching,
+        rpc,
         storage_nodes: storage
             .iter()
             .map(|(cfg, _)| StorageNodeEntry {
