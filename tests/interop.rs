@@ -151,6 +151,13 @@ fn our_client_against_grpcio_server_on(http2: Http2Impl) {
         assert_eq!(err.message, "no such key: missing", "{err}");
         assert_eq!(err.error_code.as_deref(), Some("KEY_NOT_FOUND"), "{err}");
 
+        // Initial and trailing metadata of ~40 KiB each: header blocks spanning CONTINUATION.
+        let read: pb::ReadResponse = ch
+            .unary(&storage_path("Read"), &read_req("t", "big-metadata"), Some(CALL_TIMEOUT))
+            .await
+            .expect("Read with 40 KiB of reply metadata");
+        assert_eq!(read.version.map(|v| v.value), Some(Bytes::from_static(b"big-metadata")));
+
         // A reply over our 4 MiB limit.
         let err = ch
             .unary::<_, pb::ReadResponse>(
@@ -212,6 +219,34 @@ fn our_client_against_grpcio_server_on(http2: Http2Impl) {
         futures_util::future::join_all(calls).await;
         assert!(!ch.is_closed());
     });
+}
+
+/// A request whose metadata spans HEADERS and two CONTINUATION frames (hand-cut by a Python
+/// client built on the `hpack` and `hyperframe` packages) is served normally, on both layers.
+#[test]
+fn request_metadata_spanning_continuation_frames() {
+    require_python_grpc();
+    for http2 in ["native", "h2"] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let config = format!("rpc:\n  http2: {http2}\n");
+        let node = StorageProcess::start_configured(tmp.path(), "continuation", 1, 0, &config);
+        let out = output_with_timeout(
+            Command::new("python3")
+                .arg(repo_root().join("tests/python/h2_continuation_call.py"))
+                .arg(node.addr.to_string()),
+            Duration::from_secs(20),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{http2}: no reply to the CONTINUATION request: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let reply: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+        assert_eq!(reply["status"], "200", "{http2}: {reply}");
+        assert_eq!(reply["grpc-status"], "0", "{http2}: {reply}");
+        assert!(reply["message_bytes"].as_u64().unwrap_or(0) > 5, "{http2}: {reply}");
+    }
 }
 
 #[test]

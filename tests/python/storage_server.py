@@ -10,7 +10,9 @@ Binds 127.0.0.1 on a free port and prints `listening on PORT` once serving. What
 - Write: echoes the request's version back as `current`, applied=true.
 - Read: key "missing" fails NOT_FOUND with message "no such key: missing" and the trailing
   metadata pairdb-error-code=KEY_NOT_FOUND (a Trailers-Only reply); any other key is found with
-  value = the key's UTF-8 bytes, except "huge", whose value is 5 MiB.
+  value = the key's UTF-8 bytes, except "huge", whose value is 5 MiB. Key "big-metadata" is
+  answered with about 40 KiB of initial and of trailing metadata, so that both header blocks
+  span CONTINUATION frames.
 - Stats: sleeps 3 s before answering, to outlast the caller's deadline.
 - Every other method: UNIMPLEMENTED (the generated servicer's default).
 
@@ -18,6 +20,7 @@ Runs until killed.
 """
 
 import argparse
+import os
 import sys
 import time
 from concurrent import futures
@@ -45,6 +48,11 @@ def main() -> None:
             if request.key == "missing":
                 context.set_trailing_metadata((("pairdb-error-code", "KEY_NOT_FOUND"),))
                 context.abort(grpc.StatusCode.NOT_FOUND, f"no such key: {request.key}")
+            if request.key == "big-metadata":
+                # Hex of random bytes: HPACK cannot shrink it below the 16 KiB frame size.
+                big = tuple((f"x-big-{i}", os.urandom(1000).hex()) for i in range(20))
+                context.send_initial_metadata(big)
+                context.set_trailing_metadata(big)
             if request.key == "huge":
                 # Over the 4 MiB default limit of the caller.
                 return pb.ReadResponse(found=True, version=pb.Version(value=bytes(5 << 20)))
