@@ -308,6 +308,9 @@ pub struct Conn {
     stream_frames_since_ping: bool,
     last_activity: Instant,
     last_window_progress: Instant,
+    /// When the connection was accepted: the preface and SETTINGS must arrive within
+    /// `header_timeout` of it.
+    created: Instant,
     stats: ConnStats,
 }
 
@@ -367,6 +370,7 @@ impl Conn {
             stream_frames_since_ping: true,
             last_activity: now,
             last_window_progress: now,
+            created: now,
             stats: ConnStats::default(),
             limits,
         }
@@ -444,6 +448,15 @@ impl Conn {
         }
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if matches!(self.phase, Phase::Preface | Phase::FirstSettings) {
+            let due = self.created + self.limits.header_timeout;
+            if now >= due {
+                self.stats.goaway_timeout += 1;
+                self.fail(Reason::SETTINGS_TIMEOUT, "no HTTP/2 preface and SETTINGS in time");
+                return None;
+            }
+            consider(due);
+        }
         if let Some(p) = &self.partial {
             let due = p.started + self.limits.header_timeout;
             if now >= due {
@@ -1507,6 +1520,24 @@ mod tests {
         let mut out = Vec::new();
         frame::write_data(&mut out, stream, &vec![0; len], end_stream);
         out
+    }
+
+    #[test]
+    fn a_silent_or_idle_connection_is_not_kept_forever() {
+        let t0 = Instant::now();
+        let limits = Limits::default();
+        // No preface: SETTINGS_TIMEOUT once header_timeout passed.
+        let mut silent = Conn::new(limits.clone(), t0);
+        silent.output().clear();
+        assert_eq!(silent.check_timeouts(t0), Some(t0 + limits.header_timeout));
+        assert_eq!(silent.check_timeouts(t0 + limits.header_timeout), None);
+        assert_eq!(errors(&mut silent), [(0, Reason::SETTINGS_TIMEOUT)]);
+        assert!(silent.is_finished());
+        // Open but idle, no stream: a graceful drain (GOAWAY NO_ERROR) after idle_timeout.
+        let mut idle = open(limits.clone(), t0);
+        assert_eq!(idle.check_timeouts(t0), Some(t0 + limits.idle_timeout));
+        idle.check_timeouts(t0 + limits.idle_timeout);
+        assert_eq!(errors(&mut idle), [(0, Reason::NO_ERROR)]);
     }
 
     fn requests(conn: &mut Conn) -> usize {
