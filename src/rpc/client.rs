@@ -328,7 +328,7 @@ impl NativeChannel {
         .await?;
         let id = {
             let mut st = self.state.borrow_mut();
-            let timeout = timeout.map(|t| encode_timeout(t));
+            let timeout = timeout.map(encode_timeout);
             let id = st.conn.start(path, framed, timeout.as_ref().map(|t| t.as_bytes()))?;
             st.waiters.insert(id, Waiter::default());
             if let Some(w) = &st.driver {

@@ -315,7 +315,7 @@ impl ClientConn {
                 if head.has(flag::ACK) {
                     return;
                 }
-                if payload.len() % 6 != 0 {
+                if !payload.len().is_multiple_of(6) {
                     return self.protocol_error(Reason::FRAME_SIZE_ERROR, "SETTINGS length");
                 }
                 for e in payload.chunks_exact(6) {
@@ -332,10 +332,11 @@ impl ClientConn {
                                 c.send_window += delta;
                             }
                         }
-                        setting::MAX_FRAME_SIZE => {
-                            if (frame::DEFAULT_MAX_FRAME..=frame::MAX_MAX_FRAME).contains(&value) {
-                                self.peer_max_frame = value;
-                            }
+                        setting::MAX_FRAME_SIZE
+                            if (frame::DEFAULT_MAX_FRAME..=frame::MAX_MAX_FRAME)
+                                .contains(&value) =>
+                        {
+                            self.peer_max_frame = value;
                         }
                         setting::MAX_CONCURRENT_STREAMS => self.peer_max_streams = value,
                         _ => {}

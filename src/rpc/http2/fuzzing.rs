@@ -691,7 +691,7 @@ impl Harness {
                     self.settings_acks += 1;
                     assert!(self.settings_acks <= self.peer.settings, "unasked SETTINGS ACK");
                 } else {
-                    assert!(payload.len() % 6 == 0, "SETTINGS length");
+                    assert!(payload.len().is_multiple_of(6), "SETTINGS length");
                     self.settings_sent += 1;
                     assert_eq!(self.settings_sent, 1, "a second SETTINGS");
                 }
