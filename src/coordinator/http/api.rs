@@ -14,6 +14,7 @@
 
 use std::{net::SocketAddr, rc::Rc, time::Instant};
 
+use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
@@ -41,6 +42,8 @@ pub(crate) struct Request<'a> {
     pub query: &'a str,
     /// The `Idempotency-Key` header, when sent.
     pub idempotency_key: Option<&'a str>,
+    /// The raw `Authorization` header, when sent (never logged).
+    pub authorization: Option<Bytes>,
     pub body: &'a [u8],
     pub peer: Option<SocketAddr>,
     /// When the client stops waiting (`Grpc-Timeout`), if it said.
@@ -178,7 +181,11 @@ pub(crate) async fn handle(shard: Rc<Shard>, req: Request<'_>) -> Reply {
     if shard.catch_up() {
         shard.resync().await;
     }
-    let ctx = CallContext { deadline: req.deadline, peer: req.peer };
+    let ctx = CallContext {
+        deadline: req.deadline,
+        peer: req.peer,
+        authorization: req.authorization.clone(),
+    };
     let label = route.label(req.method);
     let result = match (&route, req.method) {
         (Route::KeyValue, "POST") => write(shard, &req, ctx).await,

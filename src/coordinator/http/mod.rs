@@ -33,6 +33,7 @@ use std::{
 };
 
 use ahash::AHashMap;
+use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use futures_util::FutureExt;
 use glommio::net::{TcpListener, TcpStream};
@@ -161,6 +162,8 @@ struct Head {
     keep_alive: bool,
     expect_continue: bool,
     idempotency_key: Option<String>,
+    /// The raw `Authorization` header (never logged).
+    authorization: Option<Bytes>,
     /// From `Grpc-Timeout` (grpc-gateway's header for a client deadline, in gRPC's format).
     timeout: Option<Duration>,
 }
@@ -186,6 +189,7 @@ impl Head {
         let mut keep_alive = http11;
         let mut expect_continue = false;
         let mut idempotency_key = None;
+        let mut authorization = None;
         let mut timeout = None;
         for h in req.headers.iter() {
             let value = || std::str::from_utf8(h.value).map(str::trim);
@@ -228,6 +232,8 @@ impl Head {
                         .into())
                 })?;
                 timeout = Some(t);
+            } else if h.name.eq_ignore_ascii_case("authorization") {
+                authorization = Some(Bytes::copy_from_slice(h.value));
             } else if h.name.eq_ignore_ascii_case("idempotency-key") {
                 let v = value().map_err(|_| bad("Idempotency-Key is not UTF-8".into()))?;
                 idempotency_key = Some(v.to_owned());
@@ -241,6 +247,7 @@ impl Head {
             keep_alive,
             expect_continue,
             idempotency_key,
+            authorization,
             timeout,
         })
     }
@@ -306,6 +313,7 @@ impl Connection {
                 path,
                 query,
                 idempotency_key: head.idempotency_key.as_deref(),
+                authorization: head.authorization.clone(),
                 body: &body,
                 peer: self.peer,
                 deadline: head.timeout.map(|t| started + t),

@@ -265,7 +265,11 @@ async fn handle_stream(
             return;
         }
     };
-    let ctx = CallContext { deadline: timeout.map(|t| Instant::now() + t), peer };
+    let authorization = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .map(|v| Bytes::copy_from_slice(v.as_bytes()));
+    let ctx = CallContext { deadline: timeout.map(|t| Instant::now() + t), peer, authorization };
     match route {
         Route::Unary(handler) => {
             let in_flight = router.metrics.as_deref().map(RpcMetrics::start);

@@ -412,8 +412,11 @@ impl ConnTask {
                 return;
             }
         };
-        let ctx =
-            super::CallContext { deadline: timeout.map(|t| Instant::now() + t), peer: self.peer };
+        let ctx = super::CallContext {
+            deadline: timeout.map(|t| Instant::now() + t),
+            peer: self.peer,
+            authorization: head.authorization.clone(),
+        };
         match self.router.routes.get(head.path.as_str()) {
             Some(Route::Unary(_)) => {
                 // The deadline runs from the headers, while the body is still arriving too.

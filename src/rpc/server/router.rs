@@ -30,6 +30,8 @@ pub struct CallContext {
     pub deadline: Option<Instant>,
     /// The client's address.
     pub peer: Option<SocketAddr>,
+    /// The raw `authorization` metadata, when the call carried one (never logged).
+    pub authorization: Option<Bytes>,
 }
 
 type UnaryFn =
