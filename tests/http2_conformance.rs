@@ -48,9 +48,6 @@ fn native_layer_passes_every_httpwg_case() {
         );
         return;
     };
-    // The environment overrides the config file: a `PAIRDB_RPC_HTTP2=h2` run of the suite must
-    // not test the h2 crate here. (The only test of this binary: no other thread reads it.)
-    std::env::remove_var("PAIRDB_RPC_HTTP2");
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut coordinator = CoordinatorProcess::start(
         tmp.path(),

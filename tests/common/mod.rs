@@ -92,6 +92,10 @@ impl StorageProcess {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pairdb"));
         cmd.arg("storage");
+        if config_yaml.contains("http2:") {
+            // A test that names its HTTP/2 layer gets it, whatever PAIRDB_RPC_HTTP2 says.
+            cmd.env_remove("PAIRDB_RPC_HTTP2");
+        }
         if !config_yaml.is_empty() {
             let config = dir.join("storage.yaml");
             std::fs::write(&config, config_yaml)
@@ -300,6 +304,10 @@ impl CoordinatorProcess {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pairdb"));
         cmd.arg("coordinator");
+        if options.config_yaml.contains("http2:") {
+            // A test that names its HTTP/2 layer gets it, whatever PAIRDB_RPC_HTTP2 says.
+            cmd.env_remove("PAIRDB_RPC_HTTP2");
+        }
         if !options.config_yaml.is_empty() {
             let config = dir.join("coordinator.yaml");
             std::fs::write(&config, options.config_yaml)
