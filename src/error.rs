@@ -142,6 +142,13 @@ pub enum PairError {
     /// The client's deadline (`grpc-timeout`) passed.
     #[error("{0}")]
     DeadlineExceeded(String),
+    /// The call carries no valid credential (a storage node's cluster secret, a client token).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The call's token is valid but does not allow this call (another tenant's keys, an admin
+    /// call with a tenant token, a write with a read-only token).
+    #[error("{0}")]
+    Forbidden(String),
     /// A broken invariant or an unexpected reply: our bug or a corrupt record, never the
     /// caller's; logged where it is raised.
     #[error("{0}")]

@@ -166,9 +166,9 @@ fn pairdb_services(c: &Value) -> Vec<PairdbService<'_>> {
 }
 
 /// A service's config as the server builds it: the file, then the environment. The
-/// coordinator's is boxed: it is the larger by far.
+/// coordinator's and the storage node's are boxed: both are large.
 enum Loaded {
-    Storage(StorageConfig),
+    Storage(Box<StorageConfig>),
     Coordinator(Box<CoordinatorConfig>),
 }
 
@@ -188,7 +188,7 @@ impl Loaded {
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
                 check_unknown(applied);
                 cfg.validate().unwrap_or_else(|e| panic!("{what}: {e}"));
-                Loaded::Storage(cfg)
+                Loaded::Storage(Box::new(cfg))
             }
             "coordinator" => {
                 let (cfg, applied) = config::load_with_env::<CoordinatorConfig>(

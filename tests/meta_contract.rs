@@ -23,7 +23,7 @@ use pairdb::meta::embedded::EmbeddedStore;
 use pairdb::meta::postgres::PostgresStore;
 use pairdb::meta::{
     Hint, HintStore, HintsAdded, MetaError, MetadataStore, MigrationRecord, NodeRecord, NodeState,
-    RecordKind, TenantRecord,
+    RecordKind, TenantRecord, TokenRecord,
 };
 
 /// Both traits on one object, as every backend provides them.
@@ -539,6 +539,42 @@ fn a_full_store_drops_new_keys_but_still_coalesces(open: &dyn Fn(u64) -> Arc<dyn
     assert_eq!(store.add_hints(&[hint("n1", "y", 13)]).unwrap(), added(1, 0, 0));
 }
 
+// ---- tokens --------------------------------------------------------------------------------
+
+fn token(id: &str, tenant: &str, role: &str) -> TokenRecord {
+    TokenRecord {
+        token_id: id.into(),
+        tenant_id: tenant.into(),
+        role: role.into(),
+        created_at_us: 1_000,
+        revoked_at_us: 0,
+        secret_hash: format!("hash-of-{id}"),
+    }
+}
+
+fn tokens_create_list_duplicate_and_revoke(store: &dyn MetadataStore) {
+    assert_eq!(store.tokens().unwrap(), vec![]);
+    store.create_token(&token("b", "acme", "tenant-rw")).unwrap();
+    store.create_token(&token("a", "", "admin")).unwrap();
+    let err = store.create_token(&token("a", "acme", "tenant-ro")).unwrap_err();
+    assert!(matches!(err, MetaError::AlreadyExists { kind: RecordKind::Token, .. }), "{err:?}");
+    assert_eq!(
+        store.tokens().unwrap(),
+        vec![token("a", "", "admin"), token("b", "acme", "tenant-rw")],
+        "ordered by id, the duplicate changed nothing"
+    );
+
+    let revoked = store.revoke_token("b", 5_000).unwrap();
+    assert_eq!(revoked, TokenRecord { revoked_at_us: 5_000, ..token("b", "acme", "tenant-rw") });
+    // A second revocation keeps the first time.
+    assert_eq!(store.revoke_token("b", 9_000).unwrap().revoked_at_us, 5_000);
+    assert_eq!(store.tokens().unwrap()[1].revoked_at_us, 5_000);
+    let err = store.revoke_token("nope", 1).unwrap_err();
+    assert!(matches!(err, MetaError::NotFound { kind: RecordKind::Token, .. }), "{err:?}");
+    let err = store.create_token(&token("", "acme", "tenant-rw")).unwrap_err();
+    assert!(matches!(err, MetaError::Invalid { kind: RecordKind::Token, .. }), "{err:?}");
+}
+
 // ---- persistence ---------------------------------------------------------------------------
 
 fn everything_survives_reopen(open: &dyn Fn() -> Arc<dyn Store>) {
@@ -549,6 +585,8 @@ fn everything_survives_reopen(open: &dyn Fn() -> Arc<dyn Store>) {
         store.add_node(&node("n1")).unwrap();
         store.put_migration(&migration("mig-2", "n1")).unwrap();
         store.add_hints(&[hint("n1", "a", 1), hint("n1", "b", 2)]).unwrap();
+        store.create_token(&token("t1", "acme", "tenant-ro")).unwrap();
+        store.revoke_token("t1", 7).unwrap();
         ids_of(&store.hints_for("n1", 10).unwrap())
     };
 
@@ -559,6 +597,10 @@ fn everything_survives_reopen(open: &dyn Fn() -> Arc<dyn Store>) {
     assert_eq!(store.migration("mig-1").unwrap(), Some(migration("mig-1", "acme")));
     assert_eq!(store.migration("mig-2").unwrap(), Some(migration("mig-2", "n1")));
     assert_eq!(store.pending_counts().unwrap(), counts(&[("n1", 2)]));
+    assert_eq!(
+        store.tokens().unwrap(),
+        vec![TokenRecord { revoked_at_us: 7, ..token("t1", "acme", "tenant-ro") }]
+    );
     let hints = store.hints_for("n1", 10).unwrap();
     assert_eq!(ids_of(&hints), old_ids);
     assert_eq!(hints[1].1, hint("n1", "b", 2));
@@ -594,6 +636,7 @@ macro_rules! mount {
                 upsert_node_inserts_and_replaces,
                 migration_put_get_and_update,
                 empty_ids_are_invalid,
+                tokens_create_list_duplicate_and_revoke,
             );
             mount!(@hint $backend;
                 hints_are_listed_per_node_oldest_first,
@@ -655,7 +698,7 @@ fn postgres_migrations_apply_once_under_concurrent_start() {
     let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let rows = c.query("SELECT version FROM schema_migrations ORDER BY version", &[]).unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2, 3], "each migration recorded once");
+    assert_eq!(versions, [1, 2, 3, 4], "each migration recorded once");
     let store = Postgres::open(&fixture);
     store.create_tenant(&tenant("acme", 3)).unwrap();
 }

@@ -102,6 +102,77 @@ pub struct CoordinatorConfig {
     pub idempotency: IdempotencySection,
     /// Data movement: throttles, the coordinator lease, the longest migration.
     pub migration: MigrationSection,
+    /// Client authentication: bearer tokens (`auth.mode`, off by default).
+    pub auth: AuthSection,
+}
+
+/// Whether calls need a bearer token.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// Every call is served without a token (default; a warning is logged at start-up).
+    #[default]
+    Off,
+    /// Every `CoordinatorService` call needs a valid token (gRPC health checks and
+    /// reflection stay open).
+    Required,
+}
+
+/// The `auth:` section. Its `Debug` never shows the bootstrap token.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// `off` or `required`.
+    pub mode: AuthMode,
+    /// A file holding the bootstrap admin token (at least 32 printable characters, surrounding
+    /// whitespace ignored). Never stored in the metadata store.
+    pub bootstrap_token_file: String,
+    /// The bootstrap admin token itself, meant for `PAIRDB_AUTH_BOOTSTRAP_TOKEN` (prefer the
+    /// file); used when `bootstrap_token_file` is empty.
+    pub bootstrap_token: String,
+}
+
+impl std::fmt::Debug for AuthSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSection")
+            .field("mode", &self.mode)
+            .field("bootstrap_token_file", &self.bootstrap_token_file)
+            .field("bootstrap_token", &if self.bootstrap_token.is_empty() { "" } else { "<set>" })
+            .finish()
+    }
+}
+
+impl AuthSection {
+    /// The bootstrap admin token: read from `bootstrap_token_file` when set, else
+    /// `bootstrap_token`; `None` when neither is set. Errors name the key at fault, never the
+    /// token.
+    pub fn bootstrap(&self) -> Result<Option<String>, ConfigError> {
+        let token = if !self.bootstrap_token_file.is_empty() {
+            match std::fs::read_to_string(&self.bootstrap_token_file) {
+                Ok(s) => s.trim().to_owned(),
+                Err(_) => {
+                    return Err(invalid("auth.bootstrap_token_file", "cannot be read"));
+                }
+            }
+        } else {
+            self.bootstrap_token.trim().to_owned()
+        };
+        if token.is_empty() {
+            return Ok(None);
+        }
+        if !crate::core::auth::valid_bootstrap(&token) {
+            let key = if self.bootstrap_token_file.is_empty() {
+                "auth.bootstrap_token"
+            } else {
+                "auth.bootstrap_token_file"
+            };
+            return Err(invalid(
+                key,
+                "the bootstrap token must be at least 32 printable characters, without spaces",
+            ));
+        }
+        Ok(Some(token))
+    }
 }
 
 /// The `migration:` section: how fast data moves when nodes join or leave or a replication
@@ -306,6 +377,7 @@ impl Default for CoordinatorConfig {
             metadata: MetadataSection::default(),
             idempotency: IdempotencySection::default(),
             migration: MigrationSection::default(),
+            auth: AuthSection::default(),
         }
     }
 }
@@ -313,6 +385,7 @@ impl Default for CoordinatorConfig {
 impl CoordinatorConfig {
     /// Checks ranges and names the first offending field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.auth.bootstrap()?;
         if self.node_id.is_empty() || self.node_id.contains('/') {
             return Err(invalid("node_id", "must be non-empty and contain no '/'"));
         }
@@ -503,5 +576,33 @@ mod tests {
         let cfg: CoordinatorConfig = serde_yaml::from_str(yaml).unwrap();
         assert!(cfg.validate().unwrap_err().to_string().contains("idempotency.redis_url"));
         assert!(serde_yaml::from_str::<CoordinatorConfig>("metadata: { backend: x }").is_err());
+    }
+
+    #[test]
+    fn the_bootstrap_token_is_checked_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("admin.token");
+        let token = "t".repeat(40);
+        std::fs::write(&file, format!("  {token}\n")).unwrap();
+        let mut auth = AuthSection {
+            mode: AuthMode::Required,
+            bootstrap_token_file: file.display().to_string(),
+            ..Default::default()
+        };
+        assert_eq!(auth.bootstrap().unwrap(), Some(token.clone()), "trimmed");
+        std::fs::write(&file, "short").unwrap();
+        let e = auth.bootstrap().unwrap_err().to_string();
+        assert!(e.contains("auth.bootstrap_token_file") && !e.contains("short"), "{e}");
+        auth.bootstrap_token_file = dir.path().join("absent").display().to_string();
+        assert!(auth.bootstrap().is_err());
+        auth.bootstrap_token_file.clear();
+        assert_eq!(auth.bootstrap().unwrap(), None);
+        auth.bootstrap_token = token.clone();
+        assert_eq!(auth.bootstrap().unwrap(), Some(token.clone()));
+        assert!(!format!("{auth:?}").contains(&token));
+        auth.bootstrap_token = "has a space in it but is long enough to pass".into();
+        assert!(auth.bootstrap().unwrap_err().to_string().contains("auth.bootstrap_token"));
+        let cfg = CoordinatorConfig { auth, ..Default::default() };
+        assert!(cfg.validate().is_err(), "validate checks the bootstrap token");
     }
 }

@@ -15,7 +15,7 @@
 //! list to keep in sync, and any key added later gets its variable for free.
 //!
 //! Variables that match no key are left alone, with a warning unless the process reads them
-//! elsewhere (`PAIRDB_LOG`, the client's `PAIRDB_ADDR`, `pairdb probe`'s `PAIRDB_PROBE_URL`, tests'
+//! elsewhere (`PAIRDB_LOG`, the client's `PAIRDB_ADDR` and `PAIRDB_TOKEN`, `pairdb probe`'s `PAIRDB_PROBE_URL`, tests'
 //! `PAIRDB_TEST_*`).
 
 use std::cell::RefCell;
@@ -30,7 +30,7 @@ use serde_yaml::{Mapping, Value};
 pub const PREFIX: &str = "PAIRDB_";
 
 /// Variables read by other parts of the process, never reported as unknown.
-const NOT_CONFIG: &[&str] = &["PAIRDB_LOG", "PAIRDB_ADDR", "PAIRDB_PROBE_URL"];
+const NOT_CONFIG: &[&str] = &["PAIRDB_LOG", "PAIRDB_ADDR", "PAIRDB_PROBE_URL", "PAIRDB_TOKEN"];
 
 /// How a key's value is read from a variable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -422,6 +422,27 @@ mod tests {
         assert_eq!((cfg.admin.host.as_str(), cfg.admin.port), ("0.0.0.0", Some(0)));
         assert_eq!(cfg.replica_timeout_ms, 250);
         assert_eq!(cfg.node_id, "007");
+    }
+
+    #[test]
+    fn auth_keys_and_the_client_token() {
+        let mut doc = Value::Null;
+        let applied = apply::<CoordinatorConfig>(
+            &mut doc,
+            vars(&[
+                ("PAIRDB_AUTH_MODE", "required"),
+                ("PAIRDB_AUTH_BOOTSTRAP_TOKEN", "0123456789abcdef0123456789abcdef"),
+                ("PAIRDB_AUTH_BOOTSTRAP_TOKEN_FILE", "/etc/pairdb/admin.token"),
+                ("PAIRDB_TOKEN", "a client's token, not configuration"),
+            ]),
+        );
+        assert!(applied.unknown.is_empty(), "{:?}", applied.unknown);
+        let cfg: CoordinatorConfig = serde_yaml::from_value(doc).unwrap();
+        assert_eq!(cfg.auth.mode, crate::config::AuthMode::Required);
+        assert_eq!(cfg.auth.bootstrap_token, "0123456789abcdef0123456789abcdef");
+        assert_eq!(cfg.auth.bootstrap_token_file, "/etc/pairdb/admin.token");
+        assert!(!format!("{cfg:?}").contains("0123456789abcdef0123"), "Debug hides the token");
+        assert_eq!(CoordinatorConfig::default().auth.mode, crate::config::AuthMode::Off);
     }
 
     #[test]

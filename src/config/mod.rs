@@ -24,9 +24,9 @@ pub mod env;
 mod storage;
 
 pub use coordinator::{
-    CoordinatorConfig, HttpApiSection, IdempotencyBackendKind, IdempotencySection, MetadataBackend,
-    MetadataSection, MigrationSection, OnUnavailable, StorageNodeEntry,
-    DEFAULT_COORDINATOR_ADMIN_PORT, DEFAULT_HINT_MAX_STORED,
+    AuthMode, AuthSection, CoordinatorConfig, HttpApiSection, IdempotencyBackendKind,
+    IdempotencySection, MetadataBackend, MetadataSection, MigrationSection, OnUnavailable,
+    StorageNodeEntry, DEFAULT_COORDINATOR_ADMIN_PORT, DEFAULT_HINT_MAX_STORED,
 };
 pub use storage::{
     DurabilityMode, StorageConfig, DEFAULT_CACHE_BYTES, DEFAULT_GROUP_COMMIT_INTERVAL,
@@ -152,13 +152,99 @@ pub enum LogFormat {
 }
 
 /// `rpc:` section: the gRPC transport, the same for coordinators and storage nodes.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RpcSection {
     /// The HTTP/2 implementation under gRPC, for the server and for the coordinator's
     /// connections to storage nodes: `native` (PairDB's own layer) or `h2` (the `h2` crate,
     /// kept as the reference implementation).
     pub http2: Http2Impl,
+    /// A file holding the cluster secret (at least [`MIN_CLUSTER_SECRET_BYTES`] bytes after
+    /// trimming whitespace). A storage node with a secret refuses every storage call that does
+    /// not carry `authorization: Bearer <secret>`; a coordinator sends it on every call to its
+    /// storage nodes. Unset (and no `cluster_secret`): no check, nothing sent.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The cluster secret itself, meant for the `PAIRDB_RPC_CLUSTER_SECRET` environment
+    /// variable (a file keeps it out of `ps` and config dumps). Never both.
+    pub cluster_secret: Option<String>,
+}
+
+/// The shortest cluster secret accepted, in bytes: 256 bits, out of any brute force's reach.
+pub const MIN_CLUSTER_SECRET_BYTES: usize = 32;
+
+/// Never prints the secret.
+impl std::fmt::Debug for RpcSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcSection")
+            .field("http2", &self.http2)
+            .field("cluster_secret_file", &self.cluster_secret_file)
+            .field("cluster_secret", &self.cluster_secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl RpcSection {
+    /// Checks the cluster secret: not both keys, the file readable, long enough.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.cluster_secret_bytes().map(|_| ())
+    }
+
+    /// The cluster secret, trimmed, read from `cluster_secret_file` or `cluster_secret`; None
+    /// when neither is set. Errors name the key, never the secret.
+    pub fn cluster_secret_bytes(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        let (field, secret) = match (&self.cluster_secret_file, &self.cluster_secret) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "rpc.cluster_secret",
+                    "set either rpc.cluster_secret (PAIRDB_RPC_CLUSTER_SECRET) or \
+                     rpc.cluster_secret_file, not both",
+                ))
+            }
+            (Some(path), None) => {
+                let raw = std::fs::read(path).map_err(|e| {
+                    invalid("rpc.cluster_secret_file", &format!("reading {}: {e}", path.display()))
+                })?;
+                ("rpc.cluster_secret_file", raw.trim_ascii().to_vec())
+            }
+            (None, Some(text)) => ("rpc.cluster_secret", text.trim().as_bytes().to_vec()),
+        };
+        if secret.len() < MIN_CLUSTER_SECRET_BYTES {
+            return Err(invalid(
+                field,
+                &format!(
+                    "the cluster secret must be at least {MIN_CLUSTER_SECRET_BYTES} bytes \
+                     (it has {}); make one with `openssl rand -hex 32`",
+                    secret.len()
+                ),
+            ));
+        }
+        if secret.iter().any(|b| !(0x21..=0x7e).contains(b)) {
+            return Err(invalid(
+                field,
+                "the cluster secret must be printable ASCII without spaces (it travels in an \
+                 HTTP header); `openssl rand -hex 32` makes one",
+            ));
+        }
+        Ok(Some(secret))
+    }
+
+    /// The `authorization` header value a coordinator sends to its storage nodes
+    /// (`Bearer <secret>`), None without a secret. An unreadable secret (which `validate`
+    /// refuses at start) gives None and a warning.
+    pub fn storage_authorization(&self) -> Option<bytes::Bytes> {
+        match self.cluster_secret_bytes() {
+            Ok(secret) => secret.map(|s| {
+                let mut v = b"Bearer ".to_vec();
+                v.extend_from_slice(&s);
+                bytes::Bytes::from(v)
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "no cluster secret sent to storage nodes");
+                None
+            }
+        }
+    }
 }
 
 /// Which HTTP/2 implementation serves gRPC.
@@ -245,6 +331,78 @@ mod tests {
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(!text.contains(&needle), "{} uses {needle}", path.display());
         }
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn cluster_secret_is_off_by_default() {
+        let rpc = RpcSection::default();
+        rpc.validate().unwrap();
+        assert_eq!(rpc.cluster_secret_bytes().unwrap(), None);
+        assert_eq!(rpc.storage_authorization(), None);
+        StorageConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn cluster_secret_from_a_file_is_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, format!("  {SECRET}\n")).unwrap();
+        let yaml = format!("rpc: {{ cluster_secret_file: {} }}\n", path.display());
+        let cfg: StorageConfig = serde_yaml::from_str(&yaml).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.rpc.cluster_secret_bytes().unwrap().unwrap(), SECRET.as_bytes());
+        assert_eq!(
+            cfg.rpc.storage_authorization().unwrap(),
+            bytes::Bytes::from(format!("Bearer {SECRET}"))
+        );
+        // A missing file names the key.
+        let rpc = RpcSection {
+            cluster_secret_file: Some(dir.path().join("missing")),
+            ..Default::default()
+        };
+        assert!(rpc.validate().unwrap_err().to_string().contains("rpc.cluster_secret_file"));
+    }
+
+    #[test]
+    fn cluster_secret_errors_name_the_key_and_never_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "tooshort-but-secret\n").unwrap();
+        let rpc = RpcSection { cluster_secret_file: Some(short), ..Default::default() };
+        let e = rpc.validate().unwrap_err().to_string();
+        assert!(e.contains("rpc.cluster_secret_file") && e.contains("32"), "{e}");
+        assert!(!e.contains("tooshort"), "{e}");
+
+        let rpc = RpcSection { cluster_secret: Some("x".repeat(31)), ..Default::default() };
+        let e = rpc.validate().unwrap_err().to_string();
+        assert!(e.contains("rpc.cluster_secret") && !e.contains("xxx"), "{e}");
+
+        let spaced = format!("{} {}", &SECRET[..16], &SECRET[16..]);
+        let rpc = RpcSection { cluster_secret: Some(spaced), ..Default::default() };
+        assert!(rpc.validate().unwrap_err().to_string().contains("printable"));
+
+        let both = RpcSection {
+            cluster_secret: Some(SECRET.into()),
+            cluster_secret_file: Some(dir.path().join("short")),
+            ..Default::default()
+        };
+        assert!(both.validate().unwrap_err().to_string().contains("not both"));
+        // The coordinator's `rpc:` section is the same type.
+        let cfg: CoordinatorConfig =
+            serde_yaml::from_str(&format!("rpc: {{ cluster_secret: {SECRET} }}\n")).unwrap();
+        cfg.rpc.validate().unwrap();
+        assert!(!format!("{cfg:?}").contains(SECRET), "Debug prints the secret");
+    }
+
+    #[test]
+    fn cluster_secret_comes_from_the_environment() {
+        let vars = vec![("PAIRDB_RPC_CLUSTER_SECRET".to_owned(), SECRET.to_owned())];
+        let (cfg, applied) = load_with_env::<StorageConfig>(None, vars).unwrap();
+        assert_eq!(applied.used, ["PAIRDB_RPC_CLUSTER_SECRET"]);
+        assert_eq!(cfg.rpc.cluster_secret.as_deref(), Some(SECRET));
+        cfg.validate().unwrap();
     }
 
     #[test]

@@ -123,6 +123,7 @@ impl StorageConfig {
         ])?;
         self.admin_addr()?;
         self.log.validate()?;
+        self.rpc.validate()?;
         self.listen_addr().map(|_| ())
     }
 

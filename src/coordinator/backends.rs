@@ -151,6 +151,12 @@ impl Follower {
                 Err(e) => tracing::warn!(error = %e, "cannot reload tenants; keeping cached ones"),
             }
         }
+        if matches!(change, Change::Tokens | Change::Everything) {
+            // A revoked token must stop working everywhere within a second or two.
+            if let Err(e) = shared.auth.reload(self.store.as_ref(), &shared) {
+                tracing::warn!(error = %e, "cannot reload tokens; keeping the cached ones");
+            }
+        }
         if matches!(change, Change::Nodes | Change::Everything) {
             match self.store.nodes() {
                 Ok(nodes) if nodes != self.nodes => {

@@ -282,7 +282,7 @@ impl Shard {
         }
         self.ensure_no_migration().await?;
         // Data is streamed to it at once: a node that does not answer would stall the change.
-        probe(addr, &req.node_id).await?;
+        probe(addr, &req.node_id, self.link_config.client.authorization.clone()).await?;
         if self.node(&req.node_id).is_some() {
             return Err(PairError::NodeExists(format!(
                 "storage node {:?} already exists",
@@ -532,13 +532,18 @@ fn status_of(m: MigrationRecord) -> api::GetMigrationStatusResponse {
 }
 
 /// Checks that the storage node at `addr` answers a health check as `node_id`.
-async fn probe(addr: std::net::SocketAddr, node_id: &str) -> Result<(), PairError> {
+async fn probe(
+    addr: std::net::SocketAddr,
+    node_id: &str,
+    authorization: Option<bytes::Bytes>,
+) -> Result<(), PairError> {
     let unavailable = |why: String| {
         PairError::StorageUnavailable(format!(
             "storage node {node_id:?} at {addr} does not answer ({why}); start it before adding it"
         ))
     };
-    let config = crate::rpc::ClientConfig::default();
+    // The cluster secret, if any: a storage node that requires it refuses HealthCheck without.
+    let config = crate::rpc::ClientConfig { authorization, ..Default::default() };
     let ch = glommio::timer::timeout(std::time::Duration::from_secs(3), async {
         Ok(crate::rpc::Channel::connect(addr, &config).await)
     })

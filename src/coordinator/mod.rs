@@ -32,11 +32,13 @@
 //! - [`metrics`]: the coordinator's per-core metrics.
 //! - [`report`]: what a core reports when scraped.
 //! - [`background`]: health checks, hint flush and replay, read repair, sweeps.
+//! - [`auth`]: client bearer tokens: who calls, what they may do, the audit log of admin calls.
 //! - [`backends`]: the configured metadata and idempotency stores, and following PostgreSQL.
 //! - [`http`]: the HTTP/JSON API (`http_api.port`), on the request cores, calling the same
 //!   handlers as gRPC.
 //! - [`server`]: the process runner (`pairdb coordinator`, `pairdb dev`).
 
+pub mod auth;
 pub mod backends;
 pub mod background;
 pub mod driver;
@@ -87,6 +89,8 @@ pub enum Update {
         /// The placement; `None` when no migration runs.
         placement: Option<std::sync::Arc<crate::core::migration::placement::Placement>>,
     },
+    /// The valid client tokens changed (created or revoked): the whole new set.
+    Tokens(Arc<auth::TokenSet>),
     /// The health checker found a node down (`up == false`) or back.
     NodeHealth {
         /// The node.
@@ -155,6 +159,8 @@ pub struct Shared {
     /// Every core's key-value latencies and poll lag, for background work that must not hurt
     /// them (the data-movement pacer).
     pub foreground: foreground::Foreground,
+    /// Client authentication: the mode, the bootstrap token's hash, the latest token set.
+    pub auth: auth::AuthShared,
 }
 
 impl Shared {

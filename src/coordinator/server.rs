@@ -90,6 +90,14 @@ impl Coordinator {
         }
         let nodes = store.nodes()?;
         let tenants = store.tenants()?;
+        let tokens = store.tokens()?;
+        let auth = crate::coordinator::auth::AuthShared::new(&config, &tokens).map_err(|e| {
+            tracing::error!(error = %e, "authentication settings unusable");
+            MetaError::Invalid {
+                kind: crate::meta::RecordKind::Token,
+                reason: "auth.bootstrap_token_file or auth.bootstrap_token is unusable",
+            }
+        })?;
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..cores).map(|_| flume::bounded(crate::coordinator::INBOX_CAPACITY)).unzip();
         let server = ServerConfig {
@@ -111,6 +119,7 @@ impl Coordinator {
             health: HealthState::default(),
             placement: crate::coordinator::placement::PlacementState::new(cores, config_is_shared),
             foreground: crate::coordinator::foreground::Foreground::new(cores),
+            auth,
         });
         stores
             .watch(&shared, &tenants, &nodes)

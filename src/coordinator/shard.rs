@@ -101,6 +101,8 @@ pub struct Shard {
     /// Nodes the health checker reported down; only members are kept.
     down: RefCell<AHashMap<String, bool>>,
     tenants: RefCell<AHashMap<String, Rc<TenantRecord>>>,
+    /// The valid client tokens (see `coordinator::auth`).
+    tokens: RefCell<Arc<crate::coordinator::auth::TokenSet>>,
     unknown_tenants: RefCell<AHashMap<String, Instant>>,
     pub(crate) link_config: Rc<LinkConfig>,
     /// Fan-out counters of this core's links.
@@ -143,6 +145,8 @@ impl Shard {
             client: crate::rpc::ClientConfig {
                 max_message_bytes: cfg.max_message_bytes,
                 http2: cfg.rpc.http2,
+                // The cluster secret, sent on every call so that storage nodes trust us.
+                authorization: cfg.rpc.storage_authorization(),
                 ..Default::default()
             },
         });
@@ -164,6 +168,7 @@ impl Shard {
                 tenants.into_iter().map(|t| (t.tenant_id.clone(), Rc::new(t))).collect(),
             ),
             unknown_tenants: RefCell::new(AHashMap::new()),
+            tokens: RefCell::new(shared.auth.snapshot()),
             link_config,
             link_stats: Rc::new(LinkStats::default()),
             stats: CoreStats::default(),
@@ -211,13 +216,17 @@ impl Shard {
         self.shared.resync[self.index].store(false, Ordering::SeqCst);
         let meta = self.shared.meta.clone();
         let loaded = blocking(move || {
+            let tokens = meta.tokens()?;
             let tenants = meta.tenants()?;
             let nodes = crate::coordinator::resolve_nodes(meta.nodes()?);
-            Ok::<_, MetaError>((tenants, nodes))
+            Ok::<_, MetaError>((tokens, tenants, nodes))
         })
         .await;
         match loaded {
-            Ok((tenants, nodes)) => {
+            Ok((tokens, tenants, nodes)) => {
+                // A revocation may be among the lost updates: the stored set wins.
+                let tokens = crate::coordinator::auth::TokenSet::from_records(&tokens);
+                self.apply(Update::Tokens(Arc::new(tokens)));
                 for t in tenants {
                     self.apply(Update::Tenant(t));
                 }
@@ -235,6 +244,7 @@ impl Shard {
     /// Applies a change to this core's copies.
     fn apply(&self, update: Update) {
         match update {
+            Update::Tokens(set) => *self.tokens.borrow_mut() = set,
             Update::Tenant(t) => {
                 self.unknown_tenants.borrow_mut().remove(&t.tenant_id);
                 self.tenants.borrow_mut().insert(t.tenant_id.clone(), Rc::new(t));
@@ -397,7 +407,11 @@ impl Shard {
                             if resync {
                                 shard.resync().await;
                             }
-                            shard.$method(req, ctx).await.map_err(Status::from)
+                            shard
+                                .clone()
+                                .guarded($name, req, ctx, Shard::$method)
+                                .await
+                                .map_err(Status::from)
                         }
                     },
                 )
@@ -414,7 +428,15 @@ impl Shard {
         let router = route!(router, "GetMigrationStatus", get_migration_status);
         let router = route!(router, "CancelMigration", cancel_migration);
         let router = route!(router, "ListMigrations", list_migrations);
+        let router = route!(router, "CreateToken", create_token);
+        let router = route!(router, "ListTokens", list_tokens);
+        let router = route!(router, "RevokeToken", revoke_token);
         route!(router, "ListStorageNodes", list_storage_nodes)
+    }
+
+    /// This core's valid client tokens.
+    pub(crate) fn tokens(&self) -> Arc<crate::coordinator::auth::TokenSet> {
+        self.tokens.borrow().clone()
     }
 
     /// The preference list of `(tenant_id, key)` for replication factor `rf`.

@@ -17,6 +17,7 @@
 //! - [`migration`]: data movement's plan, per-stage read and write sets and driver (not wired to
 //!   the server yet).
 
+pub mod auth;
 pub mod health;
 pub mod hints;
 pub mod idempotency;

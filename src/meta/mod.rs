@@ -60,6 +60,8 @@ pub enum RecordKind {
     Migration,
     /// A [`Hint`].
     Hint,
+    /// A [`TokenRecord`].
+    Token,
     /// The store as a whole: its schema or its files, not one record.
     Store,
 }
@@ -71,6 +73,7 @@ impl fmt::Display for RecordKind {
             RecordKind::Node => "node",
             RecordKind::Migration => "migration",
             RecordKind::Hint => "hint",
+            RecordKind::Token => "token",
             RecordKind::Store => "store",
         })
     }
@@ -138,6 +141,36 @@ pub struct TenantRecord {
     pub created_at: i64,
     /// Last change (replication factor), unix seconds.
     pub updated_at: i64,
+}
+
+/// One client bearer token (see `core::auth`): everything but the secret, kept only as a hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The token's id: 16 hex digits, the `<id>` of `pdb_<id>_<secret>`.
+    pub token_id: String,
+    /// The tenant a tenant token belongs to; empty for an admin token.
+    pub tenant_id: String,
+    /// `admin`, `tenant-rw` or `tenant-ro` (`core::auth::Role::as_str`).
+    pub role: String,
+    /// Creation time, unix microseconds.
+    pub created_at_us: i64,
+    /// Revocation time, unix microseconds; 0 while the token is valid.
+    pub revoked_at_us: i64,
+    /// SHA-256 of the secret, lowercase hex (`core::auth::hash_secret`).
+    pub secret_hash: String,
+}
+
+impl fmt::Debug for TokenRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The hash is not the secret, but it has no business in logs either.
+        f.debug_struct("TokenRecord")
+            .field("token_id", &self.token_id)
+            .field("tenant_id", &self.tenant_id)
+            .field("role", &self.role)
+            .field("created_at_us", &self.created_at_us)
+            .field("revoked_at_us", &self.revoked_at_us)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Whether a storage node takes new data.
@@ -407,6 +440,17 @@ pub trait MetadataStore: Send + Sync {
 
     /// Every coordinator's last beat.
     fn beats(&self) -> Result<Vec<CoordinatorBeat>, MetaError>;
+
+    /// Stores a new token; [`MetaError::AlreadyExists`] when its id is taken. Tells every
+    /// coordinator, as a tenant change does.
+    fn create_token(&self, token: &TokenRecord) -> Result<(), MetaError>;
+
+    /// Every token, revoked ones included, ordered by id.
+    fn tokens(&self) -> Result<Vec<TokenRecord>, MetaError>;
+
+    /// Marks a token revoked at `now_us` (a token revoked already keeps its first revocation
+    /// time) and returns it; [`MetaError::NotFound`] when absent. Tells every coordinator.
+    fn revoke_token(&self, token_id: &str, now_us: i64) -> Result<TokenRecord, MetaError>;
 }
 
 /// Hints for hinted handoff. Every write is durable when the call returns.

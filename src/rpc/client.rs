@@ -18,7 +18,7 @@ use std::{
 };
 
 use ahash::AHashMap;
-use futures_lite::{AsyncRead, AsyncWrite};
+use futures_lite::AsyncWrite;
 
 use bytes::{Bytes, BytesMut};
 use glommio::net::TcpStream;
@@ -35,7 +35,7 @@ use crate::rpc::{
 };
 
 /// Tunables of a client connection.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Largest reply accepted. 4 MiB, as gRPC's default.
     pub max_message_bytes: usize,
@@ -47,6 +47,10 @@ pub struct ClientConfig {
     pub connection_window_bytes: u32,
     /// Which HTTP/2 implementation carries the calls (`rpc.http2`).
     pub http2: Http2Impl,
+    /// The `authorization` metadata sent on every call (the whole value, as
+    /// `Bearer <secret>`), when set. Sent so that no HPACK table keeps it (never-indexed), and
+    /// never printed.
+    pub authorization: Option<Bytes>,
 }
 
 impl Default for ClientConfig {
@@ -57,7 +61,22 @@ impl Default for ClientConfig {
             stream_window_bytes: 1 << 20,
             connection_window_bytes: 8 << 20,
             http2: Http2Impl::default(),
+            authorization: None,
         }
+    }
+}
+
+/// Never prints the credential.
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("stream_window_bytes", &self.stream_window_bytes)
+            .field("connection_window_bytes", &self.connection_window_bytes)
+            .field("http2", &self.http2)
+            .field("authorization", &self.authorization.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
@@ -136,6 +155,8 @@ struct H2Channel {
     authority: http::uri::Authority,
     closed: Rc<Cell<bool>>,
     max_message_bytes: usize,
+    /// The `authorization` value of every call, marked sensitive (never indexed by HPACK).
+    authorization: Option<HeaderValue>,
 }
 
 impl H2Channel {
@@ -174,7 +195,23 @@ impl H2Channel {
             .to_string()
             .parse()
             .map_err(|e| Status::internal(format!("address {addr} is not an authority: {e}")))?;
-        Ok(H2Channel { send, authority, closed, max_message_bytes: config.max_message_bytes })
+        let authorization = match &config.authorization {
+            None => None,
+            Some(raw) => {
+                let mut value = HeaderValue::from_maybe_shared(raw.clone()).map_err(|_| {
+                    Status::internal("the authorization value is not a valid header value")
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(H2Channel {
+            send,
+            authority,
+            closed,
+            max_message_bytes: config.max_message_bytes,
+            authorization,
+        })
     }
 
     async fn call(
@@ -200,6 +237,9 @@ impl H2Channel {
         );
         if let Some(t) = timeout {
             headers.insert("grpc-timeout", encode_timeout(t));
+        }
+        if let Some(auth) = &self.authorization {
+            headers.insert(http::header::AUTHORIZATION, auth.clone());
         }
         let (response, mut stream) = send.send_request(req, false).map_err(transport_status)?;
         stream.send_data(framed_request, true).map_err(transport_status)?;
@@ -292,7 +332,13 @@ impl NativeChannel {
         };
         let channel = Rc::new(NativeChannel {
             state: RefCell::new(NativeState {
-                conn: ClientConn::new(limits, &addr.to_string()),
+                conn: {
+                    let mut conn = ClientConn::new(limits, &addr.to_string());
+                    if let Some(auth) = &config.authorization {
+                        conn.set_authorization(auth);
+                    }
+                    conn
+                },
                 waiters: AHashMap::new(),
                 queued: VecDeque::new(),
                 driver: None,
@@ -357,8 +403,7 @@ impl NativeChannel {
     /// Owns the socket: reads into the connection, hands finished calls to their waiters,
     /// writes what the connection produced (one write per turn for every call started).
     async fn drive(self: Rc<Self>, mut io: TcpStream, addr: SocketAddr) {
-        let mut rbuf = BytesMut::with_capacity(64 << 10);
-        let mut scratch = vec![0u8; 64 << 10];
+        let mut rbuf = BytesMut::new();
         let why = poll_fn(|cx| {
             let mut st = self.state.borrow_mut();
             if !st.driver.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -366,12 +411,11 @@ impl NativeChannel {
             }
             for _ in 0..64 {
                 let mut progressed = false;
-                match Pin::new(&mut io).poll_read(cx, &mut scratch) {
+                match crate::rpc::server::read_into(&mut io, cx, &mut rbuf) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready("the server closed the connection".to_owned())
                     }
-                    Poll::Ready(Ok(n)) => {
-                        rbuf.extend_from_slice(&scratch[..n]);
+                    Poll::Ready(Ok(_)) => {
                         st.conn.recv(&mut rbuf);
                         progressed = true;
                     }

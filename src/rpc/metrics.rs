@@ -31,6 +31,8 @@ pub struct RpcMetrics {
     in_flight: Cell<u64>,
     /// What native HTTP/2 connections refused or resisted on this core.
     http2: RefCell<ConnStats>,
+    /// Calls refused for a missing or wrong credential (see `Router::require_bearer`).
+    unauthenticated: Cell<u64>,
 }
 
 /// Counts a call as in flight until dropped (a connection that dies mid-call drops it too).
@@ -87,6 +89,16 @@ impl RpcMetrics {
         t.goaway_timeout += s.goaway_timeout;
     }
 
+    /// A call was refused for a missing or wrong credential.
+    pub fn record_unauthenticated(&self) {
+        self.unauthenticated.set(self.unauthenticated.get() + 1);
+    }
+
+    /// Calls refused for a missing or wrong credential so far.
+    pub fn unauthenticated(&self) -> u64 {
+        self.unauthenticated.get()
+    }
+
     /// Calls in flight now.
     pub fn in_flight(&self) -> u64 {
         self.in_flight.get()
@@ -102,6 +114,12 @@ impl RpcMetrics {
             )
             .label("core", core.to_string()),
         );
+        out.push(Sample::counter(
+            "pairdb_rpc_unauthenticated_total",
+            "gRPC calls refused with UNAUTHENTICATED before their handler ran: no or a wrong \
+             credential (a storage node's cluster secret).",
+            self.unauthenticated.get(),
+        ));
         let h = self.http2.borrow();
         for (kind, n) in [
             ("peer", h.peer_resets),
@@ -206,6 +224,7 @@ mod tests {
             "pairdb_rpc_requests_total{service=\"p.S\",method=\"M\",code=\"UNKNOWN\"} 1",
             "pairdb_rpc_latency_seconds_count{service=\"p.S\",method=\"M\"} 3",
             "pairdb_rpc_in_flight{core=\"0\"} 0",
+            "pairdb_rpc_unauthenticated_total 0",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }

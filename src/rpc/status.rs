@@ -298,6 +298,8 @@ impl From<&PairError> for Status {
             E::UnsupportedEncoding(_) => (Code::UNIMPLEMENTED, "UNSUPPORTED_ENCODING"),
             E::ServiceNotFound(_) => (Code::NOT_FOUND, "SERVICE_NOT_FOUND"),
             E::DeadlineExceeded(_) => (Code::DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
+            E::Unauthorized(_) => (Code::UNAUTHENTICATED, "UNAUTHORIZED"),
+            E::Forbidden(_) => (Code::PERMISSION_DENIED, "FORBIDDEN"),
             E::Internal(_) => (Code::INTERNAL, "INTERNAL"),
         };
         Status::new(code, e.to_string()).with_error_code(error_code)

@@ -19,6 +19,10 @@ use crate::{
     },
 };
 
+/// The paths a storage node serves without the cluster secret: health checks (load balancers,
+/// orchestrators) and reflection (grpcurl). Everything of `StorageService` needs it.
+const OPEN_PREFIXES: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
+
 /// What every core of a storage node shares.
 pub struct StorageNode {
     engine: Arc<Engine>,
@@ -27,6 +31,8 @@ pub struct StorageNode {
     incarnation_id: String,
     addr: SocketAddr,
     server: ServerConfig,
+    /// `rpc.cluster_secret(_file)`: when set, storage calls must carry it (`Bearer`).
+    cluster_secret: Option<Vec<u8>>,
     health: HealthState,
     drain_timeout: Duration,
     metrics: MetricsHub,
@@ -40,6 +46,9 @@ impl StorageNode {
     /// its background purge. Blocks on disk I/O: call it before the executors start. `addr` must
     /// carry a concrete port (see `runtime::listen::reserve`).
     pub fn open(config: &StorageConfig, addr: SocketAddr) -> Result<Arc<StorageNode>, EngineError> {
+        // First, so that a bad secret fails the start before the engine opens.
+        let cluster_secret =
+            config.rpc.cluster_secret_bytes().map_err(|e| std::io::Error::other(e.to_string()))?;
         std::fs::create_dir_all(&config.data_dir)?;
         let incarnation_id = incarnation::load_or_create(&config.data_dir)?;
         let engine = Arc::new(Engine::open(&config.data_dir, config.engine())?);
@@ -58,6 +67,7 @@ impl StorageNode {
                 http2: config.rpc.http2,
                 ..ServerConfig::default()
             },
+            cluster_secret,
             health: HealthState::default(),
             drain_timeout: Duration::from_secs(config.shutdown_timeout_secs),
             metrics: MetricsHub::new(),
@@ -192,9 +202,13 @@ impl StorageNode {
             out
         }))
         .detach();
-        let router =
+        let mut router =
             reflection::add(health::add(service.register(Router::new()), self.health.clone()))
                 .with_metrics(rpc);
+        if let Some(secret) = &self.cluster_secret {
+            // Only coordinators hold the secret; probes and tools keep health and reflection.
+            router = router.require_bearer(secret, OPEN_PREFIXES);
+        }
         let health = self.health.clone();
         let stop = shutdown.clone();
         glommio::spawn_local(async move {

@@ -25,6 +25,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a storage node (serves pairdb.storage.v1.StorageService).
+    ///
+    /// To trust only coordinators, give every storage node and coordinator the same cluster
+    /// secret (at least 32 bytes): `rpc.cluster_secret_file` in the config file, or the
+    /// PAIRDB_RPC_CLUSTER_SECRET environment variable. The node then refuses storage calls
+    /// without `authorization: Bearer <secret>` (UNAUTHENTICATED, UNAUTHORIZED); health checks
+    /// and reflection stay open. See docs/SECURITY.md.
     Storage(roles::StorageArgs),
     /// Run a coordinator (serves pairdb.coordinator.v1.CoordinatorService).
     Coordinator(roles::CoordinatorArgs),

@@ -339,7 +339,9 @@ impl Role for CoordinatorRole {
     }
 
     fn validate(cfg: &CoordinatorConfig) -> Result<(), ConfigError> {
-        cfg.validate()
+        cfg.validate()?;
+        // Here rather than in `CoordinatorConfig::validate`: the `rpc:` section is shared.
+        cfg.rpc.validate()
     }
 
     fn log(cfg: &CoordinatorConfig) -> &LogConfig {

@@ -4,9 +4,12 @@
 use prost::Message;
 use redb::ReadableTable;
 
-use super::{check_id, corrupt, DecodeError, EmbeddedStore, Fail, MIGRATIONS, NODES, TENANTS};
+use super::{
+    check_id, corrupt, DecodeError, EmbeddedStore, Fail, MIGRATIONS, NODES, TENANTS, TOKENS,
+};
 use crate::meta::{
     MetaError, MetadataStore, MigrationRecord, NodeRecord, NodeState, RecordKind, TenantRecord,
+    TokenRecord,
 };
 
 impl MetadataStore for EmbeddedStore {
@@ -219,6 +222,51 @@ impl MetadataStore for EmbeddedStore {
         Ok(beats.values().cloned().collect())
     }
 
+    fn create_token(&self, token: &TokenRecord) -> Result<(), MetaError> {
+        check_id(RecordKind::Token, &token.token_id)?;
+        self.write(|txn| {
+            let mut table = txn.open_table(TOKENS)?;
+            if table.get(token.token_id.as_str())?.is_some() {
+                return Err(Fail::Meta(MetaError::AlreadyExists {
+                    kind: RecordKind::Token,
+                    id: token.token_id.clone(),
+                }));
+            }
+            table.insert(token.token_id.as_str(), encode_token(token).as_slice())?;
+            Ok(())
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, MetaError> {
+        self.read(|txn| {
+            let table = txn.open_table(TOKENS)?;
+            let mut out = Vec::new();
+            for row in table.iter()? {
+                let (k, v) = row?;
+                out.push(decode_token(k.value(), v.value())?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn revoke_token(&self, token_id: &str, now_us: i64) -> Result<TokenRecord, MetaError> {
+        self.write(|txn| {
+            let mut table = txn.open_table(TOKENS)?;
+            let found = table.get(token_id)?.map(|g| decode_token(token_id, g.value()));
+            let Some(mut token) = found.transpose()? else {
+                return Err(Fail::Meta(MetaError::NotFound {
+                    kind: RecordKind::Token,
+                    id: token_id.to_owned(),
+                }));
+            };
+            if token.revoked_at_us == 0 {
+                token.revoked_at_us = now_us;
+                table.insert(token_id, encode_token(&token).as_slice())?;
+            }
+            Ok(token)
+        })
+    }
+
     fn migration(&self, migration_id: &str) -> Result<Option<MigrationRecord>, MetaError> {
         self.read(|txn| {
             let table = txn.open_table(MIGRATIONS)?;
@@ -239,6 +287,44 @@ impl MetadataStore for EmbeddedStore {
             Ok(counts.into_iter().collect())
         })
     }
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(super) struct TokenValue {
+    #[prost(string, tag = "1")]
+    tenant_id: String,
+    #[prost(string, tag = "2")]
+    role: String,
+    #[prost(int64, tag = "3")]
+    created_at_us: i64,
+    #[prost(int64, tag = "4")]
+    revoked_at_us: i64,
+    #[prost(string, tag = "5")]
+    secret_hash: String,
+}
+
+fn encode_token(t: &TokenRecord) -> Vec<u8> {
+    TokenValue {
+        tenant_id: t.tenant_id.clone(),
+        role: t.role.clone(),
+        created_at_us: t.created_at_us,
+        revoked_at_us: t.revoked_at_us,
+        secret_hash: t.secret_hash.clone(),
+    }
+    .encode_to_vec()
+}
+
+fn decode_token(token_id: &str, bytes: &[u8]) -> Result<TokenRecord, Fail> {
+    let v = TokenValue::decode(bytes)
+        .map_err(|e| corrupt(RecordKind::Token, token_id, DecodeError::from(e)))?;
+    Ok(TokenRecord {
+        token_id: token_id.to_owned(),
+        tenant_id: v.tenant_id,
+        role: v.role,
+        created_at_us: v.created_at_us,
+        revoked_at_us: v.revoked_at_us,
+        secret_hash: v.secret_hash,
+    })
 }
 
 #[derive(Clone, PartialEq, Message)]

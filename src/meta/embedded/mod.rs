@@ -67,6 +67,7 @@ const HINTS_BY_TIME: TableDefinition<(i64, &str, u64), ()> = TableDefinition::ne
 const HINT_KEYS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("hint_keys");
 const HINT_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("hint_counts");
 const SETTINGS: TableDefinition<&str, u64> = TableDefinition::new("settings");
+const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 
 /// Metadata and hints in one redb file. Cheap to share: `Arc<EmbeddedStore>` serves as both
 /// `Arc<dyn MetadataStore>` and `Arc<dyn HintStore>`.
@@ -105,6 +106,7 @@ impl EmbeddedStore {
             txn.open_table(HINTS_BY_TIME)?;
             txn.open_table(HINT_KEYS)?;
             txn.open_table(HINT_COUNTS)?;
+            txn.open_table(TOKENS)?;
             let mut settings = txn.open_table(SETTINGS)?;
             let found = settings.get(SCHEMA_VERSION_KEY)?.map(|g| g.value());
             match found {

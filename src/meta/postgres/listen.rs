@@ -20,6 +20,8 @@ pub enum Change {
     Tenants,
     /// The storage node list changed.
     Nodes,
+    /// A client token was created or revoked.
+    Tokens,
     /// Anything may have changed: the periodic tick, or the listener reconnected and may have
     /// missed notifications. Reload everything.
     Everything,
@@ -92,7 +94,8 @@ impl PostgresStore {
                     if changes.contains(&Change::Everything) {
                         changes = vec![Change::Everything];
                     }
-                    for kind in [Change::Everything, Change::Tenants, Change::Nodes] {
+                    for kind in [Change::Everything, Change::Tenants, Change::Nodes, Change::Tokens]
+                    {
                         if changes.contains(&kind) && !on_change(kind) {
                             return;
                         }
@@ -134,6 +137,7 @@ fn parse_change(payload: &str, schema: &str) -> Option<Change> {
     Some(match what {
         "tenants" => Change::Tenants,
         "nodes" => Change::Nodes,
+        "tokens" => Change::Tokens,
         _ => Change::Everything,
     })
 }
@@ -152,6 +156,7 @@ mod tests {
     fn payloads_parse_and_other_schemas_are_ignored() {
         assert_eq!(parse_change("public:tenants", "public"), Some(Change::Tenants));
         assert_eq!(parse_change("public:nodes", "public"), Some(Change::Nodes));
+        assert_eq!(parse_change("public:tokens", "public"), Some(Change::Tokens));
         assert_eq!(parse_change("public:?", "public"), Some(Change::Everything));
         assert_eq!(parse_change("other:tenants", "public"), None);
         assert_eq!(parse_change("tenants", "public"), None);

@@ -6,6 +6,7 @@ use super::listen::notify;
 use super::{check_id, corrupt, exists, DecodeError, Fail, PostgresStore};
 use crate::meta::{
     MetaError, MetadataStore, MigrationRecord, NodeRecord, NodeState, RecordKind, TenantRecord,
+    TokenRecord,
 };
 
 impl MetadataStore for PostgresStore {
@@ -247,6 +248,58 @@ impl MetadataStore for PostgresStore {
         })
     }
 
+    fn create_token(&self, token: &TokenRecord) -> Result<(), MetaError> {
+        check_id(RecordKind::Token, &token.token_id)?;
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO tokens
+                     (token_id, tenant_id, role, created_at_us, revoked_at_us, secret_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &token.token_id,
+                    &token.tenant_id,
+                    &token.role,
+                    &token.created_at_us,
+                    &token.revoked_at_us,
+                    &token.secret_hash,
+                ],
+            )
+            .map_err(|e| exists(e, RecordKind::Token, &token.token_id))?;
+            notify(tx, "tokens")
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<TokenRecord>, MetaError> {
+        self.with(|c| {
+            let rows = c.query(
+                "SELECT token_id, tenant_id, role, created_at_us, revoked_at_us, secret_hash
+                 FROM tokens ORDER BY token_id",
+                &[],
+            )?;
+            Ok(rows.iter().map(token_from_row).collect())
+        })
+    }
+
+    fn revoke_token(&self, token_id: &str, now_us: i64) -> Result<TokenRecord, MetaError> {
+        self.write(|tx| {
+            let row = tx.query_opt(
+                "UPDATE tokens SET revoked_at_us = CASE WHEN revoked_at_us = 0 THEN $2
+                                                       ELSE revoked_at_us END
+                 WHERE token_id = $1
+                 RETURNING token_id, tenant_id, role, created_at_us, revoked_at_us, secret_hash",
+                &[&token_id, &now_us],
+            )?;
+            let Some(row) = row else {
+                return Err(Fail::Meta(MetaError::NotFound {
+                    kind: RecordKind::Token,
+                    id: token_id.to_owned(),
+                }));
+            };
+            notify(tx, "tokens")?;
+            Ok(token_from_row(&row))
+        })
+    }
+
     fn migration_counts(&self) -> Result<Vec<(String, u64)>, MetaError> {
         self.with(|c| {
             let rows = c.query(
@@ -314,6 +367,17 @@ fn node_params(n: &NodeRecord) -> NodeParams {
         virtual_nodes: to_i32(n.virtual_nodes),
         state: n.state.as_str(),
         added_at: n.added_at,
+    }
+}
+
+fn token_from_row(r: &postgres::Row) -> TokenRecord {
+    TokenRecord {
+        token_id: r.get(0),
+        tenant_id: r.get(1),
+        role: r.get(2),
+        created_at_us: r.get(3),
+        revoked_at_us: r.get(4),
+        secret_hash: r.get(5),
     }
 }
 

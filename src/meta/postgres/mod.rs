@@ -71,6 +71,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "0001_metadata.sql", include_str!("../../../migrations/0001_metadata.sql")),
     (2, "0002_hint_coalescing.sql", include_str!("../../../migrations/0002_hint_coalescing.sql")),
     (3, "0003_data_movement.sql", include_str!("../../../migrations/0003_data_movement.sql")),
+    (4, "0004_tokens.sql", include_str!("../../../migrations/0004_tokens.sql")),
 ];
 
 mod hints;

@@ -79,12 +79,14 @@ pub struct ClientConn {
     failed: Option<String>,
     authority_block: Vec<u8>,
     user_agent: &'static [u8],
+    /// The encoded `authorization` field of every call, empty when none is sent.
+    authorization_block: Vec<u8>,
 }
 
 impl ClientConn {
     /// A new connection to `authority`; the preface and SETTINGS are already in the output.
     pub fn new(limits: ClientLimits, authority: &str) -> ClientConn {
-        let mut out = Vec::with_capacity(16 << 10);
+        let mut out = Vec::with_capacity(256);
         out.extend_from_slice(frame::PREFACE);
         frame::write_settings(
             &mut out,
@@ -114,9 +116,18 @@ impl ClientConn {
             goaway: None,
             failed: None,
             authority_block,
+            authorization_block: Vec::new(),
             user_agent: concat!("pairdb/", env!("CARGO_PKG_VERSION")).as_bytes(),
             limits,
         }
+    }
+
+    /// Sends `authorization: {value}` on every call from now on, as a literal never indexed
+    /// (RFC 7541 §6.2.3), so that neither this side nor any intermediary keeps it in a table.
+    pub fn set_authorization(&mut self, value: &[u8]) {
+        self.authorization_block.clear();
+        // 23: `authorization` in the static table.
+        hpack::encode_literal_never_indexed_name(23, value, &mut self.authorization_block);
     }
 
     /// Bytes to write to the server.
@@ -177,6 +188,7 @@ impl ClientConn {
         if let Some(t) = timeout {
             hpack::encode_literal(b"grpc-timeout", t, &mut block);
         }
+        block.extend_from_slice(&self.authorization_block);
         frame::write_headers(&mut self.out, id, &block, false, self.peer_max_frame);
         self.calls.insert(
             id,
@@ -683,6 +695,22 @@ mod tests {
         assert_eq!(done.result.expect("OK").as_ref(), &reply[5..]);
         assert_eq!(client.in_flight(), 0);
         assert_eq!(server.open_streams(), 0);
+    }
+
+    #[test]
+    fn authorization_is_sent_never_indexed() {
+        let mut client = ClientConn::new(limits(), "127.0.0.1:1");
+        let secret = b"Bearer 0123456789abcdef0123456789abcdef";
+        client.set_authorization(secret);
+        let mut server = Conn::new(Limits::default(), Instant::now());
+        client.start("/p.S/M", framed(1), None).unwrap();
+        let out = client.output().clone();
+        // 0x10 | 15, then 23 - 15: a never-indexed literal named by static entry 23.
+        let field = [&[0x1f, 0x08, secret.len() as u8][..], secret].concat();
+        assert!(out.windows(field.len()).any(|w| w == field), "never-indexed field sent");
+        let events = pump(&mut client, &mut server);
+        let Some(Event::Request { head, .. }) = events.first() else { panic!("{events:?}") };
+        assert_eq!(head.authorization.as_deref(), Some(&secret[..]));
     }
 
     #[test]

@@ -330,7 +330,7 @@ impl Conn {
     /// A new connection; our SETTINGS and the connection window update are already in the
     /// output (the server may send them before the client's preface arrives).
     pub fn new(limits: Limits, now: Instant) -> Conn {
-        let mut out = Vec::with_capacity(16 << 10);
+        let mut out = Vec::with_capacity(256);
         frame::write_settings(
             &mut out,
             &[

@@ -55,6 +55,7 @@ use crate::{
 };
 
 mod native;
+pub(crate) use native::read_into;
 mod reply;
 mod router;
 
@@ -238,6 +239,14 @@ async fn handle_stream(
         return;
     }
     let path = parts.uri.path();
+    // Before anything else about the call, so that a caller without the credential learns
+    // nothing about it (not even whether the method exists).
+    if let Err(status) =
+        router.authorize(path, parts.headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()))
+    {
+        send_status(&mut respond, &status);
+        return;
+    }
     let Some(route) = router.routes.get(path) else {
         let status =
             Status::from(PairError::UnknownMethod(format!("unknown service or method {path}")));

@@ -119,8 +119,8 @@ pub async fn serve_connection(
         streaming: Vec::new(),
         conn_waker: Rc::new(RefCell::new(None)),
     };
-    let mut rbuf = BytesMut::with_capacity(64 << 10);
-    let mut scratch = vec![0u8; 64 << 10];
+    // Grows on demand: an idle connection holds no read buffer worth speaking of.
+    let mut rbuf = BytesMut::new();
     let mut read_closed = false;
     let mut stop = pin!(shutdown.wait());
     let mut timer: Option<(Instant, Pin<Box<glommio::timer::Timer>>)> = None;
@@ -133,13 +133,12 @@ pub async fn serve_connection(
         for _ in 0..64 {
             let mut progressed = false;
             if !read_closed && conn.wants_read() {
-                match Pin::new(&mut io).poll_read(cx, &mut scratch) {
+                match read_into(&mut io, cx, &mut rbuf) {
                     Poll::Ready(Ok(0)) => {
                         read_closed = true;
                         progressed = true;
                     }
-                    Poll::Ready(Ok(n)) => {
-                        rbuf.extend_from_slice(&scratch[..n]);
+                    Poll::Ready(Ok(_)) => {
                         conn.recv(&mut rbuf, Instant::now());
                         progressed = true;
                     }
@@ -207,6 +206,28 @@ pub async fn serve_connection(
     })
     .await;
     let _ = futures_lite::AsyncWriteExt::close(&mut io).await;
+}
+
+thread_local! {
+    /// One read buffer per core, shared by its connections: glommio completes a read into its
+    /// own buffer and copies it out only when polled, so no read holds this across polls, and
+    /// ten thousand idle connections do not each keep 64 KiB.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 64 << 10]);
+}
+
+/// Reads what `io` has into the end of `buf` (at most 64 KiB); `Ok(0)` at end of stream.
+pub(crate) fn read_into<T: AsyncRead + Unpin>(
+    io: &mut T,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+) -> Poll<std::io::Result<usize>> {
+    SCRATCH.with_borrow_mut(|scratch| match Pin::new(io).poll_read(cx, scratch) {
+        Poll::Ready(Ok(n)) => {
+            buf.extend_from_slice(&scratch[..n]);
+            Poll::Ready(Ok(n))
+        }
+        other => other,
+    })
 }
 
 /// Writes as much of the output as the socket takes; true when something was written.
@@ -381,6 +402,11 @@ impl ConnTask {
         }
         let status = if head.method != Method::Post {
             Some(Status::unimplemented("method is not POST"))
+        } else if let Err(status) =
+            self.router.authorize(head.path.as_str(), head.authorization.as_deref())
+        {
+            // Before the route: a caller without the credential learns nothing about the call.
+            Some(status)
         } else if !self.router.routes.contains_key(head.path.as_str()) {
             Some(Status::from(PairError::UnknownMethod(format!(
                 "unknown service or method {}",

@@ -50,6 +50,14 @@ pub struct Router {
     pub(super) routes: AHashMap<String, Route>,
     /// This core's call counters and latencies, when the server records them.
     pub(super) metrics: Option<Rc<RpcMetrics>>,
+    /// The bearer credential every call must carry, when one is required.
+    bearer: Option<BearerGuard>,
+}
+
+/// A required `authorization: Bearer <secret>`, and the paths exempt from it.
+struct BearerGuard {
+    secret: Vec<u8>,
+    open_prefixes: Vec<String>,
 }
 
 impl Router {
@@ -122,6 +130,53 @@ impl Router {
         self.routes.extend(other.routes);
         self
     }
+
+    /// Requires every call, except to paths starting with one of `open_prefixes`, to carry
+    /// `authorization: Bearer <secret>`; others are refused with UNAUTHENTICATED
+    /// (`UNAUTHORIZED`) before their handler runs, and counted. The comparison takes the same
+    /// time wherever the given credential differs.
+    pub fn require_bearer(mut self, secret: &[u8], open_prefixes: &[&str]) -> Self {
+        self.bearer = Some(BearerGuard {
+            secret: secret.to_vec(),
+            open_prefixes: open_prefixes.iter().map(|p| (*p).to_owned()).collect(),
+        });
+        self
+    }
+
+    /// Whether a call to `path` with this `authorization` may run: `Err` with the status to
+    /// answer when a required credential is missing or wrong (counted in the metrics).
+    pub fn authorize(&self, path: &str, authorization: Option<&[u8]>) -> Result<(), Status> {
+        let Some(guard) = &self.bearer else { return Ok(()) };
+        if guard.open_prefixes.iter().any(|p| path.starts_with(p.as_str())) {
+            return Ok(());
+        }
+        let why = match authorization.map(bearer_token) {
+            None => "this storage node requires the cluster credential (authorization: Bearer)",
+            Some(None) => "the authorization metadata is not a Bearer credential",
+            Some(Some(token)) if constant_time_eq(token, &guard.secret) => return Ok(()),
+            Some(Some(_)) => "the cluster credential is wrong",
+        };
+        if let Some(metrics) = self.metrics.as_deref() {
+            metrics.record_unauthenticated();
+        }
+        Err(Status::from(crate::error::PairError::Unauthorized(why.into())))
+    }
+}
+
+/// The token of a `Bearer` credential (the scheme is case-insensitive), None for another scheme.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    let (scheme, rest) = value.split_at(value.iter().position(|b| *b == b' ')?);
+    scheme.eq_ignore_ascii_case(b"bearer").then(|| rest.trim_ascii())
+}
+
+/// Compares `given` with `expected` in time that depends only on `expected`'s length.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, e) in expected.iter().enumerate() {
+        diff |= e ^ given.get(i).copied().unwrap_or(!*e);
+    }
+    std::hint::black_box(diff) == 0
 }
 
 /// One streaming call: read request messages, send reply messages, finish with a status.
@@ -220,5 +275,47 @@ impl StreamingCall {
             },
             CallIo::Native(handle) => handle.finish(status),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_guard() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let router = Router::new()
+            .require_bearer(secret, &["/grpc.health.v1.Health/"])
+            .with_metrics(Rc::new(RpcMetrics::default()));
+        let path = "/pairdb.storage.v1.StorageService/Write";
+        let good = [b"Bearer ".as_slice(), secret].concat();
+        let lower = [b"bearer  ".as_slice(), secret].concat();
+        assert!(router.authorize(path, Some(&good)).is_ok());
+        assert!(router.authorize(path, Some(&lower)).is_ok());
+        for bad in [
+            None,
+            Some(secret.as_slice()),
+            Some(b"Bearer".as_slice()),
+            Some(b"Bearer 0123456789abcdef0123456789abcdeX".as_slice()),
+            Some(b"Bearer 0123456789abcdef0123456789abcdef0".as_slice()),
+            Some(b"Basic 0123456789abcdef0123456789abcdef".as_slice()),
+        ] {
+            let status = router.authorize(path, bad).unwrap_err();
+            assert_eq!(status.code, crate::rpc::status::Code::UNAUTHENTICATED);
+        }
+        assert!(router.authorize("/grpc.health.v1.Health/Check", None).is_ok());
+        assert_eq!(router.metrics.as_ref().unwrap().unauthenticated(), 6);
+        assert!(Router::new().authorize(path, None).is_ok());
+    }
+
+    #[test]
+    fn constant_time_eq_is_eq() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abd", b"abc"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"abcd", b"abc"));
+        assert!(!constant_time_eq(b"", b"abc"));
+        assert!(constant_time_eq(b"", b""));
     }
 }

@@ -94,6 +94,21 @@ class CoordinatorServiceStub:
                 request_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListMigrationsRequest.SerializeToString,
                 response_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListMigrationsResponse.FromString,
                 _registered_method=True)
+        self.CreateToken = channel.unary_unary(
+                '/pairdb.coordinator.v1.CoordinatorService/CreateToken',
+                request_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.CreateTokenRequest.SerializeToString,
+                response_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.CreateTokenResponse.FromString,
+                _registered_method=True)
+        self.ListTokens = channel.unary_unary(
+                '/pairdb.coordinator.v1.CoordinatorService/ListTokens',
+                request_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListTokensRequest.SerializeToString,
+                response_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListTokensResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/pairdb.coordinator.v1.CoordinatorService/RevokeToken',
+                request_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -179,6 +194,28 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateToken(self, request, context):
+        """Makes a bearer token (admin only). The token itself is in this answer and nowhere else:
+        only a hash of its secret is stored. See docs/SECURITY.md.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTokens(self, request, context):
+        """Every token (admin only), revoked ones included; never a secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """Revokes a token (admin only): every coordinator refuses it within about a second.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -241,6 +278,21 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ListMigrations,
                     request_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListMigrationsRequest.FromString,
                     response_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListMigrationsResponse.SerializeToString,
+            ),
+            'CreateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToken,
+                    request_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.CreateTokenRequest.FromString,
+                    response_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'ListTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTokens,
+                    request_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListTokensRequest.FromString,
+                    response_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListTokensResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.RevokeTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -567,6 +619,87 @@ class CoordinatorService:
             '/pairdb.coordinator.v1.CoordinatorService/ListMigrations',
             pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListMigrationsRequest.SerializeToString,
             pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListMigrationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pairdb.coordinator.v1.CoordinatorService/CreateToken',
+            pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.CreateTokenRequest.SerializeToString,
+            pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pairdb.coordinator.v1.CoordinatorService/ListTokens',
+            pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListTokensRequest.SerializeToString,
+            pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.ListTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pairdb.coordinator.v1.CoordinatorService/RevokeToken',
+            pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.RevokeTokenRequest.SerializeToString,
+            pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.RevokeTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

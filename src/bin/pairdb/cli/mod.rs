@@ -44,6 +44,7 @@ use self::{
     migration::MigrationArgs,
     node::NodeArgs,
     tenant::TenantArgs,
+    token::TokenArgs,
 };
 
 mod input;
@@ -53,6 +54,7 @@ mod node;
 mod output;
 pub mod probe;
 mod tenant;
+mod token;
 
 /// Exit code when the coordinator answered with an error, or reading or writing a local file
 /// failed.
@@ -81,6 +83,8 @@ pub enum ClientCommand {
     Node(NodeArgs),
     /// Show, follow, list and cancel migrations.
     Migration(MigrationArgs),
+    /// Create, list and revoke bearer tokens (admin token needed).
+    Token(TokenArgs),
 }
 
 /// Where and how to call the coordinator; accepted by every client subcommand.
@@ -101,6 +105,10 @@ pub struct Connection {
     /// Print the response as JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// Bearer token sent with every call (`authorization: Bearer <token>`), for a coordinator
+    /// with `auth.mode: required`. Prefer the environment variable: a flag shows in `ps`.
+    #[arg(long, global = true, env = "PAIRDB_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// Runs one client subcommand and returns the process exit code.
@@ -110,6 +118,7 @@ pub fn run(command: ClientCommand) -> i32 {
         ClientCommand::Tenant(args) => tenant::run_tenant(args),
         ClientCommand::Node(args) => node::run_node(args),
         ClientCommand::Migration(args) => migration::run_migration(args),
+        ClientCommand::Token(args) => token::run_token(args),
     };
     let code = match result {
         Ok(()) => 0,
@@ -176,12 +185,17 @@ where
         .map_err(|e| Failure::NoConnection { addr: addr.clone(), reason: e.to_string() })?
         .collect();
     let timeout = conn.timeout;
+    let token = conn.token.clone();
     let path = format!("{SERVICE}{method}");
     let handle = LocalExecutorBuilder::new(Placement::Unbound)
         .name("pairdb-cli")
         .io_memory(IO_MEMORY_BYTES)
         .spawn(move || async move {
-            let config = ClientConfig { connect_timeout: timeout, ..ClientConfig::default() };
+            let config = ClientConfig {
+                connect_timeout: timeout,
+                authorization: token.map(|t| bytes::Bytes::from(format!("Bearer {}", t.trim()))),
+                ..ClientConfig::default()
+            };
             // `localhost` may resolve to ::1 first while the server listens on 127.0.0.1 only.
             let mut reason = String::from("the address resolves to nothing");
             let mut channel = None;

@@ -59,6 +59,7 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         } else {
             pairdb::config::Http2Impl::Native
         },
+        ..Default::default()
     };
     let shutdown = Shutdown::new();
     signals::install(shutdown.clone()).context("installing signal handling")?;
@@ -137,6 +138,7 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
                 .unwrap_or(pairdb::config::DEFAULT_TOMBSTONE_GRACE.as_secs()),
             ..Default::default()
         },
+        auth: dev_auth()?,
         ..CoordinatorConfig::default()
     };
     coordinator_cfg.validate()?;
@@ -209,4 +211,20 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     })?;
     tracing::info!("dev cluster stopped");
     Ok(())
+}
+
+/// `pairdb dev` serves without authentication unless asked: `PAIRDB_AUTH_MODE=required`, with
+/// the bootstrap admin token in `PAIRDB_AUTH_BOOTSTRAP_TOKEN` or
+/// `PAIRDB_AUTH_BOOTSTRAP_TOKEN_FILE` (the coordinator's own variables).
+fn dev_auth() -> anyhow::Result<pairdb::config::AuthSection> {
+    let mut auth = pairdb::config::AuthSection::default();
+    match std::env::var("PAIRDB_AUTH_MODE").as_deref() {
+        Err(_) | Ok("off") => {}
+        Ok("required") => auth.mode = pairdb::config::AuthMode::Required,
+        Ok(other) => anyhow::bail!("PAIRDB_AUTH_MODE={other:?}: expected off or required"),
+    }
+    auth.bootstrap_token = std::env::var("PAIRDB_AUTH_BOOTSTRAP_TOKEN").unwrap_or_default();
+    auth.bootstrap_token_file =
+        std::env::var("PAIRDB_AUTH_BOOTSTRAP_TOKEN_FILE").unwrap_or_default();
+    Ok(auth)
 }

@@ -59,7 +59,7 @@ pub(super) async fn write(
         idempotency_key: idempotency_key(req.idempotency_key, b.idempotency_key)?,
         vector_clock: b.vector_clock.map(JsonClock::into_proto).transpose()?,
     };
-    let r = shard.write_key_value(grpc, ctx).await?;
+    let r = shard.guarded("WriteKeyValue", grpc, ctx, Shard::write_key_value).await?;
     Ok(json!({
         "key": r.key,
         "idempotency_key": r.idempotency_key,
@@ -82,7 +82,7 @@ pub(super) async fn read(
         key: q.remove("key").unwrap_or_default(),
         consistency: consistency(q.get("consistency").map(String::as_str))?,
     };
-    let r = shard.read_key_value(grpc, ctx).await?;
+    let r = shard.guarded("ReadKeyValue", grpc, ctx, Shard::read_key_value).await?;
     Ok(json!({
         "key": r.key,
         "value": base64::engine::general_purpose::STANDARD.encode(&r.value),
@@ -136,7 +136,7 @@ pub(super) async fn delete(
         idempotency_key: idempotency_key(req.idempotency_key, b.idempotency_key)?,
         vector_clock: b.vector_clock.map(JsonClock::into_proto).transpose()?,
     };
-    let r = shard.delete_key_value(grpc, ctx).await?;
+    let r = shard.guarded("DeleteKeyValue", grpc, ctx, Shard::delete_key_value).await?;
     Ok(json!({
         "key": r.key,
         "vector_clock": clock_json(r.vector_clock.as_ref()),
@@ -170,7 +170,7 @@ pub(super) async fn create_tenant(
         tenant_id: b.tenant_id,
         replication_factor: b.replication_factor,
     };
-    let r = shard.create_tenant(grpc, ctx).await?;
+    let r = shard.guarded("CreateTenant", grpc, ctx, Shard::create_tenant).await?;
     Ok(json!({
         "tenant_id": r.tenant_id,
         "replication_factor": r.replication_factor,
@@ -186,7 +186,14 @@ pub(super) async fn get_tenant(
 ) -> Result<Value, PairError> {
     no_query(req)?;
     no_body(req)?;
-    let r = shard.get_tenant(api::GetTenantRequest { tenant_id: id.to_owned() }, ctx).await?;
+    let r = shard
+        .guarded(
+            "GetTenant",
+            api::GetTenantRequest { tenant_id: id.to_owned() },
+            ctx,
+            Shard::get_tenant,
+        )
+        .await?;
     Ok(json!({
         "tenant_id": r.tenant_id,
         "replication_factor": r.replication_factor,
@@ -215,7 +222,9 @@ pub(super) async fn update_replication_factor(
         tenant_id: id.to_owned(),
         new_replication_factor: b.replication_factor,
     };
-    let r = shard.update_replication_factor(grpc, ctx).await?;
+    let r = shard
+        .guarded("UpdateReplicationFactor", grpc, ctx, Shard::update_replication_factor)
+        .await?;
     Ok(json!({
         "tenant_id": r.tenant_id,
         "old_replication_factor": r.old_replication_factor,
@@ -255,7 +264,7 @@ pub(super) async fn add_storage_node(
         port: b.port,
         virtual_nodes: b.virtual_nodes,
     };
-    let r = shard.add_storage_node(grpc, ctx).await?;
+    let r = shard.guarded("AddStorageNode", grpc, ctx, Shard::add_storage_node).await?;
     Ok(json!({ "node_id": r.node_id, "migration_id": r.migration_id, "message": r.message }))
 }
 
@@ -266,7 +275,14 @@ pub(super) async fn list_storage_nodes(
 ) -> Result<Value, PairError> {
     no_query(req)?;
     no_body(req)?;
-    let r = shard.list_storage_nodes(api::ListStorageNodesRequest {}, ctx).await?;
+    let r = shard
+        .guarded(
+            "ListStorageNodes",
+            api::ListStorageNodesRequest {},
+            ctx,
+            Shard::list_storage_nodes,
+        )
+        .await?;
     let nodes: Vec<Value> = r
         .nodes
         .into_iter()
@@ -301,7 +317,7 @@ pub(super) async fn remove_storage_node(
         }
     };
     let grpc = api::RemoveStorageNodeRequest { node_id: id.to_owned(), force };
-    let r = shard.remove_storage_node(grpc, ctx).await?;
+    let r = shard.guarded("RemoveStorageNode", grpc, ctx, Shard::remove_storage_node).await?;
     Ok(json!({ "node_id": r.node_id, "migration_id": r.migration_id, "message": r.message }))
 }
 
@@ -314,7 +330,7 @@ pub(super) async fn get_migration(
     no_query(req)?;
     no_body(req)?;
     let grpc = api::GetMigrationStatusRequest { migration_id: id.to_owned() };
-    let r = shard.get_migration_status(grpc, ctx).await?;
+    let r = shard.guarded("GetMigrationStatus", grpc, ctx, Shard::get_migration_status).await?;
     Ok(migration_json(r))
 }
 
@@ -356,7 +372,14 @@ pub(super) async fn list_migrations(
         Some(v) => v.parse::<i32>().map_err(|_| PairError::invalid("limit must be a number"))?,
         None => 0,
     };
-    let r = shard.list_migrations(api::ListMigrationsRequest { limit }, ctx).await?;
+    let r = shard
+        .guarded(
+            "ListMigrations",
+            api::ListMigrationsRequest { limit },
+            ctx,
+            Shard::list_migrations,
+        )
+        .await?;
     Ok(json!({ "migrations": r.migrations.into_iter().map(migration_json).collect::<Vec<_>>() }))
 }
 
@@ -368,9 +391,8 @@ pub(super) async fn cancel_migration(
 ) -> Result<Value, PairError> {
     no_query(req)?;
     no_body(req)?;
-    let r = shard
-        .cancel_migration(api::CancelMigrationRequest { migration_id: id.to_owned() }, ctx)
-        .await?;
+    let grpc = api::CancelMigrationRequest { migration_id: id.to_owned() };
+    let r = shard.guarded("CancelMigration", grpc, ctx, Shard::cancel_migration).await?;
     Ok(json!({
         "migration_id": r.migration_id,
         "status": r.status,

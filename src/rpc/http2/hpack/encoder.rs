@@ -46,6 +46,15 @@ pub fn encode_literal_indexed_name(name_index: usize, value: &[u8], dst: &mut Ve
     encode_raw_string(value, dst);
 }
 
+/// Appends a literal header field never indexed (RFC 7541 §6.2.3, `0001xxxx`) whose name is the
+/// static table entry `name_index` (1 to 61): for secrets, which no decoder or intermediary may
+/// keep in a table. `value` is sent raw.
+pub fn encode_literal_never_indexed_name(name_index: usize, value: &[u8], dst: &mut Vec<u8>) {
+    debug_assert!((1..=61).contains(&name_index), "not a static table index: {name_index}");
+    encode_int(name_index, 4, 0x10, dst);
+    encode_raw_string(value, dst);
+}
+
 /// Appends a literal header field without indexing with a new name (RFC 7541 §6.2.2, first
 /// byte `0x00`); `name` and `value` are sent raw.
 pub fn encode_literal(name: &[u8], value: &[u8], dst: &mut Vec<u8>) {
