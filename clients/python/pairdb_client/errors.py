@@ -46,6 +46,8 @@ __all__ = [
     "ServiceNotFound",
     "ServerDeadlineExceeded",
     "Internal",
+    "Unauthorized",
+    "Forbidden",
     "UpdateConflict",
     "UpdateOutcomeUnknown",
     "BY_ERROR_CODE",
@@ -263,6 +265,20 @@ class Internal(PairDBError):
     ERROR_CODE = "INTERNAL"
 
 
+class Unauthorized(PairDBError):
+    """No valid token: none sent, malformed, unknown or revoked (``UNAUTHENTICATED``); also a
+    storage node's refusal of a caller without the cluster secret."""
+
+    ERROR_CODE = "UNAUTHORIZED"
+
+
+class Forbidden(PairDBError):
+    """A valid token outside its rights: another tenant's keys, a write with a read-only token,
+    an admin call with a tenant token (``PERMISSION_DENIED``)."""
+
+    ERROR_CODE = "FORBIDDEN"
+
+
 # Raised by the client itself.
 
 
@@ -315,6 +331,8 @@ BY_ERROR_CODE: Dict[str, Type[PairDBError]] = {
         ServiceNotFound,
         ServerDeadlineExceeded,
         Internal,
+        Unauthorized,
+        Forbidden,
     ]
     if cls.ERROR_CODE is not None
 }

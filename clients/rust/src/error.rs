@@ -157,6 +157,11 @@ pair_errors! {
     ServiceNotFound => "SERVICE_NOT_FOUND",
     /// A broken invariant on the server.
     Internal => "INTERNAL",
+    /// No valid token (none, malformed, unknown or revoked; gRPC `UNAUTHENTICATED`), or a
+    /// storage node refusing a caller without the cluster secret.
+    Unauthorized => "UNAUTHORIZED",
+    /// A valid token outside its rights (gRPC `PERMISSION_DENIED`).
+    Forbidden => "FORBIDDEN",
 }
 
 impl Error {
