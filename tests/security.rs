@@ -8,6 +8,9 @@
 //! - `unauthenticated_calls_are_refused`: no token, a malformed header, an unknown token, a
 //!   wrong secret and a revoked token get UNAUTHENTICATED / `UNAUTHORIZED` (gRPC and the HTTP
 //!   API's 401); health checks stay open.
+//! - `health_and_reflection_can_require_a_token`: with `auth.open_health_and_reflection: false`,
+//!   a health check without a valid token is refused UNAUTHENTICATED, with a tenant token it
+//!   answers SERVING.
 //! - `a_revoked_token_is_refused_on_a_second_coordinator_within_two_seconds`: two coordinators
 //!   on one fresh PostgreSQL schema; a token made on A works on B, is revoked on A, and B
 //!   refuses it within 2 s (runs where `PAIRDB_TEST_POSTGRES_URL` is set or under CI).
@@ -64,19 +67,29 @@ struct Secured {
 }
 
 fn auth_yaml(dir: &Path) -> String {
+    auth_yaml_with(dir, "")
+}
+
+/// As [`auth_yaml`], with `auth_extra` (`, key: value` pairs) added to the `auth:` section.
+fn auth_yaml_with(dir: &Path, auth_extra: &str) -> String {
     let file = dir.join("admin.token");
     std::fs::write(&file, format!("{BOOTSTRAP}\n")).expect("write the bootstrap token");
     // A generous replica timeout: these tests check auth, not latency, on a busy machine.
     format!(
-        "replica_timeout_ms: 5000\nauth: {{ mode: required, bootstrap_token_file: \"{}\" }}\n",
+        "replica_timeout_ms: 5000\nauth: {{ mode: required, bootstrap_token_file: \"{}\"{auth_extra} }}\n",
         file.display()
     )
 }
 
 fn start(name: &str, extra_yaml: &str) -> Secured {
+    start_with(name, extra_yaml, "")
+}
+
+/// As [`start`], with `auth_extra` added to the `auth:` section (see [`auth_yaml_with`]).
+fn start_with(name: &str, extra_yaml: &str, auth_extra: &str) -> Secured {
     let tmp = tempfile::tempdir().expect("tempdir");
     let storage = StorageProcess::start(&tmp.path().join("s1"), &format!("{name}-s1"));
-    let yaml = format!("{}{extra_yaml}", auth_yaml(tmp.path()));
+    let yaml = format!("{}{extra_yaml}", auth_yaml_with(tmp.path(), auth_extra));
     let coord = CoordinatorProcess::start(
         &tmp.path().join("c"),
         &CoordinatorOptions {
@@ -396,6 +409,48 @@ fn a_read_only_token_cannot_write() {
         let r: api::ReadKeyValueResponse =
             call(&ro, "ReadKeyValue", &read_req("a", "k")).await.expect("still there");
         assert_eq!(&r.value[..], b"secret-value-never-logged");
+        created.token
+    });
+    assert_no_secrets_in_logs(s.tmp.path(), &[token, BOOTSTRAP.into()]);
+}
+
+#[test]
+fn health_and_reflection_can_require_a_token() {
+    let _serial = serial();
+    // Replication factor 1: one storage node up is a quorum, so the coordinator becomes ready.
+    let s = start_with(
+        "sec-health",
+        "default_replication_factor: 1\n",
+        ", open_health_and_reflection: false",
+    );
+    let addr = s.coord.addr;
+    let token = run_local(move || async move {
+        let admin = connect(addr, Some(BOOTSTRAP)).await;
+        create_tenant(&admin, "a").await;
+        let created = create_token(&admin, "a", "tenant-rw").await;
+        let check = |ch: Channel| async move {
+            ch.unary::<_, HealthCheckResponse>(
+                "/grpc.health.v1.Health/Check",
+                &HealthCheckRequest::default(),
+                Some(CALL_TIMEOUT),
+            )
+            .await
+        };
+        let none = connect(addr, None).await;
+        assert_refused(check(none).await, Code::UNAUTHENTICATED, "UNAUTHORIZED", "no token");
+        let bad = connect(addr, Some("garbage")).await;
+        assert_refused(check(bad).await, Code::UNAUTHENTICATED, "UNAUTHORIZED", "bad token");
+        // A valid token of any role is enough; SERVING once the cluster is ready.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let tenant = connect(addr, Some(&created.token)).await;
+            let health = check(tenant).await.expect("Health/Check with a tenant token");
+            if health.status == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never SERVING: {health:?}");
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+        }
         created.token
     });
     assert_no_secrets_in_logs(s.tmp.path(), &[token, BOOTSTRAP.into()]);

@@ -114,12 +114,12 @@ pub enum AuthMode {
     #[default]
     Off,
     /// Every `CoordinatorService` call needs a valid token (gRPC health checks and
-    /// reflection stay open).
+    /// reflection stay open unless `open_health_and_reflection` is false).
     Required,
 }
 
 /// The `auth:` section. Its `Debug` never shows the bootstrap token.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
     /// `off` or `required`.
@@ -130,6 +130,20 @@ pub struct AuthSection {
     /// The bootstrap admin token itself, meant for `PAIRDB_AUTH_BOOTSTRAP_TOKEN` (prefer the
     /// file); used when `bootstrap_token_file` is empty.
     pub bootstrap_token: String,
+    /// Whether gRPC health checks (`grpc.health.v1.Health`) and reflection stay open when
+    /// `mode` is `required` (default true); false makes them need a valid token of any role.
+    pub open_health_and_reflection: bool,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            mode: AuthMode::Off,
+            bootstrap_token_file: String::new(),
+            bootstrap_token: String::new(),
+            open_health_and_reflection: true,
+        }
+    }
 }
 
 impl std::fmt::Debug for AuthSection {
@@ -138,6 +152,7 @@ impl std::fmt::Debug for AuthSection {
             .field("mode", &self.mode)
             .field("bootstrap_token_file", &self.bootstrap_token_file)
             .field("bootstrap_token", &if self.bootstrap_token.is_empty() { "" } else { "<set>" })
+            .field("open_health_and_reflection", &self.open_health_and_reflection)
             .finish()
     }
 }

@@ -433,6 +433,7 @@ mod tests {
                 ("PAIRDB_AUTH_MODE", "required"),
                 ("PAIRDB_AUTH_BOOTSTRAP_TOKEN", "0123456789abcdef0123456789abcdef"),
                 ("PAIRDB_AUTH_BOOTSTRAP_TOKEN_FILE", "/etc/pairdb/admin.token"),
+                ("PAIRDB_AUTH_OPEN_HEALTH_AND_REFLECTION", "false"),
                 ("PAIRDB_TOKEN", "a client's token, not configuration"),
             ]),
         );
@@ -442,7 +443,9 @@ mod tests {
         assert_eq!(cfg.auth.bootstrap_token, "0123456789abcdef0123456789abcdef");
         assert_eq!(cfg.auth.bootstrap_token_file, "/etc/pairdb/admin.token");
         assert!(!format!("{cfg:?}").contains("0123456789abcdef0123"), "Debug hides the token");
+        assert!(!cfg.auth.open_health_and_reflection);
         assert_eq!(CoordinatorConfig::default().auth.mode, crate::config::AuthMode::Off);
+        assert!(CoordinatorConfig::default().auth.open_health_and_reflection);
     }
 
     #[test]

@@ -273,9 +273,20 @@ impl Coordinator {
             samples
         }))
         .detach();
-        let router =
+        let mut router =
             reflection::add(health::add(core.register(Router::new()), self.shared.health.clone()))
                 .with_metrics(rpc);
+        if self.shared.auth.required && !self.shared.config.auth.open_health_and_reflection {
+            let core = core.clone();
+            router = router.check_token_for(
+                &["/grpc.health.v1.Health/", "/grpc.reflection."],
+                move |authorization| {
+                    super::auth::authenticate(&core.shared.auth, &core.tokens(), authorization)
+                        .map(drop)
+                        .map_err(crate::rpc::status::Status::from)
+                },
+            );
+        }
         let drain = Duration::from_secs(self.shared.config.shutdown_timeout_secs);
         let http_api = listeners.http.map(|listener| {
             let max_body = http::max_body_bytes(&self.shared.config);

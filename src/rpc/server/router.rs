@@ -52,6 +52,16 @@ pub struct Router {
     pub(super) metrics: Option<Rc<RpcMetrics>>,
     /// The bearer credential every call must carry, when one is required.
     bearer: Option<BearerGuard>,
+    /// A check of the credential of calls to some paths, when one is set.
+    token_check: Option<TokenCheck>,
+}
+
+type CheckFn = Box<dyn Fn(Option<&[u8]>) -> Result<(), Status>>;
+
+/// Paths whose calls must pass `check` (given the raw `authorization`) before routing.
+struct TokenCheck {
+    prefixes: Vec<String>,
+    check: CheckFn,
 }
 
 /// A required `authorization: Bearer <secret>`, and the paths exempt from it.
@@ -143,9 +153,35 @@ impl Router {
         self
     }
 
+    /// Requires every call to a path starting with one of `prefixes` to pass `check`, given
+    /// its raw `authorization` metadata, before it is routed; a refusal (the `Err` status) is
+    /// counted as for [`Router::require_bearer`].
+    pub fn check_token_for(
+        mut self,
+        prefixes: &[&str],
+        check: impl Fn(Option<&[u8]>) -> Result<(), Status> + 'static,
+    ) -> Self {
+        self.token_check = Some(TokenCheck {
+            prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+            check: Box::new(check),
+        });
+        self
+    }
+
     /// Whether a call to `path` with this `authorization` may run: `Err` with the status to
     /// answer when a required credential is missing or wrong (counted in the metrics).
     pub fn authorize(&self, path: &str, authorization: Option<&[u8]>) -> Result<(), Status> {
+        if let Some(tc) = &self.token_check {
+            if tc.prefixes.iter().any(|p| path.starts_with(p.as_str())) {
+                let checked = (tc.check)(authorization);
+                if checked.is_err() {
+                    if let Some(metrics) = self.metrics.as_deref() {
+                        metrics.record_unauthenticated();
+                    }
+                }
+                return checked;
+            }
+        }
         let Some(guard) = &self.bearer else { return Ok(()) };
         if guard.open_prefixes.iter().any(|p| path.starts_with(p.as_str())) {
             return Ok(());
