@@ -76,17 +76,7 @@ impl RpcMetrics {
 
     /// Adds one native connection's counters (see [`ConnStats`]).
     pub fn record_http2(&self, s: &ConnStats) {
-        let mut t = self.http2.borrow_mut();
-        t.peer_resets += s.peer_resets;
-        t.provoked_resets += s.provoked_resets;
-        t.refused_streams += s.refused_streams;
-        t.glitches += s.glitches;
-        t.headers_too_large += s.headers_too_large;
-        t.goaway_reset_flood += s.goaway_reset_flood;
-        t.goaway_glitch_flood += s.goaway_glitch_flood;
-        t.goaway_continuation_flood += s.goaway_continuation_flood;
-        t.goaway_protocol += s.goaway_protocol;
-        t.goaway_timeout += s.goaway_timeout;
+        self.http2.borrow_mut().add(s);
     }
 
     /// A call was refused for a missing or wrong credential.

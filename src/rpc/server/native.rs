@@ -16,14 +16,13 @@
 
 use std::{
     cell::RefCell,
-    collections::VecDeque,
     future::{poll_fn, Future},
     net::SocketAddr,
     panic::AssertUnwindSafe,
     pin::{pin, Pin},
     rc::Rc,
     task::{Context, Poll, Waker},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use ahash::AHashMap;
@@ -37,6 +36,9 @@ use futures_util::{
 use glommio::net::TcpStream;
 
 use super::{parse_timeout, router::Route, with_deadline, Router, ServerConfig, StreamingCall};
+
+mod streaming;
+
 use crate::{
     error::PairError,
     rpc::{
@@ -50,6 +52,8 @@ use crate::{
     },
     runtime::shutdown::Shutdown,
 };
+pub(crate) use streaming::StreamHandle;
+use streaming::{Outgoing, StreamShared};
 
 /// The answer to a plain HTTP request (a browser, `curl --http2-prior-knowledge`, a conformance
 /// suite): this port speaks gRPC.
@@ -462,7 +466,7 @@ impl ConnTask {
             Some(Route::Streaming(handler)) => {
                 let shared = Rc::new(RefCell::new(StreamShared::default()));
                 let call = StreamingCall::native(
-                    StreamHandle { shared: shared.clone(), conn_waker: self.conn_waker.clone() },
+                    StreamHandle::new(shared.clone(), self.conn_waker.clone()),
                     self.config.max_message_bytes,
                     ctx,
                 );
@@ -609,109 +613,5 @@ impl ConnTask {
             !done
         });
         moved
-    }
-}
-
-/// Reply messages a streaming handler may have waiting for its connection (a client that does
-/// not read its replies makes `send_message` fail beyond this).
-const MAX_OUTBOX: usize = 256;
-
-/// The state a streaming handler shares with its connection task.
-#[derive(Default)]
-pub(crate) struct StreamShared {
-    inbox: VecDeque<Result<Bytes, Status>>,
-    ended: bool,
-    cancelled: bool,
-    finished: bool,
-    headers_sent: bool,
-    reader: Option<Waker>,
-    outbox: VecDeque<Outgoing>,
-}
-
-enum Outgoing {
-    Message(Bytes),
-    Finish(Status),
-}
-
-impl StreamShared {
-    fn deliver(&mut self, item: Result<Bytes, Status>) {
-        self.inbox.push_back(item);
-        self.wake_reader();
-    }
-
-    fn wake_reader(&mut self) {
-        if let Some(w) = self.reader.take() {
-            w.wake();
-        }
-    }
-}
-
-/// A streaming handler's side of its call.
-pub(crate) struct StreamHandle {
-    shared: Rc<RefCell<StreamShared>>,
-    conn_waker: Rc<RefCell<Option<Waker>>>,
-}
-
-impl StreamHandle {
-    fn wake_conn(&self) {
-        if let Some(w) = self.conn_waker.borrow().as_ref() {
-            w.wake_by_ref();
-        }
-    }
-
-    pub(crate) async fn next_message(&mut self) -> Result<Option<Bytes>, Status> {
-        poll_fn(|cx| {
-            let mut s = self.shared.borrow_mut();
-            if let Some(item) = s.inbox.pop_front() {
-                return Poll::Ready(item.map(Some));
-            }
-            if s.cancelled {
-                return Poll::Ready(Err(Status::cancelled("client reset the stream")));
-            }
-            if s.ended {
-                return Poll::Ready(Ok(None));
-            }
-            s.reader = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
-    }
-
-    pub(crate) fn send(&mut self, framed: Bytes) -> Result<(), Status> {
-        {
-            let mut s = self.shared.borrow_mut();
-            if s.cancelled {
-                return Err(Status::cancelled("client went away"));
-            }
-            if s.outbox.len() >= MAX_OUTBOX {
-                return Err(Status::resource_exhausted(
-                    "the client is not reading this stream's replies",
-                ));
-            }
-            s.outbox.push_back(Outgoing::Message(framed));
-        }
-        self.wake_conn();
-        Ok(())
-    }
-
-    pub(crate) async fn wait_cancelled_or(&mut self, period: Duration) -> bool {
-        let cancelled = poll_fn(|cx| {
-            let mut s = self.shared.borrow_mut();
-            if s.cancelled {
-                return Poll::Ready(true);
-            }
-            s.reader = Some(cx.waker().clone());
-            Poll::Pending
-        });
-        futures_lite::future::or(cancelled, async {
-            glommio::timer::sleep(period).await;
-            false
-        })
-        .await
-    }
-
-    pub(crate) fn finish(self, status: Status) {
-        self.shared.borrow_mut().outbox.push_back(Outgoing::Finish(status));
-        self.wake_conn();
     }
 }
