@@ -149,6 +149,21 @@ pub enum PairError {
     /// call with a tenant token, a write with a read-only token).
     #[error("{0}")]
     Forbidden(String),
+    /// The tenant is over its rate limit on this coordinator (`requests_per_second` or
+    /// `bytes_per_second`); the request was not started. Retry after `retry_after_ms`.
+    #[error(
+        "tenant {tenant_id:?} is over its {reason} per second limit on this coordinator; \
+         retry in {retry_after_ms} ms"
+    )]
+    RateLimited {
+        /// The tenant.
+        tenant_id: String,
+        /// Which limit: `requests` or `bytes`.
+        reason: &'static str,
+        /// When the same request would be let through, milliseconds (sent in the
+        /// `pairdb-retry-after-ms` trailer).
+        retry_after_ms: u64,
+    },
     /// A broken invariant or an unexpected reply: our bug or a corrupt record, never the
     /// caller's; logged where it is raised.
     #[error("{0}")]

@@ -141,7 +141,11 @@ fn postgres_and_redis_restart_under_load() {
         let _: api::CreateTenantResponse = call(
             &ch,
             "CreateTenant",
-            &api::CreateTenantRequest { tenant_id: TENANT.into(), replication_factor: 3 },
+            &api::CreateTenantRequest {
+                tenant_id: TENANT.into(),
+                replication_factor: 3,
+                ..Default::default()
+            },
         )
         .await
         .expect("CreateTenant");
@@ -229,7 +233,11 @@ fn postgres_and_redis_restart_under_load() {
         call::<_, api::CreateTenantResponse>(
             &ch,
             "CreateTenant",
-            &api::CreateTenantRequest { tenant_id: "while-down".into(), replication_factor: 3 },
+            &api::CreateTenantRequest {
+                tenant_id: "while-down".into(),
+                replication_factor: 3,
+                ..Default::default()
+            },
         )
         .await
     });
@@ -281,7 +289,11 @@ fn postgres_and_redis_restart_under_load() {
             call::<_, api::CreateTenantResponse>(
                 ch,
                 "CreateTenant",
-                &api::CreateTenantRequest { tenant_id: "after".into(), replication_factor: 3 },
+                &api::CreateTenantRequest {
+                    tenant_id: "after".into(),
+                    replication_factor: 3,
+                    ..Default::default()
+                },
             )
             .await
             .map(|_| ())

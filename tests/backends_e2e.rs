@@ -73,7 +73,11 @@ fn tenants_and_nodes_made_through_one_coordinator_reach_the_other() {
         let created: api::CreateTenantResponse = call(
             &ca,
             "CreateTenant",
-            &api::CreateTenantRequest { tenant_id: tenant.into(), replication_factor: 3 },
+            &api::CreateTenantRequest {
+                tenant_id: tenant.into(),
+                replication_factor: 3,
+                ..Default::default()
+            },
         )
         .await
         .expect("CreateTenant through A");
@@ -160,7 +164,11 @@ fn one_idempotent_write_sent_to_both_coordinators_applies_once() {
         let _: api::CreateTenantResponse = call(
             &ca,
             "CreateTenant",
-            &api::CreateTenantRequest { tenant_id: tenant.into(), replication_factor: 3 },
+            &api::CreateTenantRequest {
+                tenant_id: tenant.into(),
+                replication_factor: 3,
+                ..Default::default()
+            },
         )
         .await
         .expect("CreateTenant");
@@ -197,7 +205,11 @@ fn a_change_without_notification_arrives_with_the_periodic_reload() {
         let _: api::CreateTenantResponse = call(
             &ca,
             "CreateTenant",
-            &api::CreateTenantRequest { tenant_id: tenant.into(), replication_factor: 3 },
+            &api::CreateTenantRequest {
+                tenant_id: tenant.into(),
+                replication_factor: 3,
+                ..Default::default()
+            },
         )
         .await
         .expect("CreateTenant");
@@ -250,7 +262,11 @@ fn hints_for_a_down_node_are_kept_in_postgres_and_replayed() {
         let _: api::CreateTenantResponse = call(
             &ch,
             "CreateTenant",
-            &api::CreateTenantRequest { tenant_id: tenant.into(), replication_factor: 3 },
+            &api::CreateTenantRequest {
+                tenant_id: tenant.into(),
+                replication_factor: 3,
+                ..Default::default()
+            },
         )
         .await
         .expect("CreateTenant");

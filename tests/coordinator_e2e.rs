@@ -268,7 +268,11 @@ async fn create_tenant(
     tenant: &str,
     replication_factor: i32,
 ) -> Result<api::CreateTenantResponse, Status> {
-    let req = api::CreateTenantRequest { tenant_id: tenant.into(), replication_factor };
+    let req = api::CreateTenantRequest {
+        tenant_id: tenant.into(),
+        replication_factor,
+        ..Default::default()
+    };
     call(ch, "CreateTenant", &req).await
 }
 

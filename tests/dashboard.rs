@@ -352,7 +352,11 @@ fn every_queried_metric_is_exported() {
         let _: api::CreateTenantResponse = ch
             .unary(
                 &coordinator_path("CreateTenant"),
-                &api::CreateTenantRequest { tenant_id: "dash".into(), replication_factor: 3 },
+                &api::CreateTenantRequest {
+                    tenant_id: "dash".into(),
+                    replication_factor: 3,
+                    ..Default::default()
+                },
                 Some(CALL_TIMEOUT),
             )
             .await

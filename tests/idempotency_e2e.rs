@@ -79,7 +79,11 @@ fn unspecified_and_quorum_are_the_same_request() {
     let addr = cluster.coordinator.addr;
     run_local(move || async move {
         let ch = channel(addr).await;
-        let tenant = api::CreateTenantRequest { tenant_id: TENANT.into(), replication_factor: 3 };
+        let tenant = api::CreateTenantRequest {
+            tenant_id: TENANT.into(),
+            replication_factor: 3,
+            ..Default::default()
+        };
         let _: api::CreateTenantResponse =
             call(&ch, "CreateTenant", &tenant).await.expect("CreateTenant");
 

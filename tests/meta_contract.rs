@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use pairdb::core::limits::TenantLimits;
 use pairdb::core::vclock::VClock;
 use pairdb::core::version::{self, Version};
 use pairdb::meta::embedded::EmbeddedStore;
@@ -130,7 +131,22 @@ impl Backend for Postgres {
 // ---- fixtures -----------------------------------------------------------------------------
 
 fn tenant(id: &str, rf: u32) -> TenantRecord {
-    TenantRecord { tenant_id: id.into(), replication_factor: rf, created_at: 100, updated_at: 100 }
+    TenantRecord {
+        tenant_id: id.into(),
+        replication_factor: rf,
+        created_at: 100,
+        updated_at: 100,
+        limits: TenantLimits::default(),
+    }
+}
+
+fn limits(rps: u64, bps: u64, key: u64, value: u64) -> TenantLimits {
+    TenantLimits {
+        requests_per_second: rps,
+        bytes_per_second: bps,
+        max_key_bytes: key,
+        max_value_bytes: value,
+    }
 }
 
 fn node(id: &str) -> NodeRecord {
@@ -248,6 +264,22 @@ fn update_replication_factor_stores_tenant_and_migration(store: &dyn MetadataSto
     let new = TenantRecord { replication_factor: 5, updated_at: 999, ..tenant("acme", 3) };
     assert_eq!(store.tenant("acme").unwrap(), Some(new));
     assert_eq!(store.migration("mig-1").unwrap(), Some(m));
+}
+
+fn tenant_limits_are_created_updated_and_kept(store: &dyn MetadataStore) {
+    let own = TenantRecord { limits: limits(50, 1 << 20, 16, 4096), ..tenant("acme", 3) };
+    store.create_tenant(&own).unwrap();
+    assert_eq!(store.tenant("acme").unwrap(), Some(own.clone()));
+    let updated = store.update_tenant_limits("acme", &limits(0, 7, 0, u64::MAX >> 1), 777).unwrap();
+    let want = TenantRecord { limits: limits(0, 7, 0, u64::MAX >> 1), updated_at: 777, ..own };
+    assert_eq!(updated, want);
+    assert_eq!(store.tenants().unwrap(), vec![want.clone()]);
+    // A replication factor change keeps the limits.
+    store.update_replication_factor("acme", 4, 800, &migration("mig-1", "acme")).unwrap();
+    assert_eq!(store.tenant("acme").unwrap().unwrap().limits, want.limits);
+    let err = store.update_tenant_limits("absent", &limits(1, 1, 1, 1), 1).unwrap_err();
+    assert!(matches!(err, MetaError::NotFound { kind: RecordKind::Tenant, .. }), "{err:?}");
+    assert_eq!(store.tenant("absent").unwrap(), None);
 }
 
 fn update_replication_factor_of_absent_tenant_changes_nothing(store: &dyn MetadataStore) {
@@ -582,6 +614,7 @@ fn everything_survives_reopen(open: &dyn Fn() -> Arc<dyn Store>) {
         let store = open();
         store.create_tenant(&tenant("acme", 3)).unwrap();
         store.update_replication_factor("acme", 4, 500, &migration("mig-1", "acme")).unwrap();
+        store.update_tenant_limits("acme", &limits(50, 0, 8, 0), 600).unwrap();
         store.add_node(&node("n1")).unwrap();
         store.put_migration(&migration("mig-2", "n1")).unwrap();
         store.add_hints(&[hint("n1", "a", 1), hint("n1", "b", 2)]).unwrap();
@@ -591,7 +624,12 @@ fn everything_survives_reopen(open: &dyn Fn() -> Arc<dyn Store>) {
     };
 
     let store = open();
-    let acme = TenantRecord { replication_factor: 4, updated_at: 500, ..tenant("acme", 3) };
+    let acme = TenantRecord {
+        replication_factor: 4,
+        updated_at: 600,
+        limits: limits(50, 0, 8, 0),
+        ..tenant("acme", 3)
+    };
     assert_eq!(store.tenants().unwrap(), vec![acme]);
     assert_eq!(store.nodes().unwrap(), vec![node("n1")]);
     assert_eq!(store.migration("mig-1").unwrap(), Some(migration("mig-1", "acme")));
@@ -632,6 +670,7 @@ macro_rules! mount {
                 tenants_are_listed_in_id_order,
                 update_replication_factor_stores_tenant_and_migration,
                 update_replication_factor_of_absent_tenant_changes_nothing,
+                tenant_limits_are_created_updated_and_kept,
                 nodes_add_duplicate_list_and_remove,
                 upsert_node_inserts_and_replaces,
                 migration_put_get_and_update,
@@ -698,7 +737,7 @@ fn postgres_migrations_apply_once_under_concurrent_start() {
     let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let rows = c.query("SELECT version FROM schema_migrations ORDER BY version", &[]).unwrap();
     let versions: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2, 3, 4], "each migration recorded once");
+    assert_eq!(versions, [1, 2, 3, 4, 5], "each migration recorded once");
     let store = Postgres::open(&fixture);
     store.create_tenant(&tenant("acme", 3)).unwrap();
 }

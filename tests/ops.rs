@@ -151,7 +151,11 @@ fn metrics_and_readiness() {
         let _: api::CreateTenantResponse = ch
             .unary(
                 &coordinator_path("CreateTenant"),
-                &api::CreateTenantRequest { tenant_id: "ops".into(), replication_factor: 3 },
+                &api::CreateTenantRequest {
+                    tenant_id: "ops".into(),
+                    replication_factor: 3,
+                    ..Default::default()
+                },
                 Some(CALL_TIMEOUT),
             )
             .await
@@ -404,7 +408,11 @@ fn slow_requests_are_logged_without_keys_or_values() {
         let _: api::CreateTenantResponse = ch
             .unary(
                 &coordinator_path("CreateTenant"),
-                &api::CreateTenantRequest { tenant_id: "slowt".into(), replication_factor: 3 },
+                &api::CreateTenantRequest {
+                    tenant_id: "slowt".into(),
+                    replication_factor: 3,
+                    ..Default::default()
+                },
                 Some(CALL_TIMEOUT),
             )
             .await

@@ -24,21 +24,50 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the whole pytest run may take (it takes seconds; this only stops a hang).
 const PYTEST_TIMEOUT: Duration = Duration::from_secs(300);
 
-#[test]
-fn python_client_against_dev_cluster() {
-    require_python_grpc();
-    require_pytest();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let log_path = tmp.path().join("dev.log");
-    let log = std::fs::File::create(&log_path).expect("creating dev.log");
+/// The bootstrap admin token of the secured cluster.
+const SECURED_TOKEN: &str = "python-client-bootstrap-token-0123456789abcdef";
+
+/// A CA and a server certificate for 127.0.0.1 it signed, written to `dir`: the files of the
+/// CA certificate, the server certificate and its key.
+fn pki(dir: &std::path::Path) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // Distinct names: a leaf whose issuer equals its subject looks self-signed to BoringSSL.
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "pairdb test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf_params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "pairdb dev");
+    let leaf = leaf_params.signed_by(&key, &issuer).unwrap();
+    let files = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&files.0, ca.pem()).unwrap();
+    std::fs::write(&files.1, leaf.pem()).unwrap();
+    std::fs::write(&files.2, key.serialize_pem()).unwrap();
+    let show = |p: std::path::PathBuf| p.display().to_string();
+    (show(files.0), show(files.1), show(files.2))
+}
+
+/// Starts `pairdb dev` (one core, free ports) with `env`, logging to `log_path`; returns the
+/// child and the coordinator's address.
+fn start_dev(
+    data_dir: &std::path::Path,
+    log_path: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (common::ChildGuard, String) {
+    let log = std::fs::File::create(log_path).expect("creating the dev log");
     let mut dev = Command::new(env!("CARGO_BIN_EXE_pairdb"));
     dev.arg("dev")
         .arg("--data-dir")
-        .arg(tmp.path().join("data"))
+        .arg(data_dir)
         // Port 0: the coordinator takes a free port and the storage nodes the next free ones.
         .args(["--port", "0", "--cores", "1"])
         .env("PAIRDB_LOG", std::env::var("PAIRDB_LOG").unwrap_or_else(|_| "warn".into()))
         .stderr(log);
+    for (name, value) in env {
+        dev.env(name, value);
+    }
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
         dev.pre_exec(|| {
@@ -47,8 +76,31 @@ fn python_client_against_dev_cluster() {
             Ok(())
         });
     }
-    let (_cluster, rest) = spawn_until_line(&mut dev, "pairdb dev: coordinator on ", READY_TIMEOUT);
-    let addr = rest.split_whitespace().next().expect("an address after the banner").to_owned();
+    let (child, rest) = spawn_until_line(&mut dev, "pairdb dev: coordinator on ", READY_TIMEOUT);
+    (child, rest.split_whitespace().next().expect("an address after the banner").to_owned())
+}
+
+#[test]
+fn python_client_against_dev_cluster() {
+    require_python_grpc();
+    require_pytest();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let log_path = tmp.path().join("dev.log");
+    let (_cluster, addr) = start_dev(&tmp.path().join("data"), &log_path, &[]);
+    // A second cluster that requires tokens and serves TLS, for the client's token and TLS
+    // tests (test_auth.py).
+    let (ca, cert, key) = pki(tmp.path());
+    let secured_log = tmp.path().join("secured.log");
+    let (_secured, secured_addr) = start_dev(
+        &tmp.path().join("secured"),
+        &secured_log,
+        &[
+            ("PAIRDB_AUTH_MODE", "required"),
+            ("PAIRDB_AUTH_BOOTSTRAP_TOKEN", SECURED_TOKEN),
+            ("PAIRDB_DEV_TLS_CERT", &cert),
+            ("PAIRDB_DEV_TLS_KEY", &key),
+        ],
+    );
 
     let root = repo_root();
     let started = Instant::now();
@@ -57,6 +109,9 @@ fn python_client_against_dev_cluster() {
             .args(["-m", "pytest", "clients/python/tests", "-q", "-rs", "-p", "no:cacheprovider"])
             .current_dir(&root)
             .env("PAIRDB_ADDR", &addr)
+            .env("PAIRDB_SECURED_ADDR", &secured_addr)
+            .env("PAIRDB_SECURED_TOKEN", SECURED_TOKEN)
+            .env("PAIRDB_SECURED_CA", &ca)
             .env("PYTHONPATH", root.join("clients/python"))
             .env("PYTHONDONTWRITEBYTECODE", "1"),
         PYTEST_TIMEOUT,

@@ -94,7 +94,11 @@ fn dropped_idempotent_write_releases_its_claim() {
     let addr = cluster.coordinator.addr;
     run_local(move || async move {
         let ch = channel(addr).await;
-        let req = api::CreateTenantRequest { tenant_id: "t".into(), replication_factor: 3 };
+        let req = api::CreateTenantRequest {
+            tenant_id: "t".into(),
+            replication_factor: 3,
+            ..Default::default()
+        };
         call::<_, api::CreateTenantResponse>(&ch, "CreateTenant", &req, CALL_TIMEOUT)
             .await
             .expect("CreateTenant");
@@ -152,8 +156,11 @@ fn replication_factor_above_the_nodes_is_refused() {
     let addr = cluster.coordinator.addr;
     run_local(move || async move {
         let ch = channel(addr).await;
-        let create =
-            |rf: i32| api::CreateTenantRequest { tenant_id: "t".into(), replication_factor: rf };
+        let create = |rf: i32| api::CreateTenantRequest {
+            tenant_id: "t".into(),
+            replication_factor: rf,
+            ..Default::default()
+        };
         let refused =
             call::<_, api::CreateTenantResponse>(&ch, "CreateTenant", &create(5), CALL_TIMEOUT)
                 .await;
@@ -224,7 +231,11 @@ fn hint_metrics_count_what_they_name() {
     let (addr, admin) = (cluster.coordinator.addr, cluster.coordinator.admin);
     run_local(move || async move {
         let ch = channel(addr).await;
-        let req = api::CreateTenantRequest { tenant_id: "t".into(), replication_factor: 3 };
+        let req = api::CreateTenantRequest {
+            tenant_id: "t".into(),
+            replication_factor: 3,
+            ..Default::default()
+        };
         call::<_, api::CreateTenantResponse>(&ch, "CreateTenant", &req, CALL_TIMEOUT)
             .await
             .expect("CreateTenant");

@@ -151,7 +151,11 @@ async fn create_tenant(admin: &Channel, tenant: &str) {
     let _: api::CreateTenantResponse = call(
         admin,
         "CreateTenant",
-        &api::CreateTenantRequest { tenant_id: tenant.into(), replication_factor: 1 },
+        &api::CreateTenantRequest {
+            tenant_id: tenant.into(),
+            replication_factor: 1,
+            ..Default::default()
+        },
     )
     .await
     .expect("CreateTenant with the bootstrap token");
@@ -275,7 +279,11 @@ fn a_tenant_token_cannot_touch_another_tenant_or_admin_calls() {
             call::<_, api::CreateTenantResponse>(
                 &ta,
                 "CreateTenant",
-                &api::CreateTenantRequest { tenant_id: "c".into(), replication_factor: 1 },
+                &api::CreateTenantRequest {
+                    tenant_id: "c".into(),
+                    replication_factor: 1,
+                    ..Default::default()
+                },
             )
             .await
             .map(|_| ()),
@@ -293,6 +301,16 @@ fn a_tenant_token_cannot_touch_another_tenant_or_admin_calls() {
             .await
             .map(|_| ()),
             "UpdateReplicationFactor",
+        );
+        f(
+            call::<_, api::UpdateTenantLimitsResponse>(
+                &ta,
+                "UpdateTenantLimits",
+                &api::UpdateTenantLimitsRequest { tenant_id: "a".into(), limits: None },
+            )
+            .await
+            .map(|_| ()),
+            "UpdateTenantLimits",
         );
         f(
             call::<_, api::ListStorageNodesResponse>(
@@ -511,7 +529,11 @@ fn unauthenticated_calls_are_refused() {
             call::<_, api::CreateTenantResponse>(
                 &none,
                 "CreateTenant",
-                &api::CreateTenantRequest { tenant_id: "x".into(), replication_factor: 1 },
+                &api::CreateTenantRequest {
+                    tenant_id: "x".into(),
+                    replication_factor: 1,
+                    ..Default::default()
+                },
             )
             .await
             .map(|_| ()),
@@ -583,16 +605,51 @@ fn unauthenticated_calls_are_refused() {
     let (status, body) =
         http(http_addr, "GET", "/v1/key-value?tenant_id=a&key=k", Some(&bearer), "");
     assert_eq!(status, 200, "{body}");
-    let (status, body) =
-        http(http_addr, "GET", "/v1/tenants/a", Some(&format!("Bearer {BOOTSTRAP}")), "");
+    let admin = format!("Bearer {BOOTSTRAP}");
+    let (status, body) = http(http_addr, "GET", "/v1/tenants/a", Some(&admin), "");
     assert_eq!(status, 200, "{body}");
+    // Tokens over the HTTP API: created, listed, used and revoked; admin only.
+    let (status, body) = http(
+        http_addr,
+        "POST",
+        "/v1/admin/tokens",
+        Some(&bearer),
+        r#"{"role":"tenant-rw","tenant_id":"a"}"#,
+    );
+    assert_eq!(status, 403, "a tenant token cannot create tokens: {body}");
+    let (status, body) = http(
+        http_addr,
+        "POST",
+        "/v1/admin/tokens",
+        Some(&admin),
+        r#"{"role":"tenant-ro","tenant_id":"a"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let created: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let http_token = created["token"].as_str().expect("a token").to_owned();
+    let http_id = created["info"]["token_id"].as_str().expect("an id").to_owned();
+    assert_eq!(created["info"]["role"], "tenant-ro", "{body}");
+    let reader = format!("Bearer {http_token}");
+    let (status, body) =
+        http(http_addr, "GET", "/v1/key-value?tenant_id=a&key=k", Some(&reader), "");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(http_addr, "GET", "/v1/admin/tokens?tenant_id=a", Some(&admin), "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&http_id) && !body.contains(&http_token), "{body}");
+    let path = format!("/v1/admin/tokens/{http_id}");
+    let (status, body) = http(http_addr, "DELETE", &path, Some(&admin), "");
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("\"revoked_at_us\":\"0\""), "{body}");
+    let (status, body) =
+        http(http_addr, "GET", "/v1/key-value?tenant_id=a&key=k", Some(&reader), "");
+    assert_eq!(status, 401, "a revoked token: {body}");
     let log = std::fs::read_to_string(s.tmp.path().join("c").join("coordinator.log")).unwrap();
     assert!(log.contains("authentication required"), "no start-up line in:\n{log}");
     assert!(
         log.contains("outcome=\"unauthorized\"") || log.contains("outcome=unauthorized"),
         "{log}"
     );
-    assert_no_secrets_in_logs(s.tmp.path(), &[token, revoked, BOOTSTRAP.into()]);
+    assert_no_secrets_in_logs(s.tmp.path(), &[token, revoked, http_token, BOOTSTRAP.into()]);
 }
 
 #[test]

@@ -96,7 +96,11 @@ fn sigterm_under_load_fails_calls_only_with_unavailable() {
         let _: api::CreateTenantResponse = ch
             .unary(
                 &coordinator_path("CreateTenant"),
-                &api::CreateTenantRequest { tenant_id: "term".into(), replication_factor: 3 },
+                &api::CreateTenantRequest {
+                    tenant_id: "term".into(),
+                    replication_factor: 3,
+                    ..Default::default()
+                },
                 Some(Duration::from_secs(10)),
             )
             .await

@@ -253,7 +253,11 @@ fn coordinators_need_the_cluster_secret() {
             let _: api::CreateTenantResponse = ch
                 .unary(
                     &coordinator_path("CreateTenant"),
-                    &api::CreateTenantRequest { tenant_id: "acme".into(), replication_factor: 1 },
+                    &api::CreateTenantRequest {
+                        tenant_id: "acme".into(),
+                        replication_factor: 1,
+                        ..Default::default()
+                    },
                     t,
                 )
                 .await
@@ -293,7 +297,11 @@ fn coordinators_need_the_cluster_secret() {
         let _: api::CreateTenantResponse = ch
             .unary(
                 &coordinator_path("CreateTenant"),
-                &api::CreateTenantRequest { tenant_id: "acme".into(), replication_factor: 1 },
+                &api::CreateTenantRequest {
+                    tenant_id: "acme".into(),
+                    replication_factor: 1,
+                    ..Default::default()
+                },
                 t,
             )
             .await

@@ -104,6 +104,37 @@ pub struct CoordinatorConfig {
     pub migration: MigrationSection,
     /// Client authentication: bearer tokens (`auth.mode`, off by default).
     pub auth: AuthSection,
+    /// Per-tenant limits: the defaults of tenants that set none.
+    pub limits: LimitsSection,
+}
+
+/// The `limits:` section: the limits of a tenant whose own (`CreateTenant`,
+/// `UpdateTenantLimits`) are 0. Rates are per coordinator process (each core enforces its
+/// share, see `core::limits`); 0 is unlimited. Sizes of 0 are the global `max_key_bytes` /
+/// `max_value_bytes`, which cap every tenant's sizes.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Key-value requests per second per tenant; 0 = unlimited (the default).
+    pub tenant_requests_per_second: u64,
+    /// Key and value bytes per second per tenant; 0 = unlimited (the default).
+    pub tenant_bytes_per_second: u64,
+    /// Longest key of a tenant, bytes; 0 = `max_key_bytes`.
+    pub max_key_bytes: u64,
+    /// Longest value of a tenant, bytes; 0 = `max_value_bytes`.
+    pub max_value_bytes: u64,
+}
+
+impl LimitsSection {
+    /// The defaults as a tenant's limits (for `core::limits::effective`).
+    pub fn defaults(&self) -> crate::core::limits::TenantLimits {
+        crate::core::limits::TenantLimits {
+            requests_per_second: self.tenant_requests_per_second,
+            bytes_per_second: self.tenant_bytes_per_second,
+            max_key_bytes: self.max_key_bytes,
+            max_value_bytes: self.max_value_bytes,
+        }
+    }
 }
 
 /// Whether calls need a bearer token.
@@ -393,6 +424,7 @@ impl Default for CoordinatorConfig {
             idempotency: IdempotencySection::default(),
             migration: MigrationSection::default(),
             auth: AuthSection::default(),
+            limits: LimitsSection::default(),
         }
     }
 }
@@ -417,6 +449,12 @@ impl CoordinatorConfig {
                 "max_value_bytes",
                 "must be at least 1 and leave room for the key within max_message_bytes",
             ));
+        }
+        if self.limits.max_key_bytes > self.max_key_bytes as u64 {
+            return Err(invalid("limits.max_key_bytes", "must not be above max_key_bytes"));
+        }
+        if self.limits.max_value_bytes > self.max_value_bytes as u64 {
+            return Err(invalid("limits.max_value_bytes", "must not be above max_value_bytes"));
         }
         if !(1..=10).contains(&self.default_replication_factor) {
             return Err(invalid("default_replication_factor", "must be between 1 and 10"));

@@ -15,7 +15,7 @@
 //! list to keep in sync, and any key added later gets its variable for free.
 //!
 //! Variables that match no key are left alone, with a warning unless the process reads them
-//! elsewhere (`PAIRDB_LOG`, the client's `PAIRDB_ADDR` and `PAIRDB_TOKEN`, `pairdb probe`'s `PAIRDB_PROBE_URL`, tests'
+//! elsewhere (`PAIRDB_LOG`, the client's `PAIRDB_ADDR`, `PAIRDB_TOKEN` and `PAIRDB_TLS_CA`, `pairdb probe`'s `PAIRDB_PROBE_URL`, tests'
 //! `PAIRDB_TEST_*`).
 
 use std::cell::RefCell;
@@ -30,7 +30,8 @@ use serde_yaml::{Mapping, Value};
 pub const PREFIX: &str = "PAIRDB_";
 
 /// Variables read by other parts of the process, never reported as unknown.
-const NOT_CONFIG: &[&str] = &["PAIRDB_LOG", "PAIRDB_ADDR", "PAIRDB_PROBE_URL", "PAIRDB_TOKEN"];
+const NOT_CONFIG: &[&str] =
+    &["PAIRDB_LOG", "PAIRDB_ADDR", "PAIRDB_PROBE_URL", "PAIRDB_TOKEN", "PAIRDB_TLS_CA"];
 
 /// How a key's value is read from a variable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,16 +22,18 @@ use serde::{de::DeserializeOwned, Deserialize};
 mod coordinator;
 pub mod env;
 mod storage;
+pub mod tls;
 
 pub use coordinator::{
     AuthMode, AuthSection, CoordinatorConfig, HttpApiSection, IdempotencyBackendKind,
-    IdempotencySection, MetadataBackend, MetadataSection, MigrationSection, OnUnavailable,
-    StorageNodeEntry, DEFAULT_COORDINATOR_ADMIN_PORT, DEFAULT_HINT_MAX_STORED,
+    IdempotencySection, LimitsSection, MetadataBackend, MetadataSection, MigrationSection,
+    OnUnavailable, StorageNodeEntry, DEFAULT_COORDINATOR_ADMIN_PORT, DEFAULT_HINT_MAX_STORED,
 };
 pub use storage::{
     DurabilityMode, StorageConfig, DEFAULT_CACHE_BYTES, DEFAULT_GROUP_COMMIT_INTERVAL,
     DEFAULT_PURGE_INTERVAL, DEFAULT_STORAGE_ADMIN_PORT, DEFAULT_TOMBSTONE_GRACE,
 };
+pub use tls::TlsSection;
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +169,8 @@ pub struct RpcSection {
     /// The cluster secret itself, meant for the `PAIRDB_RPC_CLUSTER_SECRET` environment
     /// variable (a file keeps it out of `ps` and config dumps). Never both.
     pub cluster_secret: Option<String>,
+    /// TLS on the gRPC port and on a coordinator's links to storage nodes (`rpc.tls.*`).
+    pub tls: TlsSection,
 }
 
 /// The shortest cluster secret accepted, in bytes: 256 bits, out of any brute force's reach.
@@ -179,14 +183,17 @@ impl std::fmt::Debug for RpcSection {
             .field("http2", &self.http2)
             .field("cluster_secret_file", &self.cluster_secret_file)
             .field("cluster_secret", &self.cluster_secret.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
 
 impl RpcSection {
-    /// Checks the cluster secret: not both keys, the file readable, long enough.
+    /// Checks the cluster secret (not both keys, the file readable, long enough) and the TLS
+    /// files (readable, valid PEM, keys that fit their certificates).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.cluster_secret_bytes().map(|_| ())
+        self.cluster_secret_bytes()?;
+        self.tls.validate()
     }
 
     /// The cluster secret, trimmed, read from `cluster_secret_file` or `cluster_secret`; None

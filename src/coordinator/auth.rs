@@ -220,6 +220,7 @@ guard! {
     CreateTokenRequest => |r| (Action::Admin, &r.tenant_id);
     ListTokensRequest => |r| (Action::Admin, &r.tenant_id);
     RevokeTokenRequest => |r| (Action::Admin, &r.token_id);
+    UpdateTenantLimitsRequest => |r| (Action::Admin, &r.tenant_id);
 }
 
 /// One audit line.

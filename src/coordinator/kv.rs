@@ -60,6 +60,8 @@ impl Shard {
         let level = level(req.consistency)?;
         let context = client_clock(req.vector_clock.as_ref())?;
         let tenant = self.tenant(&req.tenant_id).await?;
+        // Before the idempotency claim and any fan-out: a refusal costs nothing downstream.
+        self.admit(&tenant, req.key.len(), req.value.len())?;
         let fingerprint = fingerprint(Operation::Write, level, &req.value, context.as_ref());
         let (tenant_id, key) = (&req.tenant_id, &req.key);
         let write = Mutation { value: req.value.clone(), tombstone: false, level, context };
@@ -95,6 +97,7 @@ impl Shard {
         let level = level(req.consistency)?;
         let context = client_clock(req.vector_clock.as_ref())?;
         let tenant = self.tenant(&req.tenant_id).await?;
+        self.admit(&tenant, req.key.len(), 0)?;
         let fingerprint = fingerprint(Operation::Delete, level, b"", context.as_ref());
         let (tenant_id, key) = (&req.tenant_id, &req.key);
         let delete = Mutation { value: Bytes::new(), tombstone: true, level, context };
@@ -129,6 +132,8 @@ impl Shard {
         let level = level(req.consistency)?;
         self.check_fresh()?;
         let tenant = self.tenant(&req.tenant_id).await?;
+        // The value read is charged once known (`charge_read`), leaving the byte bucket in debt.
+        self.admit(&tenant, req.key.len(), 0)?;
         let rf = tenant.replication_factor as usize;
         let sets = self.key_sets(&req.tenant_id, &req.key, rf, level);
         // During a data movement the read set may stand for another factor (the old or the new).
@@ -153,12 +158,15 @@ impl Shard {
         // that no answer waits for a slow replica.
         self.clone().settle_read(pump, replies, &req.tenant_id, &req.key);
         match outcome.newest {
-            Some(v) if !v.tombstone => Ok(api::ReadKeyValueResponse {
-                key: req.key,
-                value: v.value,
-                vector_clock: Some((&v.clock).into()),
-                replica_count: outcome.replies as i32,
-            }),
+            Some(v) if !v.tombstone => {
+                self.charge_read(&tenant.tenant_id, v.value.len());
+                Ok(api::ReadKeyValueResponse {
+                    key: req.key,
+                    value: v.value,
+                    vector_clock: Some((&v.clock).into()),
+                    replica_count: outcome.replies as i32,
+                })
+            }
             _ => Err(PairError::KeyNotFound { tenant_id: req.tenant_id, key: req.key }),
         }
     }

@@ -9,6 +9,7 @@ use std::{rc::Rc, sync::atomic::Ordering};
 
 use crate::{
     coordinator::{
+        limits::to_proto_limits,
         migrate, resolve_nodes,
         shard::{blocking, meta_error, unix_now_secs, Shard},
         Update,
@@ -32,6 +33,7 @@ impl Shard {
         _: CallContext,
     ) -> Result<api::CreateTenantResponse, PairError> {
         validate::tenant_id(&req.tenant_id)?;
+        let limits = self.checked_limits(req.limits.as_ref())?;
         let rf = match req.replication_factor {
             0 => self.shared.config.default_replication_factor,
             n => validate::replication_factor(n, self.registered_nodes())?,
@@ -54,15 +56,18 @@ impl Shard {
             replication_factor: rf,
             created_at: now,
             updated_at: now,
+            limits,
         };
         let meta = self.shared.meta.clone();
         let stored = record.clone();
         blocking(move || meta.create_tenant(&stored)).await.map_err(meta_error)?;
         self.shared.broadcast(Update::Tenant(record.clone()));
         Ok(api::CreateTenantResponse {
-            tenant_id: record.tenant_id,
             replication_factor: rf as i32,
             created_at: now,
+            limits: Some(to_proto_limits(&record.limits)),
+            effective_limits: Some(self.effective_proto(&record)),
+            tenant_id: record.tenant_id,
         })
     }
 
@@ -80,6 +85,8 @@ impl Shard {
             replication_factor: t.replication_factor as i32,
             created_at: t.created_at,
             updated_at: t.updated_at,
+            limits: Some(to_proto_limits(&t.limits)),
+            effective_limits: Some(self.effective_proto(&t)),
         })
     }
 
@@ -282,7 +289,7 @@ impl Shard {
         }
         self.ensure_no_migration().await?;
         // Data is streamed to it at once: a node that does not answer would stall the change.
-        probe(addr, &req.node_id, self.link_config.client.authorization.clone()).await?;
+        probe(addr, &req.node_id, &self.link_config.client).await?;
         if self.node(&req.node_id).is_some() {
             return Err(PairError::NodeExists(format!(
                 "storage node {:?} already exists",
@@ -535,15 +542,20 @@ fn status_of(m: MigrationRecord) -> api::GetMigrationStatusResponse {
 async fn probe(
     addr: std::net::SocketAddr,
     node_id: &str,
-    authorization: Option<bytes::Bytes>,
+    links: &crate::rpc::ClientConfig,
 ) -> Result<(), PairError> {
     let unavailable = |why: String| {
         PairError::StorageUnavailable(format!(
             "storage node {node_id:?} at {addr} does not answer ({why}); start it before adding it"
         ))
     };
-    // The cluster secret, if any: a storage node that requires it refuses HealthCheck without.
-    let config = crate::rpc::ClientConfig { authorization, ..Default::default() };
+    // The cluster secret and TLS, if any: a storage node that requires them refuses
+    // HealthCheck without.
+    let config = crate::rpc::ClientConfig {
+        authorization: links.authorization.clone(),
+        tls: links.tls.clone(),
+        ..Default::default()
+    };
     let ch = glommio::timer::timeout(std::time::Duration::from_secs(3), async {
         Ok(crate::rpc::Channel::connect(addr, &config).await)
     })

@@ -34,6 +34,10 @@ pub struct CoreMetrics {
     pub hints_replayed: Cell<u64>,
     /// Requests logged as slow.
     pub slow_requests: Cell<u64>,
+    /// Key-value requests refused by a tenant's `requests_per_second`.
+    pub rate_limited_requests: Cell<u64>,
+    /// Key-value requests refused by a tenant's `bytes_per_second`.
+    pub rate_limited_bytes: Cell<u64>,
 }
 
 impl CoreMetrics {

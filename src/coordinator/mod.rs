@@ -24,6 +24,7 @@
 //!
 //! - [`shard`]: per-core state (ring, tenant cache, links, hint buffer, repair queue).
 //! - [`kv`]: the key-value handlers.
+//! - [`limits`]: per-tenant rate and size limits, enforced on each core before any fan-out.
 //! - [`driver`]: pumps `crate::core`'s request machines with replies and one timer.
 //! - [`manage`]: tenant, node and migration handlers.
 //! - [`migrate`]: runs a data movement (`core::migration`'s driver) and anti-entropy.
@@ -45,6 +46,7 @@ pub mod driver;
 pub mod foreground;
 pub mod http;
 pub mod kv;
+pub mod limits;
 pub mod link;
 pub mod manage;
 pub mod metrics;

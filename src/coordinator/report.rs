@@ -105,6 +105,18 @@ pub fn samples(core: &Core, rpc: &RpcMetrics) -> Vec<Sample> {
     for (name, help, v) in counters {
         out.push(Sample::counter(name, help, v));
     }
+    for (reason, v) in
+        [("requests", m.rate_limited_requests.get()), ("bytes", m.rate_limited_bytes.get())]
+    {
+        out.push(
+            Sample::counter(
+                "pairdb_tenant_rate_limited_total",
+                "Key-value requests refused with RATE_LIMITED, by the limit that refused them.",
+                v,
+            )
+            .label("reason", reason),
+        );
+    }
     let links = &core.link_stats;
     out.push(Sample::counter(
         "pairdb_batches_total",

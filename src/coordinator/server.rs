@@ -63,6 +63,12 @@ impl Coordinator {
         http: Option<Reservation>,
         cores: usize,
     ) -> Result<Arc<Coordinator>, MetaError> {
+        // Checked at start-up already (`rpc.validate`); a file gone since stops the start here.
+        let tls = config
+            .rpc
+            .tls
+            .server_config()
+            .map_err(|e| MetaError::Unavailable { backend: "rpc.tls", source: Box::new(e) })?;
         let stores = backends::open(&config)?;
         let store = stores.meta.clone();
         let now = crate::coordinator::shard::unix_now_secs();
@@ -103,6 +109,7 @@ impl Coordinator {
         let server = ServerConfig {
             max_message_bytes: config.max_message_bytes,
             http2: config.rpc.http2,
+            tls: tls.map(crate::rpc::tls::ServerTls::new),
             ..ServerConfig::default()
         };
         let config_is_shared = config.metadata.backend == crate::config::MetadataBackend::Postgres;
@@ -153,6 +160,7 @@ impl Coordinator {
             replication_factor,
             created_at: now,
             updated_at: now,
+            limits: Default::default(),
         };
         match self.shared.meta.create_tenant(&record) {
             Ok(()) => Ok(true),

@@ -123,6 +123,8 @@ pub struct Shard {
     pub(crate) unsettled_reads: Cell<usize>,
     /// The running data movement's placement, `None` when keys follow `ring`.
     placement: RefCell<Option<Arc<Placement>>>,
+    /// This core's token buckets, per tenant (see `coordinator::limits`).
+    pub(crate) buckets: RefCell<AHashMap<String, crate::core::limits::TenantBuckets>>,
 }
 
 impl Shard {
@@ -147,6 +149,8 @@ impl Shard {
                 http2: cfg.rpc.http2,
                 // The cluster secret, sent on every call so that storage nodes trust us.
                 authorization: cfg.rpc.storage_authorization(),
+                // TLS (mutual with a client certificate) when rpc.tls.storage_ca_file is set.
+                tls: crate::rpc::tls::ClientTls::for_storage(&cfg.rpc.tls),
                 ..Default::default()
             },
         });
@@ -182,6 +186,7 @@ impl Shard {
             repair_worker_running: Cell::new(false),
             unsettled_reads: Cell::new(0),
             placement: RefCell::new(None),
+            buckets: RefCell::new(AHashMap::new()),
             shared,
         });
         let (seq, placement) = shard.shared.placement.current();
@@ -431,6 +436,7 @@ impl Shard {
         let router = route!(router, "CreateToken", create_token);
         let router = route!(router, "ListTokens", list_tokens);
         let router = route!(router, "RevokeToken", revoke_token);
+        let router = route!(router, "UpdateTenantLimits", update_tenant_limits);
         route!(router, "ListStorageNodes", list_storage_nodes)
     }
 

@@ -12,6 +12,7 @@
 //! - [`hints`]: which misses become hints, and the bounded per-key coalescing buffer.
 //! - [`health`]: storage-node health from probes, with flap damping.
 //! - [`validate`]: request checks that fail with the client's error.
+//! - [`limits`]: per-tenant token buckets and size limits.
 //! - [`idempotency`]: what claims, completions, releases and time do to an idempotency record,
 //!   and THE fingerprint of a keyed request.
 //! - [`migration`]: data movement's plan, per-stage read and write sets and driver (not wired to
@@ -22,6 +23,7 @@ pub mod health;
 pub mod hints;
 pub mod idempotency;
 pub mod ids;
+pub mod limits;
 pub mod migration;
 pub mod quorum;
 pub mod read;

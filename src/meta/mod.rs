@@ -139,8 +139,10 @@ pub struct TenantRecord {
     pub replication_factor: u32,
     /// Creation time, unix seconds.
     pub created_at: i64,
-    /// Last change (replication factor), unix seconds.
+    /// Last change (replication factor, limits), unix seconds.
     pub updated_at: i64,
+    /// Its own limits (0 fields: the coordinator's `limits:` defaults).
+    pub limits: crate::core::limits::TenantLimits,
 }
 
 /// One client bearer token (see `core::auth`): everything but the secret, kept only as a hash.
@@ -396,6 +398,16 @@ pub trait MetadataStore: Send + Sync {
         replication_factor: u32,
         now: i64,
         migration: &MigrationRecord,
+    ) -> Result<TenantRecord, MetaError>;
+
+    /// Replaces a tenant's limits and sets `updated_at = now`; returns the record as stored
+    /// now, [`MetaError::NotFound`] when the tenant does not exist. Tells every coordinator, as
+    /// a replication factor change does.
+    fn update_tenant_limits(
+        &self,
+        tenant_id: &str,
+        limits: &crate::core::limits::TenantLimits,
+        now: i64,
     ) -> Result<TenantRecord, MetaError>;
 
     /// Stores a new node; [`MetaError::AlreadyExists`] when its id is taken.

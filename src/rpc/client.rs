@@ -18,7 +18,7 @@ use std::{
 };
 
 use ahash::AHashMap;
-use futures_lite::AsyncWrite;
+use futures_lite::{AsyncRead, AsyncWrite};
 
 use bytes::{Bytes, BytesMut};
 use glommio::net::TcpStream;
@@ -32,6 +32,7 @@ use crate::rpc::{
     glommio_io::GlommioIo,
     http2::client::{ClientConn, ClientLimits},
     status::Status,
+    tls::ClientTls,
 };
 
 /// Tunables of a client connection.
@@ -51,6 +52,9 @@ pub struct ClientConfig {
     /// `Bearer <secret>`), when set. Sent so that no HPACK table keeps it (never-indexed), and
     /// never printed.
     pub authorization: Option<Bytes>,
+    /// TLS under HTTP/2 (`rpc.tls.storage_*` for a coordinator's links to storage nodes; the
+    /// CLI's `--tls-ca`). None: plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -62,6 +66,7 @@ impl Default for ClientConfig {
             connection_window_bytes: 8 << 20,
             http2: Http2Impl::default(),
             authorization: None,
+            tls: None,
         }
     }
 }
@@ -76,6 +81,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("connection_window_bytes", &self.connection_window_bytes)
             .field("http2", &self.http2)
             .field("authorization", &self.authorization.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -161,20 +167,21 @@ struct H2Channel {
 
 impl H2Channel {
     async fn connect(addr: SocketAddr, config: &ClientConfig) -> Result<H2Channel, Status> {
+        let closed = Rc::new(Cell::new(false));
         let connect = async {
             let stream = TcpStream::connect(addr)
                 .await
                 .map_err(|e| Status::unavailable(format!("connect to {addr}: {e}")))?;
             let _ = stream.set_nodelay(true);
-            h2::client::Builder::new()
-                .initial_window_size(config.stream_window_bytes)
-                .initial_connection_window_size(config.connection_window_bytes)
-                .max_send_buffer_size(config.max_message_bytes + framing::PREFIX_LEN)
-                .handshake::<_, Bytes>(GlommioIo(stream))
-                .await
-                .map_err(|e| Status::unavailable(format!("HTTP/2 handshake with {addr}: {e}")))
+            match &config.tls {
+                None => h2_start(stream, addr, config, closed.clone()).await,
+                Some(tls) => {
+                    let stream = tls.connect(addr, stream).await?;
+                    h2_start(stream, addr, config, closed.clone()).await
+                }
+            }
         };
-        let (send, conn) = match glommio::timer::timeout(config.connect_timeout, async {
+        let send = match glommio::timer::timeout(config.connect_timeout, async {
             Ok(connect.await)
         })
         .await
@@ -182,15 +189,6 @@ impl H2Channel {
             Ok(result) => result?,
             Err(_) => return Err(Status::unavailable(format!("connect to {addr}: timed out"))),
         };
-        let closed = Rc::new(Cell::new(false));
-        let closed_by_driver = closed.clone();
-        glommio::spawn_local(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%addr, error = %e, "client connection ended");
-            }
-            closed_by_driver.set(true);
-        })
-        .detach();
         let authority = addr
             .to_string()
             .parse()
@@ -292,6 +290,37 @@ impl H2Channel {
     }
 }
 
+/// The `h2` handshake over `stream` (plain TCP or TLS); spawns the connection's driver, which
+/// sets `closed` when the connection ends.
+async fn h2_start<S: AsyncRead + AsyncWrite + Unpin + 'static>(
+    stream: S,
+    addr: SocketAddr,
+    config: &ClientConfig,
+    closed: Rc<Cell<bool>>,
+) -> Result<SendRequest<Bytes>, Status> {
+    let (send, conn) = h2::client::Builder::new()
+        .initial_window_size(config.stream_window_bytes)
+        .initial_connection_window_size(config.connection_window_bytes)
+        .max_send_buffer_size(config.max_message_bytes + framing::PREFIX_LEN)
+        .handshake::<_, Bytes>(GlommioIo(stream))
+        .await
+        .map_err(|e| Status::unavailable(format!("HTTP/2 handshake with {addr}: {e}")))?;
+    glommio::spawn_local(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, error = %e, "client connection ended");
+        }
+        closed.set(true);
+    })
+    .detach();
+    Ok(send)
+}
+
+/// A connected stream of a native channel.
+enum NativeIo {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
 /// A channel on PairDB's own HTTP/2 layer: a driver task on this core owns the socket and the
 /// sans-IO [`ClientConn`]; calls register a waiter and are woken with their result.
 struct NativeChannel {
@@ -315,16 +344,24 @@ struct Waiter {
 
 impl NativeChannel {
     async fn connect(addr: SocketAddr, config: &ClientConfig) -> Result<Rc<NativeChannel>, Status> {
+        let connect = async {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| Status::unavailable(format!("connect to {addr}: {e}")))?;
+            let _ = stream.set_nodelay(true);
+            Ok::<_, Status>(match &config.tls {
+                None => NativeIo::Plain(stream),
+                Some(tls) => NativeIo::Tls(Box::new(tls.connect(addr, stream).await?)),
+            })
+        };
         let stream = match glommio::timer::timeout(config.connect_timeout, async {
-            Ok(TcpStream::connect(addr).await)
+            Ok(connect.await)
         })
         .await
         {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(Status::unavailable(format!("connect to {addr}: {e}"))),
+            Ok(result) => result?,
             Err(_) => return Err(Status::unavailable(format!("connect to {addr}: timed out"))),
         };
-        let _ = stream.set_nodelay(true);
         let limits = ClientLimits {
             max_message_bytes: config.max_message_bytes,
             stream_window: config.stream_window_bytes,
@@ -346,7 +383,14 @@ impl NativeChannel {
             }),
         });
         let driver = channel.clone();
-        glommio::spawn_local(async move { driver.drive(stream, addr).await }).detach();
+        match stream {
+            NativeIo::Plain(io) => {
+                glommio::spawn_local(async move { driver.drive(io, addr).await }).detach();
+            }
+            NativeIo::Tls(io) => {
+                glommio::spawn_local(async move { driver.drive(*io, addr).await }).detach();
+            }
+        }
         Ok(channel)
     }
 
@@ -402,7 +446,8 @@ impl NativeChannel {
 
     /// Owns the socket: reads into the connection, hands finished calls to their waiters,
     /// writes what the connection produced (one write per turn for every call started).
-    async fn drive(self: Rc<Self>, mut io: TcpStream, addr: SocketAddr) {
+    /// Generic over the stream (plain TCP or TLS): one compiled copy each.
+    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(self: Rc<Self>, mut io: S, addr: SocketAddr) {
         let mut rbuf = BytesMut::new();
         let why = poll_fn(|cx| {
             let mut st = self.state.borrow_mut();
@@ -426,6 +471,10 @@ impl NativeChannel {
                 loop {
                     let out = st.conn.output();
                     if out.is_empty() {
+                        // TLS keeps records it could not send yet; plain TCP's flush is a no-op.
+                        if let Poll::Ready(Err(e)) = Pin::new(&mut io).poll_flush(cx) {
+                            return Poll::Ready(format!("write: {e}"));
+                        }
                         break;
                     }
                     match Pin::new(&mut io).poll_write(cx, out) {

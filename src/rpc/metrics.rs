@@ -33,6 +33,8 @@ pub struct RpcMetrics {
     http2: RefCell<ConnStats>,
     /// Calls refused for a missing or wrong credential (see `Router::require_bearer`).
     unauthenticated: Cell<u64>,
+    /// Connections on a TLS port whose handshake failed or timed out (`rpc.tls`).
+    tls_handshake_failures: Cell<u64>,
 }
 
 /// Counts a call as in flight until dropped (a connection that dies mid-call drops it too).
@@ -84,6 +86,12 @@ impl RpcMetrics {
         self.unauthenticated.set(self.unauthenticated.get() + 1);
     }
 
+    /// A connection's TLS handshake failed (a plaintext client, an unknown certificate, a
+    /// timeout).
+    pub fn record_tls_handshake_failure(&self) {
+        self.tls_handshake_failures.set(self.tls_handshake_failures.get() + 1);
+    }
+
     /// Calls refused for a missing or wrong credential so far.
     pub fn unauthenticated(&self) -> u64 {
         self.unauthenticated.get()
@@ -109,6 +117,12 @@ impl RpcMetrics {
             "gRPC calls refused with UNAUTHENTICATED before their handler ran: no or a wrong \
              credential (a storage node's cluster secret).",
             self.unauthenticated.get(),
+        ));
+        out.push(Sample::counter(
+            "pairdb_rpc_tls_handshake_failures_total",
+            "Connections to a TLS gRPC port closed because their TLS handshake failed or timed \
+             out: plaintext clients, certificates not trusted, silent peers.",
+            self.tls_handshake_failures.get(),
         ));
         let h = self.http2.borrow();
         for (kind, n) in [
@@ -215,6 +229,7 @@ mod tests {
             "pairdb_rpc_latency_seconds_count{service=\"p.S\",method=\"M\"} 3",
             "pairdb_rpc_in_flight{core=\"0\"} 0",
             "pairdb_rpc_unauthenticated_total 0",
+            "pairdb_rpc_tls_handshake_failures_total 0",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }

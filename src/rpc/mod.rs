@@ -7,6 +7,7 @@
 //! - [`health`], [`reflection`]: the standard services every PairDB server also serves.
 //! - [`glommio_io`]: the one adapter between glommio streams and h2's I/O traits.
 //! - [`metrics`]: per-core call counts and latencies by method and status.
+//! - [`tls`]: TLS (rustls) under both HTTP/2 layers, server and client side (`rpc.tls`).
 
 pub mod client;
 pub mod framing;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod reflection;
 pub mod server;
 pub mod status;
+pub mod tls;
 
 pub use client::{Channel, ClientConfig};
 pub use metrics::RpcMetrics;

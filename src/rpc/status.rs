@@ -14,6 +14,8 @@ use crate::error::PairError;
 
 /// Trailer that carries the PairDB error name next to the gRPC status.
 pub const ERROR_CODE_HEADER: &str = "pairdb-error-code";
+/// Trailer that carries a retry hint, in milliseconds, next to `RATE_LIMITED`.
+pub const RETRY_AFTER_HEADER: &str = "pairdb-retry-after-ms";
 
 /// A gRPC status code.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,6 +121,8 @@ pub struct Status {
     pub message: String,
     /// PairDB's error name, sent in `pairdb-error-code` (for example `TENANT_NOT_FOUND`).
     pub error_code: Option<Cow<'static, str>>,
+    /// A retry hint, sent in `pairdb-retry-after-ms` (set for `RATE_LIMITED`).
+    pub retry_after_ms: Option<u64>,
 }
 
 macro_rules! constructors {
@@ -135,7 +139,7 @@ macro_rules! constructors {
 impl Status {
     /// A status with no PairDB error name.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), error_code: None }
+        Self { code, message: message.into(), error_code: None, retry_after_ms: None }
     }
 
     /// Adds the PairDB error name sent in `pairdb-error-code`.
@@ -180,6 +184,9 @@ impl Status {
                 headers.insert(ERROR_CODE_HEADER, v);
             }
         }
+        if let Some(ms) = self.retry_after_ms {
+            headers.insert(RETRY_AFTER_HEADER, HeaderValue::from(ms));
+        }
     }
 
     /// Calls `field(name, value)` for each of the fields [`Status::write_headers`] writes, in
@@ -195,6 +202,9 @@ impl Status {
             if HeaderValue::try_from(error_code.as_ref()).is_ok() {
                 field(ERROR_CODE_HEADER.as_bytes(), error_code.as_bytes());
             }
+        }
+        if let Some(ms) = self.retry_after_ms {
+            field(RETRY_AFTER_HEADER.as_bytes(), ms.to_string().as_bytes());
         }
     }
 
@@ -216,7 +226,11 @@ impl Status {
             .get(ERROR_CODE_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(|s| Cow::Owned(s.to_owned()));
-        Some(Status { code, message, error_code })
+        let retry_after_ms = headers
+            .get(RETRY_AFTER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        Some(Status { code, message, error_code, retry_after_ms })
     }
 
     /// The gRPC code for an HTTP reply that carries no `grpc-status`, per the gRPC HTTP/2 spec
@@ -300,9 +314,14 @@ impl From<&PairError> for Status {
             E::DeadlineExceeded(_) => (Code::DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
             E::Unauthorized(_) => (Code::UNAUTHENTICATED, "UNAUTHORIZED"),
             E::Forbidden(_) => (Code::PERMISSION_DENIED, "FORBIDDEN"),
+            E::RateLimited { .. } => (Code::RESOURCE_EXHAUSTED, "RATE_LIMITED"),
             E::Internal(_) => (Code::INTERNAL, "INTERNAL"),
         };
-        Status::new(code, e.to_string()).with_error_code(error_code)
+        let mut status = Status::new(code, e.to_string()).with_error_code(error_code);
+        if let E::RateLimited { retry_after_ms, .. } = e {
+            status.retry_after_ms = Some(*retry_after_ms);
+        }
+        status
     }
 }
 
@@ -329,6 +348,22 @@ mod tests {
         assert_eq!(headers["grpc-status"], "5");
         assert_eq!(headers["grpc-message"], "tenant %C2%ABt1%C2%BB 100%25 gone%0A");
         assert_eq!(headers[ERROR_CODE_HEADER], "TENANT_NOT_FOUND");
+        assert_eq!(Status::from_headers(&headers), Some(status));
+    }
+
+    #[test]
+    fn rate_limited_carries_its_retry_hint() {
+        let e =
+            PairError::RateLimited { tenant_id: "a".into(), reason: "bytes", retry_after_ms: 42 };
+        let status = Status::from(&e);
+        assert_eq!(status.code, Code::RESOURCE_EXHAUSTED);
+        assert_eq!(status.error_code.as_deref(), Some("RATE_LIMITED"));
+        let mut headers = HeaderMap::new();
+        status.write_headers(&mut headers);
+        assert_eq!(headers[RETRY_AFTER_HEADER], "42");
+        let mut fields = Vec::new();
+        status.write_fields(|n, v| fields.push((n.to_vec(), v.to_vec())));
+        assert!(fields.contains(&(RETRY_AFTER_HEADER.as_bytes().to_vec(), b"42".to_vec())));
         assert_eq!(Status::from_headers(&headers), Some(status));
     }
 

@@ -49,6 +49,8 @@ impl StorageNode {
         // First, so that a bad secret fails the start before the engine opens.
         let cluster_secret =
             config.rpc.cluster_secret_bytes().map_err(|e| std::io::Error::other(e.to_string()))?;
+        let tls =
+            config.rpc.tls.server_config().map_err(|e| std::io::Error::other(e.to_string()))?;
         std::fs::create_dir_all(&config.data_dir)?;
         let incarnation_id = incarnation::load_or_create(&config.data_dir)?;
         let engine = Arc::new(Engine::open(&config.data_dir, config.engine())?);
@@ -65,6 +67,7 @@ impl StorageNode {
             server: ServerConfig {
                 max_message_bytes: config.max_message_bytes,
                 http2: config.rpc.http2,
+                tls: tls.map(crate::rpc::tls::ServerTls::new),
                 ..ServerConfig::default()
             },
             cluster_secret,

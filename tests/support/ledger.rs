@@ -53,7 +53,11 @@ pub async fn create_tenant(ch: &Channel, tenant: &str, rf: i32) {
     let _: api::CreateTenantResponse = call(
         ch,
         "CreateTenant",
-        &api::CreateTenantRequest { tenant_id: tenant.into(), replication_factor: rf },
+        &api::CreateTenantRequest {
+            tenant_id: tenant.into(),
+            replication_factor: rf,
+            ..Default::default()
+        },
     )
     .await
     .unwrap_or_else(|e| panic!("CreateTenant {tenant}: {e}"));

@@ -1,6 +1,15 @@
 """PairDB's Python client over gRPC. See README.md."""
 
-from .client import Client, Consistency, StorageNode, Tenant, Value, VectorClock, WriteResult
+from .client import (
+    Client,
+    Consistency,
+    StorageNode,
+    Tenant,
+    Token,
+    Value,
+    VectorClock,
+    WriteResult,
+)
 from .errors import *  # noqa: F401,F403  (PairDBError and one class per pairdb-error-code)
 from .errors import __all__ as _errors_all
 
@@ -11,6 +20,7 @@ __all__ = [
     "Consistency",
     "StorageNode",
     "Tenant",
+    "Token",
     "Value",
     "VectorClock",
     "WriteResult",

@@ -95,6 +95,22 @@ class Tenant:
 
 
 @dataclass(frozen=True)
+class Token:
+    """A bearer token's description (never its secret)."""
+
+    token_id: str
+    tenant_id: str
+    role: str
+    created_at_us: int
+    #: 0 while the token is valid.
+    revoked_at_us: int
+
+    @staticmethod
+    def _from_proto(t: "pb.TokenInfo") -> "Token":
+        return Token(t.token_id, t.tenant_id, t.role, t.created_at_us, t.revoked_at_us)
+
+
+@dataclass(frozen=True)
 class StorageNode:
     node_id: str
     host: str
@@ -144,6 +160,15 @@ class Client:
         consistency: the default consistency level of reads, writes and deletes.
         interceptors: gRPC client interceptors put on every channel.
         options: gRPC channel options.
+        token: a bearer token (``pdb_<id>_<secret>`` from ``create_token`` or ``pairdb token
+            create``, or the bootstrap admin token), sent as ``authorization: Bearer <token>``
+            on every call; needed when the coordinators run with ``auth.mode: required``.
+        root_certificates: PEM bytes of the root certificate(s) that sign the coordinators'
+            certificates: the client then speaks TLS. ``None``: plaintext.
+        private_key, certificate_chain: PEM bytes of a client certificate, for coordinators
+            that require mutual TLS.
+        tls_server_name: the name the coordinators' certificates must carry, when it is not
+            the host of the address (for example when addresses are IP addresses).
     """
 
     def __init__(
@@ -158,6 +183,11 @@ class Client:
         consistency: Consistency = Consistency.QUORUM,
         interceptors: Iterable[grpc.UnaryUnaryClientInterceptor] = (),
         options: Sequence[Tuple[str, object]] = (),
+        token: Optional[str] = None,
+        root_certificates: Optional[bytes] = None,
+        private_key: Optional[bytes] = None,
+        certificate_chain: Optional[bytes] = None,
+        tls_server_name: Optional[str] = None,
     ) -> None:
         if isinstance(addresses, str):
             addresses = [addresses]
@@ -176,6 +206,28 @@ class Client:
         self.consistency = Consistency(consistency)
         self._interceptors = list(interceptors)
         self._options = list(options)
+        if tls_server_name:
+            self._options.append(("grpc.ssl_target_name_override", tls_server_name))
+        if token is not None and (
+            not token.strip() or any(ord(ch) < 0x21 or ord(ch) > 0x7E for ch in token.strip())
+        ):
+            raise ValueError("token must be printable ASCII without spaces")
+        self._metadata: Tuple[Tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token.strip()}"),) if token is not None else ()
+        )
+        if (private_key is None) != (certificate_chain is None):
+            raise ValueError("private_key and certificate_chain go together")
+        if root_certificates is None and private_key is not None:
+            raise ValueError("a client certificate needs root_certificates (TLS)")
+        self._credentials: Optional[grpc.ChannelCredentials] = (
+            grpc.ssl_channel_credentials(
+                root_certificates=root_certificates,
+                private_key=private_key,
+                certificate_chain=certificate_chain,
+            )
+            if root_certificates is not None
+            else None
+        )
         self._lock = threading.Lock()
         self._current = 0
         self._channels: List[Optional[grpc.Channel]] = [None] * len(self._addresses)
@@ -449,6 +501,28 @@ class Client:
         r, _ = self._invoke("RemoveStorageNode", request, _UNSAFE, timeout)
         return r
 
+    def create_token(
+        self, role: str, tenant_id: str = "", *, timeout: Optional[float] = None
+    ) -> Tuple[str, Token]:
+        """Creates a bearer token (admin only): ``role`` is ``admin``, ``tenant-rw`` or
+        ``tenant-ro``; ``tenant_id`` names the tenant of a tenant token. Returns the token (shown
+        this once: keep it) and its description. Not retried on timeouts (a retry would make a
+        second token)."""
+        request = pb.CreateTokenRequest(tenant_id=tenant_id, role=role)
+        r, _ = self._invoke("CreateToken", request, _UNSAFE, timeout)
+        return r.token, Token._from_proto(r.info)
+
+    def list_tokens(self, tenant_id: str = "", *, timeout: Optional[float] = None) -> List[Token]:
+        """The tokens (never their secrets) of one tenant, or all with an empty ``tenant_id``."""
+        r, _ = self._invoke("ListTokens", pb.ListTokensRequest(tenant_id=tenant_id), _READ, timeout)
+        return [Token._from_proto(t) for t in r.tokens]
+
+    def revoke_token(self, token_id: str, *, timeout: Optional[float] = None) -> Token:
+        """Revokes a token by id; every coordinator refuses it within a second or two.
+        Idempotent, so retried like a read."""
+        r, _ = self._invoke("RevokeToken", pb.RevokeTokenRequest(token_id=token_id), _READ, timeout)
+        return Token._from_proto(r.info)
+
     def get_migration_status(
         self, migration_id: str, *, timeout: Optional[float] = None
     ) -> pb.GetMigrationStatusResponse:
@@ -473,7 +547,12 @@ class Client:
         with self._lock:
             stub = self._stubs[index]
             if stub is None:
-                channel = grpc.insecure_channel(self._addresses[index], options=self._options)
+                if self._credentials is not None:
+                    channel = grpc.secure_channel(
+                        self._addresses[index], self._credentials, options=self._options
+                    )
+                else:
+                    channel = grpc.insecure_channel(self._addresses[index], options=self._options)
                 if self._interceptors:
                     channel = grpc.intercept_channel(channel, *self._interceptors)
                 self._channels[index] = channel
@@ -524,7 +603,7 @@ class Client:
             tried.add(index)
             try:
                 call = getattr(self._stub(index), method)
-                return call(request, timeout=attempt_timeout), ambiguous
+                return call(request, timeout=attempt_timeout, metadata=self._metadata), ambiguous
             except grpc.RpcError as rpc_error:
                 err = errors.from_rpc_error(rpc_error)
             last = err

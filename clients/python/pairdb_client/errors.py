@@ -48,6 +48,7 @@ __all__ = [
     "Internal",
     "Unauthorized",
     "Forbidden",
+    "RateLimited",
     "UpdateConflict",
     "UpdateOutcomeUnknown",
     "BY_ERROR_CODE",
@@ -57,6 +58,9 @@ __all__ = [
 
 #: The trailer that names the PairDB error next to the gRPC status.
 ERROR_CODE_TRAILER = "pairdb-error-code"
+
+#: The trailer that carries a retry hint, in milliseconds, next to ``RATE_LIMITED``.
+RETRY_AFTER_TRAILER = "pairdb-retry-after-ms"
 
 
 class PairDBError(Exception):
@@ -279,6 +283,15 @@ class Forbidden(PairDBError):
     ERROR_CODE = "FORBIDDEN"
 
 
+class RateLimited(PairDBError):
+    """The tenant is over its requests or bytes per second on this coordinator
+    (``RESOURCE_EXHAUSTED``); the request was not started. ``retry_after_ms`` is the
+    coordinator's hint (the ``pairdb-retry-after-ms`` trailer), ``None`` if it sent none."""
+
+    ERROR_CODE = "RATE_LIMITED"
+    retry_after_ms: Optional[int] = None
+
+
 # Raised by the client itself.
 
 
@@ -333,18 +346,19 @@ BY_ERROR_CODE: Dict[str, Type[PairDBError]] = {
         Internal,
         Unauthorized,
         Forbidden,
+        RateLimited,
     ]
     if cls.ERROR_CODE is not None
 }
 
 
-def _trailer(err: grpc.RpcError) -> Optional[str]:
+def _trailer(err: grpc.RpcError, trailer: str = ERROR_CODE_TRAILER) -> Optional[str]:
     try:
         metadata = err.trailing_metadata()  # type: ignore[attr-defined]
     except Exception:  # an RpcError that is not a Call (raised before the call started)
         return None
     for name, value in metadata or ():
-        if name == ERROR_CODE_TRAILER:
+        if name == trailer:
             return value.decode() if isinstance(value, bytes) else value
     return None
 
@@ -364,4 +378,8 @@ def from_rpc_error(err: grpc.RpcError) -> PairDBError:
         cls = DeadlineExceeded
     else:
         cls = PairDBError
-    return cls(message, code=code, error_code=error_code)
+    exc = cls(message, code=code, error_code=error_code)
+    if isinstance(exc, RateLimited):
+        hint = _trailer(err, RETRY_AFTER_TRAILER)
+        exc.retry_after_ms = int(hint) if hint is not None and hint.isdigit() else None
+    return exc

@@ -23,6 +23,21 @@ def addr():
     return value
 
 
+@pytest.fixture(scope="session")
+def secured():
+    """(address, bootstrap admin token, CA certificate PEM) of a second cluster that runs with
+    ``auth.mode: required`` and serves TLS (tests/python_client.rs starts it and sets
+    PAIRDB_SECURED_ADDR, PAIRDB_SECURED_TOKEN and PAIRDB_SECURED_CA, the CA file)."""
+    names = ("PAIRDB_SECURED_ADDR", "PAIRDB_SECURED_TOKEN", "PAIRDB_SECURED_CA")
+    addr, token, ca = (os.environ.get(n) for n in names)
+    if not addr or not token or not ca:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PAIRDB_SECURED_ADDR/TOKEN/CA are not set (CI=true: tests may not skip)")
+        pytest.skip("PAIRDB_SECURED_ADDR/TOKEN/CA are not set: start a secured cluster")
+    with open(ca, "rb") as f:
+        return addr, token, f.read()
+
+
 @pytest.fixture
 def client(addr):
     with Client([addr], timeout=10.0, retries=3) as c:

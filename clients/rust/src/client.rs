@@ -20,7 +20,11 @@ use std::{
     time::Duration,
 };
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::interceptor::InterceptedService,
+    transport::{Channel, Endpoint},
+};
 
 pub use builder::{
     ClientBuilder, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_MAX, DEFAULT_CONNECT_TIMEOUT,
@@ -31,19 +35,39 @@ pub use options::{new_idempotency_key, ReadOptions, Versioned, WriteOptions, Wri
 use crate::{error::Result, proto::coordinator_service_client::CoordinatorServiceClient};
 use update::KeyLocks;
 
+/// Adds `authorization: Bearer <token>` to every call when the client has a token.
+#[derive(Clone)]
+pub(crate) struct Auth(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// The generated stub, with the token added to every call.
+pub(crate) type Stub = CoordinatorServiceClient<InterceptedService<Channel, Auth>>;
+
 /// One coordinator address and its lazily created channel.
 struct Target {
     address: String,
     endpoint: Endpoint,
     channel: OnceLock<Channel>,
+    auth: Auth,
 }
 
 impl Target {
-    fn client(&self) -> CoordinatorServiceClient<Channel> {
+    fn client(&self) -> Stub {
         // `connect_lazy` spawns the channel's worker task, so it runs on first use, inside the
         // caller's runtime, and not in `build`.
         let channel = self.channel.get_or_init(|| self.endpoint.connect_lazy());
-        CoordinatorServiceClient::new(channel.clone())
+        CoordinatorServiceClient::with_interceptor(channel.clone(), self.auth.clone())
     }
 }
 

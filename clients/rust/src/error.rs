@@ -162,6 +162,10 @@ pair_errors! {
     Unauthorized => "UNAUTHORIZED",
     /// A valid token outside its rights (gRPC `PERMISSION_DENIED`).
     Forbidden => "FORBIDDEN",
+    /// The tenant is over its requests or bytes per second on this coordinator (gRPC
+    /// `RESOURCE_EXHAUSTED`); the request was not started. The server's retry hint is in the
+    /// message and in the `pairdb-retry-after-ms` trailer.
+    RateLimited => "RATE_LIMITED",
 }
 
 impl Error {

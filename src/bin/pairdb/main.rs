@@ -30,7 +30,10 @@ enum Command {
     /// secret (at least 32 bytes): `rpc.cluster_secret_file` in the config file, or the
     /// PAIRDB_RPC_CLUSTER_SECRET environment variable. The node then refuses storage calls
     /// without `authorization: Bearer <secret>` (UNAUTHENTICATED, UNAUTHORIZED); health checks
-    /// and reflection stay open. See docs/SECURITY.md.
+    /// and reflection stay open. Mutual TLS does the same with certificates:
+    /// `rpc.tls.cert_file`, `rpc.tls.key_file` and `rpc.tls.client_ca_file` (the CA of the
+    /// coordinators' client certificates); SIGHUP re-reads the certificate files. See
+    /// docs/SECURITY.md.
     Storage(roles::StorageArgs),
     /// Run a coordinator (serves pairdb.coordinator.v1.CoordinatorService).
     Coordinator(roles::CoordinatorArgs),

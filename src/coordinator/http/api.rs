@@ -28,9 +28,9 @@ mod handlers;
 mod json;
 
 use handlers::{
-    add_storage_node, cancel_migration, create_tenant, delete, get_migration, get_tenant,
-    list_migrations, list_storage_nodes, read, remove_storage_node, update_replication_factor,
-    write,
+    add_storage_node, cancel_migration, create_tenant, create_token, delete, get_migration,
+    get_tenant, list_migrations, list_storage_nodes, list_tokens, read, remove_storage_node,
+    revoke_token, update_replication_factor, write,
 };
 
 /// One parsed HTTP request, as the routes see it.
@@ -57,6 +57,8 @@ pub(crate) struct Reply {
     pub body: Vec<u8>,
     pub allow: Option<&'static str>,
     pub route: &'static str,
+    /// `Retry-After`, whole seconds (from a RATE_LIMITED refusal's `pairdb-retry-after-ms`).
+    pub retry_after_secs: Option<u64>,
 }
 
 /// The metrics' route label of requests that match no route (or are refused before routing).
@@ -64,7 +66,13 @@ pub(crate) const OTHER_ROUTE: &str = "other";
 
 impl Reply {
     fn ok(body: Value) -> Reply {
-        Reply { status: 200, body: body.to_string().into_bytes(), allow: None, route: OTHER_ROUTE }
+        Reply {
+            status: 200,
+            body: body.to_string().into_bytes(),
+            allow: None,
+            route: OTHER_ROUTE,
+            retry_after_secs: None,
+        }
     }
 
     /// The error reply of `e`: its status and code from the one gRPC mapping; `http_status`
@@ -81,6 +89,8 @@ impl Reply {
             body: body.to_string().into_bytes(),
             allow: None,
             route: OTHER_ROUTE,
+            // HTTP's Retry-After counts whole seconds: round the hint up.
+            retry_after_secs: status.retry_after_ms.map(|ms| ms.div_ceil(1000)),
         }
     }
 }
@@ -99,6 +109,10 @@ enum Route {
     Migrations,
     /// `/v1/admin/migrations/{id}/cancel`
     MigrationCancel(String),
+    /// `/v1/admin/tokens`
+    Tokens,
+    /// `/v1/admin/tokens/{id}`
+    Token(String),
 }
 
 impl Route {
@@ -126,6 +140,8 @@ impl Route {
             ["admin", "migrations"] => Some(Route::Migrations),
             ["admin", "migrations", id] => Some(Route::Migration((*id).to_owned())),
             ["admin", "migrations", id, "cancel"] => Some(Route::MigrationCancel((*id).to_owned())),
+            ["admin", "tokens"] => Some(Route::Tokens),
+            ["admin", "tokens", id] => Some(Route::Token((*id).to_owned())),
             _ => None,
         })
     }
@@ -146,6 +162,9 @@ impl Route {
             (Route::Migration(_), "GET") => "GET /v1/admin/migrations/{id}",
             (Route::Migrations, "GET") => "GET /v1/admin/migrations",
             (Route::MigrationCancel(_), "POST") => "POST /v1/admin/migrations/{id}/cancel",
+            (Route::Tokens, "POST") => "POST /v1/admin/tokens",
+            (Route::Tokens, "GET") => "GET /v1/admin/tokens",
+            (Route::Token(_), "DELETE") => "DELETE /v1/admin/tokens/{id}",
             _ => OTHER_ROUTE,
         }
     }
@@ -159,7 +178,8 @@ impl Route {
             Route::MigrationCancel(_) => "POST",
             Route::TenantReplicationFactor(_) => "PUT",
             Route::StorageNodes => "GET, POST",
-            Route::StorageNode(_) => "DELETE",
+            Route::StorageNode(_) | Route::Token(_) => "DELETE",
+            Route::Tokens => "GET, POST",
         }
     }
 }
@@ -202,6 +222,9 @@ pub(crate) async fn handle(shard: Rc<Shard>, req: Request<'_>) -> Reply {
         (Route::Migration(id), "GET") => get_migration(shard, &req, id, ctx).await,
         (Route::Migrations, "GET") => list_migrations(shard, &req, ctx).await,
         (Route::MigrationCancel(id), "POST") => cancel_migration(shard, &req, id, ctx).await,
+        (Route::Tokens, "POST") => create_token(shard, &req, ctx).await,
+        (Route::Tokens, "GET") => list_tokens(shard, &req, ctx).await,
+        (Route::Token(id), "DELETE") => revoke_token(shard, &req, id, ctx).await,
         (route, method) => {
             let e = PairError::UnknownMethod(format!(
                 "{method} is not allowed on {}; allowed: {}",
@@ -237,6 +260,13 @@ mod tests {
             Route::of("/v1/admin/migrations/m").unwrap(),
             Some(Route::Migration("m".into()))
         );
+        assert_eq!(Route::of("/v1/admin/tokens").unwrap(), Some(Route::Tokens));
+        assert_eq!(
+            Route::of("/v1/admin/tokens/0123456789abcdef").unwrap(),
+            Some(Route::Token("0123456789abcdef".into()))
+        );
+        assert_eq!(Route::Tokens.label("POST"), "POST /v1/admin/tokens");
+        assert_eq!(Route::Token("x".into()).allow(), "DELETE");
         assert_eq!(Route::of("/v2/key-value").unwrap(), None);
         assert_eq!(Route::of("/v1/nope").unwrap(), None);
         assert!(Route::of("/v1/tenants/%FF").is_err());

@@ -320,7 +320,9 @@ impl Connection {
             };
             // As gRPC does with grpc-timeout: the handler is dropped at the deadline (which
             // releases an idempotency claim it holds) and the answer is DEADLINE_EXCEEDED.
-            let work = AssertUnwindSafe(api::handle(shard.clone(), req)).catch_unwind();
+            // Boxed: the handler future is large (every route), and unboxed it overflowed a
+            // core thread's stack in debug builds.
+            let work = AssertUnwindSafe(Box::pin(api::handle(shard.clone(), req))).catch_unwind();
             let outcome = match head.timeout {
                 None => Some(work.await),
                 Some(t) => {
@@ -449,6 +451,9 @@ impl Connection {
         );
         if let Some(allow) = reply.allow {
             out.push_str(&format!("allow: {allow}\r\n"));
+        }
+        if let Some(secs) = reply.retry_after_secs {
+            out.push_str(&format!("retry-after: {secs}\r\n"));
         }
         out.push_str(if keep_alive {
             "connection: keep-alive\r\n\r\n"

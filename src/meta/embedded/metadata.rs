@@ -7,6 +7,7 @@ use redb::ReadableTable;
 use super::{
     check_id, corrupt, DecodeError, EmbeddedStore, Fail, MIGRATIONS, NODES, TENANTS, TOKENS,
 };
+use crate::core::limits::TenantLimits;
 use crate::meta::{
     MetaError, MetadataStore, MigrationRecord, NodeRecord, NodeState, RecordKind, TenantRecord,
     TokenRecord,
@@ -73,6 +74,29 @@ impl MetadataStore for EmbeddedStore {
             migrations
                 .insert(migration.migration_id.as_str(), encode_migration(migration).as_slice())?;
             Ok(old)
+        })
+    }
+
+    fn update_tenant_limits(
+        &self,
+        tenant_id: &str,
+        limits: &TenantLimits,
+        now: i64,
+    ) -> Result<TenantRecord, MetaError> {
+        self.write(|txn| {
+            let mut tenants = txn.open_table(TENANTS)?;
+            let old = match tenants.get(tenant_id)? {
+                Some(g) => decode_tenant(tenant_id, g.value())?,
+                None => {
+                    return Err(Fail::Meta(MetaError::NotFound {
+                        kind: RecordKind::Tenant,
+                        id: tenant_id.to_owned(),
+                    }))
+                }
+            };
+            let new = TenantRecord { limits: *limits, updated_at: now, ..old };
+            tenants.insert(tenant_id, encode_tenant(&new).as_slice())?;
+            Ok(new)
         })
     }
 
@@ -335,6 +359,15 @@ pub(super) struct TenantValue {
     created_at: i64,
     #[prost(int64, tag = "3")]
     updated_at: i64,
+    /// The tenant's limits; absent (0) in records written before limits existed: the defaults.
+    #[prost(uint64, tag = "4")]
+    requests_per_second: u64,
+    #[prost(uint64, tag = "5")]
+    bytes_per_second: u64,
+    #[prost(uint64, tag = "6")]
+    max_key_bytes: u64,
+    #[prost(uint64, tag = "7")]
+    max_value_bytes: u64,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -381,6 +414,10 @@ pub(super) fn encode_tenant(t: &TenantRecord) -> Vec<u8> {
         replication_factor: t.replication_factor,
         created_at: t.created_at,
         updated_at: t.updated_at,
+        requests_per_second: t.limits.requests_per_second,
+        bytes_per_second: t.limits.bytes_per_second,
+        max_key_bytes: t.limits.max_key_bytes,
+        max_value_bytes: t.limits.max_value_bytes,
     }
     .encode_to_vec()
 }
@@ -393,6 +430,12 @@ pub(super) fn decode_tenant(tenant_id: &str, bytes: &[u8]) -> Result<TenantRecor
         replication_factor: v.replication_factor,
         created_at: v.created_at,
         updated_at: v.updated_at,
+        limits: TenantLimits {
+            requests_per_second: v.requests_per_second,
+            bytes_per_second: v.bytes_per_second,
+            max_key_bytes: v.max_key_bytes,
+            max_value_bytes: v.max_value_bytes,
+        },
     })
 }
 
@@ -490,6 +533,12 @@ mod tests {
             replication_factor: 3,
             created_at: -1,
             updated_at: 5,
+            limits: TenantLimits {
+                requests_per_second: 50,
+                bytes_per_second: 1 << 40,
+                max_key_bytes: 0,
+                max_value_bytes: 7,
+            },
         };
         assert_eq!(decode_tenant("t", &encode_tenant(&t)).ok(), Some(t));
     }

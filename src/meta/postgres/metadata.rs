@@ -4,6 +4,7 @@ use postgres::Transaction;
 
 use super::listen::notify;
 use super::{check_id, corrupt, exists, DecodeError, Fail, PostgresStore};
+use crate::core::limits::TenantLimits;
 use crate::meta::{
     MetaError, MetadataStore, MigrationRecord, NodeRecord, NodeState, RecordKind, TenantRecord,
     TokenRecord,
@@ -13,11 +14,22 @@ impl MetadataStore for PostgresStore {
     fn create_tenant(&self, tenant: &TenantRecord) -> Result<(), MetaError> {
         check_id(RecordKind::Tenant, &tenant.tenant_id)?;
         let rf = to_i32(tenant.replication_factor);
+        let [rps, bps, key, value] = limit_params(&tenant.limits);
         self.write(|tx| {
             tx.execute(
-                "INSERT INTO tenants (tenant_id, replication_factor, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4)",
-                &[&tenant.tenant_id, &rf, &tenant.created_at, &tenant.updated_at],
+                "INSERT INTO tenants (tenant_id, replication_factor, created_at, updated_at,
+                     requests_per_second, bytes_per_second, max_key_bytes, max_value_bytes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &tenant.tenant_id,
+                    &rf,
+                    &tenant.created_at,
+                    &tenant.updated_at,
+                    &rps,
+                    &bps,
+                    &key,
+                    &value,
+                ],
             )
             .map_err(|e| exists(e, RecordKind::Tenant, &tenant.tenant_id))?;
             notify(tx, "tenants")
@@ -27,7 +39,8 @@ impl MetadataStore for PostgresStore {
     fn tenant(&self, tenant_id: &str) -> Result<Option<TenantRecord>, MetaError> {
         self.with(|c| {
             let row = c.query_opt(
-                "SELECT tenant_id, replication_factor, created_at, updated_at
+                "SELECT tenant_id, replication_factor, created_at, updated_at, requests_per_second,
+                     bytes_per_second, max_key_bytes, max_value_bytes
                  FROM tenants WHERE tenant_id = $1",
                 &[&tenant_id],
             )?;
@@ -38,7 +51,8 @@ impl MetadataStore for PostgresStore {
     fn tenants(&self) -> Result<Vec<TenantRecord>, MetaError> {
         self.with(|c| {
             let rows = c.query(
-                "SELECT tenant_id, replication_factor, created_at, updated_at
+                "SELECT tenant_id, replication_factor, created_at, updated_at, requests_per_second,
+                     bytes_per_second, max_key_bytes, max_value_bytes
                  FROM tenants ORDER BY tenant_id",
                 &[],
             )?;
@@ -57,7 +71,8 @@ impl MetadataStore for PostgresStore {
         let rf = to_i32(replication_factor);
         self.write(|tx| {
             let Some(row) = tx.query_opt(
-                "SELECT tenant_id, replication_factor, created_at, updated_at
+                "SELECT tenant_id, replication_factor, created_at, updated_at, requests_per_second,
+                     bytes_per_second, max_key_bytes, max_value_bytes
                  FROM tenants WHERE tenant_id = $1 FOR UPDATE",
                 &[&tenant_id],
             )?
@@ -75,6 +90,33 @@ impl MetadataStore for PostgresStore {
             put_migration(tx, migration)?;
             notify(tx, "tenants")?;
             Ok(old)
+        })
+    }
+
+    fn update_tenant_limits(
+        &self,
+        tenant_id: &str,
+        limits: &TenantLimits,
+        now: i64,
+    ) -> Result<TenantRecord, MetaError> {
+        let [rps, bps, key, value] = limit_params(limits);
+        self.write(|tx| {
+            let Some(row) = tx.query_opt(
+                "UPDATE tenants SET requests_per_second = $2, bytes_per_second = $3,
+                     max_key_bytes = $4, max_value_bytes = $5, updated_at = $6
+                 WHERE tenant_id = $1
+                 RETURNING tenant_id, replication_factor, created_at, updated_at,
+                     requests_per_second, bytes_per_second, max_key_bytes, max_value_bytes",
+                &[&tenant_id, &rps, &bps, &key, &value, &now],
+            )?
+            else {
+                return Err(Fail::Meta(MetaError::NotFound {
+                    kind: RecordKind::Tenant,
+                    id: tenant_id.to_owned(),
+                }));
+            };
+            notify(tx, "tenants")?;
+            Ok(tenant_from_row(&row))
         })
     }
 
@@ -389,7 +431,21 @@ fn tenant_from_row(r: &postgres::Row) -> TenantRecord {
         replication_factor: rf.max(0) as u32,
         created_at: r.get(2),
         updated_at: r.get(3),
+        // The CHECK constraints keep them non-negative.
+        limits: TenantLimits {
+            requests_per_second: r.get::<_, i64>(4).max(0) as u64,
+            bytes_per_second: r.get::<_, i64>(5).max(0) as u64,
+            max_key_bytes: r.get::<_, i64>(6).max(0) as u64,
+            max_value_bytes: r.get::<_, i64>(7).max(0) as u64,
+        },
     }
+}
+
+/// A tenant's limits as BIGINT parameters (values above `i64::MAX` are stored as `i64::MAX`:
+/// unlimited in practice).
+fn limit_params(l: &TenantLimits) -> [i64; 4] {
+    [l.requests_per_second, l.bytes_per_second, l.max_key_bytes, l.max_value_bytes]
+        .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
 }
 
 fn node_from_row(r: &postgres::Row) -> Result<NodeRecord, Fail> {

@@ -72,6 +72,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "0002_hint_coalescing.sql", include_str!("../../../migrations/0002_hint_coalescing.sql")),
     (3, "0003_data_movement.sql", include_str!("../../../migrations/0003_data_movement.sql")),
     (4, "0004_tokens.sql", include_str!("../../../migrations/0004_tokens.sql")),
+    (5, "0005_tenant_limits.sql", include_str!("../../../migrations/0005_tenant_limits.sql")),
 ];
 
 mod hints;

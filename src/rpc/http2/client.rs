@@ -19,7 +19,7 @@ use super::{
 };
 use crate::rpc::{
     framing::{self, FrameError},
-    status::{Code, Status, ERROR_CODE_HEADER},
+    status::{Code, Status, ERROR_CODE_HEADER, RETRY_AFTER_HEADER},
 };
 
 /// Bounds of a client connection.
@@ -578,12 +578,14 @@ fn reply_frame_error(e: FrameError) -> Status {
     }
 }
 
-/// `grpc-status`, `grpc-message` and `pairdb-error-code`, as they are decoded.
+/// `grpc-status`, `grpc-message`, `pairdb-error-code` and `pairdb-retry-after-ms`, as they are
+/// decoded.
 #[derive(Default)]
 struct StatusFields {
     code: Option<Code>,
     message: String,
     error_code: Option<String>,
+    retry_after_ms: Option<u64>,
 }
 
 impl StatusFields {
@@ -604,6 +606,10 @@ impl StatusFields {
             n if n == ERROR_CODE_HEADER.as_bytes() => {
                 self.error_code = std::str::from_utf8(value).ok().map(str::to_owned)
             }
+            n if n == RETRY_AFTER_HEADER.as_bytes() => {
+                self.retry_after_ms =
+                    std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok())
+            }
             _ => {}
         }
     }
@@ -612,6 +618,7 @@ impl StatusFields {
         let code = self.code?;
         let mut status = Status::new(code, self.message);
         status.error_code = self.error_code.map(std::borrow::Cow::Owned);
+        status.retry_after_ms = self.retry_after_ms;
         Some(status)
     }
 }

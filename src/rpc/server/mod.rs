@@ -85,6 +85,9 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Which HTTP/2 implementation serves the connections (`rpc.http2`).
     pub http2: Http2Impl,
+    /// TLS on this port (`rpc.tls.cert_file`...): every connection must complete a TLS
+    /// handshake, within `handshake_timeout`, before HTTP/2 starts. None: plaintext.
+    pub tls: Option<crate::rpc::tls::ServerTls>,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +101,7 @@ impl Default for ServerConfig {
             max_header_list_bytes: 16 << 10,
             handshake_timeout: Duration::from_secs(10),
             http2: Http2Impl::default(),
+            tls: None,
         }
     }
 }
@@ -122,16 +126,56 @@ pub async fn serve(
         |stream| {
             let (router, config, shutdown) = (router.clone(), config.clone(), shutdown.clone());
             async move {
-                match config.http2 {
-                    Http2Impl::Native => {
+                match (&config.tls, config.http2) {
+                    (None, Http2Impl::Native) => {
                         native::serve_connection(stream, router, config, shutdown).await
                     }
-                    Http2Impl::H2 => serve_connection(stream, router, config, shutdown).await,
+                    (None, Http2Impl::H2) => {
+                        serve_connection(stream, router, config, shutdown).await
+                    }
+                    (Some(tls), _) => {
+                        let tls = tls.clone();
+                        serve_tls_connection(stream, tls, router, config, shutdown).await
+                    }
                 }
             }
         },
     )
     .await;
+}
+
+/// Completes the TLS handshake on `stream` (within the handshake timeout), then serves HTTP/2
+/// over it with the configured layer. A failed or late handshake closes the connection and
+/// counts in `pairdb_rpc_tls_handshake_failures_total`.
+async fn serve_tls_connection(
+    stream: TcpStream,
+    tls: crate::rpc::tls::ServerTls,
+    router: Rc<Router>,
+    config: Rc<ServerConfig>,
+    shutdown: Shutdown,
+) {
+    let peer = stream.peer_addr().ok();
+    let _ = stream.set_nodelay(true);
+    let accepted =
+        glommio::timer::timeout(config.handshake_timeout, async { Ok(tls.accept(stream).await) })
+            .await;
+    let io = match accepted {
+        Ok(Ok(io)) => io,
+        failed => {
+            match failed {
+                Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+                _ => tracing::debug!(?peer, "TLS handshake timed out"),
+            }
+            if let Some(m) = router.metrics.as_deref() {
+                m.record_tls_handshake_failure();
+            }
+            return;
+        }
+    };
+    match config.http2 {
+        Http2Impl::Native => native::serve_stream(io, peer, router, config, shutdown).await,
+        Http2Impl::H2 => serve_h2(io, peer, router, config, shutdown).await,
+    }
 }
 
 /// Serves one HTTP/2 connection until the peer leaves or a graceful shutdown completes.
@@ -144,6 +188,17 @@ pub async fn serve_connection(
     let peer = stream.peer_addr().ok();
     // Replies are small and latency-bound; Nagle would hold them for up to 40 ms.
     let _ = stream.set_nodelay(true);
+    serve_h2(stream, peer, router, config, shutdown).await
+}
+
+/// Serves HTTP/2 with the `h2` crate over `stream` (plain TCP or TLS).
+async fn serve_h2<S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static>(
+    stream: S,
+    peer: Option<SocketAddr>,
+    router: Rc<Router>,
+    config: Rc<ServerConfig>,
+    shutdown: Shutdown,
+) {
     let handshake = h2::server::Builder::new()
         .max_concurrent_streams(config.max_concurrent_streams)
         .initial_window_size(config.stream_window_bytes)

@@ -105,13 +105,25 @@ type Running = Pin<Box<dyn Future<Output = Option<Finished>>>>;
 /// Serves one connection with the native HTTP/2 layer until the peer leaves, the protocol fails
 /// or a graceful shutdown drained it.
 pub async fn serve_connection(
-    mut io: TcpStream,
+    io: TcpStream,
     router: Rc<Router>,
     config: Rc<ServerConfig>,
     shutdown: Shutdown,
 ) {
     let peer = io.peer_addr().ok();
     let _ = io.set_nodelay(true);
+    serve_stream(io, peer, router, config, shutdown).await
+}
+
+/// [`serve_connection`] over any stream: plain TCP or TLS (`rpc.tls`). Generic, so each kind of
+/// stream gets its own compiled copy and the plaintext path pays nothing for TLS.
+pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    peer: Option<SocketAddr>,
+    router: Rc<Router>,
+    config: Rc<ServerConfig>,
+    shutdown: Shutdown,
+) {
     let now = Instant::now();
     let mut conn = Conn::new(limits(&config), now);
     let mut state = ConnTask {
@@ -235,12 +247,20 @@ pub(crate) fn read_into<T: AsyncRead + Unpin>(
 }
 
 /// Writes as much of the output as the socket takes; true when something was written.
-fn write_out(io: &mut TcpStream, conn: &mut Conn, cx: &mut Context<'_>) -> std::io::Result<bool> {
+fn write_out<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    conn: &mut Conn,
+    cx: &mut Context<'_>,
+) -> std::io::Result<bool> {
     let mut wrote = false;
     loop {
         let out = conn.output();
         if out.is_empty() {
-            return Ok(wrote);
+            // TLS keeps records it could not send yet; plain TCP's flush is a no-op.
+            return match Pin::new(&mut *io).poll_flush(cx) {
+                Poll::Ready(Err(e)) => Err(e),
+                _ => Ok(wrote),
+            };
         }
         match Pin::new(&mut *io).poll_write(cx, out) {
             Poll::Ready(Ok(0)) => {

@@ -74,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut map = HashMap::new();
     map.insert(
         "default".to_owned(),
-        pb::GetTenantResponse { tenant_id: "default".into(), replication_factor: 3, created_at: 1, updated_at: 1 },
+        pb::GetTenantResponse { tenant_id: "default".into(), replication_factor: 3, created_at: 1, updated_at: 1, ..Default::default() },
     );
     println!("tonic reference listening on {addr}");
     tonic::transport::Server::builder()

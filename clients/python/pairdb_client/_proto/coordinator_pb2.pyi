@@ -114,23 +114,41 @@ class DeleteKeyValueResponse(_message.Message):
     is_duplicate: bool
     def __init__(self, key: _Optional[str] = ..., vector_clock: _Optional[_Union[VectorClock, _Mapping]] = ..., replica_count: _Optional[int] = ..., idempotency_key: _Optional[str] = ..., is_duplicate: _Optional[bool] = ...) -> None: ...
 
+class TenantLimits(_message.Message):
+    __slots__ = ("requests_per_second", "bytes_per_second", "max_key_bytes", "max_value_bytes")
+    REQUESTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    MAX_KEY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_VALUE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    requests_per_second: int
+    bytes_per_second: int
+    max_key_bytes: int
+    max_value_bytes: int
+    def __init__(self, requests_per_second: _Optional[int] = ..., bytes_per_second: _Optional[int] = ..., max_key_bytes: _Optional[int] = ..., max_value_bytes: _Optional[int] = ...) -> None: ...
+
 class CreateTenantRequest(_message.Message):
-    __slots__ = ("tenant_id", "replication_factor")
+    __slots__ = ("tenant_id", "replication_factor", "limits")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     replication_factor: int
-    def __init__(self, tenant_id: _Optional[str] = ..., replication_factor: _Optional[int] = ...) -> None: ...
+    limits: TenantLimits
+    def __init__(self, tenant_id: _Optional[str] = ..., replication_factor: _Optional[int] = ..., limits: _Optional[_Union[TenantLimits, _Mapping]] = ...) -> None: ...
 
 class CreateTenantResponse(_message.Message):
-    __slots__ = ("tenant_id", "replication_factor", "created_at")
+    __slots__ = ("tenant_id", "replication_factor", "created_at", "limits", "effective_limits")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_LIMITS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     replication_factor: int
     created_at: int
-    def __init__(self, tenant_id: _Optional[str] = ..., replication_factor: _Optional[int] = ..., created_at: _Optional[int] = ...) -> None: ...
+    limits: TenantLimits
+    effective_limits: TenantLimits
+    def __init__(self, tenant_id: _Optional[str] = ..., replication_factor: _Optional[int] = ..., created_at: _Optional[int] = ..., limits: _Optional[_Union[TenantLimits, _Mapping]] = ..., effective_limits: _Optional[_Union[TenantLimits, _Mapping]] = ...) -> None: ...
 
 class UpdateReplicationFactorRequest(_message.Message):
     __slots__ = ("tenant_id", "new_replication_factor")
@@ -161,16 +179,40 @@ class GetTenantRequest(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
 
 class GetTenantResponse(_message.Message):
-    __slots__ = ("tenant_id", "replication_factor", "created_at", "updated_at")
+    __slots__ = ("tenant_id", "replication_factor", "created_at", "updated_at", "limits", "effective_limits")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_LIMITS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     replication_factor: int
     created_at: int
     updated_at: int
-    def __init__(self, tenant_id: _Optional[str] = ..., replication_factor: _Optional[int] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ...) -> None: ...
+    limits: TenantLimits
+    effective_limits: TenantLimits
+    def __init__(self, tenant_id: _Optional[str] = ..., replication_factor: _Optional[int] = ..., created_at: _Optional[int] = ..., updated_at: _Optional[int] = ..., limits: _Optional[_Union[TenantLimits, _Mapping]] = ..., effective_limits: _Optional[_Union[TenantLimits, _Mapping]] = ...) -> None: ...
+
+class UpdateTenantLimitsRequest(_message.Message):
+    __slots__ = ("tenant_id", "limits")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    limits: TenantLimits
+    def __init__(self, tenant_id: _Optional[str] = ..., limits: _Optional[_Union[TenantLimits, _Mapping]] = ...) -> None: ...
+
+class UpdateTenantLimitsResponse(_message.Message):
+    __slots__ = ("tenant_id", "limits", "effective_limits", "updated_at")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    limits: TenantLimits
+    effective_limits: TenantLimits
+    updated_at: int
+    def __init__(self, tenant_id: _Optional[str] = ..., limits: _Optional[_Union[TenantLimits, _Mapping]] = ..., effective_limits: _Optional[_Union[TenantLimits, _Mapping]] = ..., updated_at: _Optional[int] = ...) -> None: ...
 
 class AddStorageNodeRequest(_message.Message):
     __slots__ = ("node_id", "host", "port", "virtual_nodes")

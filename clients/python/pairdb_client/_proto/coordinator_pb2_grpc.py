@@ -109,6 +109,11 @@ class CoordinatorServiceStub:
                 request_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.RevokeTokenResponse.FromString,
                 _registered_method=True)
+        self.UpdateTenantLimits = channel.unary_unary(
+                '/pairdb.coordinator.v1.CoordinatorService/UpdateTenantLimits',
+                request_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.UpdateTenantLimitsRequest.SerializeToString,
+                response_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.UpdateTenantLimitsResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -216,6 +221,13 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateTenantLimits(self, request, context):
+        """Sets a tenant's limits (admin only). Takes effect on the next request, without restart.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -293,6 +305,11 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.RevokeTokenRequest.FromString,
                     response_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'UpdateTenantLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTenantLimits,
+                    request_deserializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.UpdateTenantLimitsRequest.FromString,
+                    response_serializer=pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.UpdateTenantLimitsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -700,6 +717,33 @@ class CoordinatorService:
             '/pairdb.coordinator.v1.CoordinatorService/RevokeToken',
             pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.RevokeTokenRequest.SerializeToString,
             pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTenantLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pairdb.coordinator.v1.CoordinatorService/UpdateTenantLimits',
+            pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.UpdateTenantLimitsRequest.SerializeToString,
+            pairdb_dot_coordinator_dot_v1_dot_coordinator__pb2.UpdateTenantLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,6 +20,7 @@ impl Client {
         let request = proto::CreateTenantRequest {
             tenant_id: tenant_id.into(),
             replication_factor: i32::try_from(replication_factor).unwrap_or(i32::MAX),
+            ..Default::default()
         };
         self.call(self.timeout, Idempotence::Unsafe, |mut c, t| {
             let request = request.clone();
@@ -56,6 +57,23 @@ impl Client {
         self.call(self.timeout, Idempotence::Unsafe, |mut c, t| {
             let request = request.clone();
             async move { c.update_replication_factor(with_timeout(request, t)).await }
+        })
+        .await
+    }
+
+    /// Replaces a tenant's limits (requests and bytes per second, per coordinator; longest key
+    /// and value); a field of 0 follows the coordinator's default. Admin only. Setting the same
+    /// limits twice is harmless, so the call is retried like a read.
+    pub async fn update_tenant_limits(
+        &self,
+        tenant_id: impl Into<String>,
+        limits: proto::TenantLimits,
+    ) -> Result<proto::UpdateTenantLimitsResponse> {
+        let request =
+            proto::UpdateTenantLimitsRequest { tenant_id: tenant_id.into(), limits: Some(limits) };
+        self.call(self.timeout, Idempotence::Safe, |mut c, t| {
+            let request = request.clone();
+            async move { c.update_tenant_limits(with_timeout(request, t)).await }
         })
         .await
     }
@@ -114,6 +132,50 @@ impl Client {
         self.call(self.timeout, Idempotence::Safe, |mut c, t| {
             let request = request.clone();
             async move { c.get_migration_status(with_timeout(request, t)).await }
+        })
+        .await
+    }
+
+    /// Creates a bearer token (admin only): `role` is `admin`, `tenant-rw` or `tenant-ro`;
+    /// `tenant_id` names the tenant of a tenant token and is empty for `admin`. The answer
+    /// carries the token itself, shown this once. Not retried on timeouts (a retry would make a
+    /// second token).
+    pub async fn create_token(
+        &self,
+        tenant_id: impl Into<String>,
+        role: impl Into<String>,
+    ) -> Result<proto::CreateTokenResponse> {
+        let request = proto::CreateTokenRequest { tenant_id: tenant_id.into(), role: role.into() };
+        self.call(self.timeout, Idempotence::Unsafe, |mut c, t| {
+            let request = request.clone();
+            async move { c.create_token(with_timeout(request, t)).await }
+        })
+        .await
+    }
+
+    /// The tokens (never their secrets), of one tenant or, with an empty `tenant_id`, all.
+    pub async fn list_tokens(
+        &self,
+        tenant_id: impl Into<String>,
+    ) -> Result<proto::ListTokensResponse> {
+        let request = proto::ListTokensRequest { tenant_id: tenant_id.into() };
+        self.call(self.timeout, Idempotence::Safe, |mut c, t| {
+            let request = request.clone();
+            async move { c.list_tokens(with_timeout(request, t)).await }
+        })
+        .await
+    }
+
+    /// Revokes a token by its id; every coordinator refuses it within a second or two.
+    /// Revoking is idempotent, so the call is retried like a read.
+    pub async fn revoke_token(
+        &self,
+        token_id: impl Into<String>,
+    ) -> Result<proto::RevokeTokenResponse> {
+        let request = proto::RevokeTokenRequest { token_id: token_id.into() };
+        self.call(self.timeout, Idempotence::Safe, |mut c, t| {
+            let request = request.clone();
+            async move { c.revoke_token(with_timeout(request, t)).await }
         })
         .await
     }

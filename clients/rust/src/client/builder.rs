@@ -7,9 +7,12 @@ use std::{
     time::Duration,
 };
 
-use tonic::transport::Endpoint;
+use tonic::{
+    metadata::MetadataValue,
+    transport::{Certificate, ClientTlsConfig, Endpoint, Identity},
+};
 
-use super::{Client, Shared, Target};
+use super::{Auth, Client, Shared, Target};
 use crate::error::{Error, Result};
 
 /// Default deadline of one logical call, retries and backoff included.
@@ -24,7 +27,7 @@ pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Configures and builds a [`Client`]. Start from [`Client::builder`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     addresses: Vec<String>,
     tenant: String,
@@ -34,6 +37,34 @@ pub struct ClientBuilder {
     max_attempts: u32,
     backoff_base: Duration,
     backoff_max: Duration,
+    token: Option<String>,
+    tls: Option<Tls>,
+}
+
+/// TLS settings: the root certificate(s) that sign the coordinators' certificates, the name to
+/// check them against, and an optional client certificate.
+#[derive(Clone, Default)]
+struct Tls {
+    ca_pem: Vec<u8>,
+    domain: Option<String>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Never prints the token or keys.
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("addresses", &self.addresses)
+            .field("tenant", &self.tenant)
+            .field("timeout", &self.timeout)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &(self.backoff_base, self.backoff_max))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Default for ClientBuilder {
@@ -47,6 +78,8 @@ impl Default for ClientBuilder {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff_base: DEFAULT_BACKOFF_BASE,
             backoff_max: DEFAULT_BACKOFF_MAX,
+            token: None,
+            tls: None,
         }
     }
 }
@@ -116,23 +149,103 @@ impl ClientBuilder {
         self
     }
 
+    /// A bearer token (`pdb_<id>_<secret>`, from `CreateToken` or `pairdb token create`, or the
+    /// bootstrap admin token), sent as `authorization: Bearer <token>` on every call. Needed
+    /// when the coordinators run with `auth.mode: required`. Never printed by `Debug`.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Speaks TLS to the coordinators and trusts the certificates signed by these PEM root
+    /// certificates (the CA named by the coordinators' `rpc.tls` setup). Addresses without a
+    /// scheme become `https://`.
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.get_or_insert_with(Tls::default).ca_pem = pem.into();
+        self
+    }
+
+    /// The name the coordinators' certificates must carry (default: the host of each address).
+    /// Needed when addresses are IP addresses and the certificates name a DNS name.
+    pub fn tls_domain(mut self, domain: impl Into<String>) -> Self {
+        self.tls.get_or_insert_with(Tls::default).domain = Some(domain.into());
+        self
+    }
+
+    /// A client certificate chain and its private key (PEM), for coordinators that require
+    /// mutual TLS.
+    pub fn tls_identity(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.get_or_insert_with(Tls::default).identity =
+            Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
     /// Builds the client. No connection is made here: each address connects on its first use
     /// (and reconnects after a failure), so building never fails because a coordinator is down.
     ///
-    /// Fails with [`Error::Config`] when there is no address or one does not parse.
+    /// Fails with [`Error::Config`] when there is no address or one does not parse, when the
+    /// token is not a valid header value, or when TLS is asked for without a root certificate.
     pub fn build(self) -> Result<Client> {
         if self.addresses.is_empty() {
             return Err(Error::Config { message: "no coordinator address given".into() });
         }
+        let auth = match &self.token {
+            None => Auth(None),
+            Some(token) => {
+                let mut value = MetadataValue::try_from(format!("Bearer {}", token.trim()))
+                    .map_err(|_| Error::Config {
+                        message: "the token is not a valid header value (printable ASCII only)"
+                            .into(),
+                    })?;
+                value.set_sensitive(true);
+                Auth(Some(value))
+            }
+        };
+        let tls = match &self.tls {
+            None => None,
+            Some(tls) if tls.ca_pem.is_empty() => {
+                return Err(Error::Config {
+                    message: "TLS needs a root certificate: call tls_ca_pem".into(),
+                })
+            }
+            Some(tls) => {
+                let mut config =
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+                if let Some(domain) = &tls.domain {
+                    config = config.domain_name(domain.clone());
+                }
+                if let Some((cert, key)) = &tls.identity {
+                    config = config.identity(Identity::from_pem(cert, key));
+                }
+                Some(config)
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut endpoints = Vec::with_capacity(self.addresses.len());
         for address in &self.addresses {
-            let uri =
-                if address.contains("://") { address.clone() } else { format!("http://{address}") };
-            let endpoint = Endpoint::from_shared(uri).map_err(|e| Error::Config {
+            let uri = if address.contains("://") {
+                address.clone()
+            } else {
+                format!("{scheme}://{address}")
+            };
+            let bad = |e: &dyn std::fmt::Display| Error::Config {
                 message: format!("bad coordinator address {address:?}: {e}"),
-            })?;
+            };
+            let mut endpoint = Endpoint::from_shared(uri).map_err(|e| bad(&e))?;
+            if let Some(config) = &tls {
+                endpoint = endpoint.tls_config(config.clone()).map_err(|e| bad(&e))?;
+            }
             let endpoint = endpoint.connect_timeout(self.connect_timeout).tcp_nodelay(true);
-            endpoints.push(Target { address: address.clone(), endpoint, channel: OnceLock::new() });
+            endpoints.push(Target {
+                address: address.clone(),
+                endpoint,
+                channel: OnceLock::new(),
+                auth: auth.clone(),
+            });
         }
         Ok(Client {
             shared: Arc::new(Shared {
@@ -159,5 +272,15 @@ mod tests {
         assert!(matches!(Client::builder().build(), Err(Error::Config { .. })));
         assert!(matches!(Client::connect("bad address with spaces"), Err(Error::Config { .. })));
         assert!(Client::builder().addresses(["127.0.0.1:1", "http://[::1]:2"]).build().is_ok());
+    }
+
+    #[test]
+    fn build_checks_the_token_and_tls() {
+        let base = || Client::builder().address("127.0.0.1:1");
+        assert!(base().token("pdb_0123456789abcdef_0123").build().is_ok());
+        assert!(matches!(base().token("bad\ntoken").build(), Err(Error::Config { .. })));
+        assert!(matches!(base().tls_domain("db.example").build(), Err(Error::Config { .. })));
+        let printed = format!("{:?}", base().token("pdb_secret_value"));
+        assert!(!printed.contains("secret"), "{printed}");
     }
 }

@@ -3,14 +3,9 @@
 
 use std::{future::Future, sync::atomic::Ordering, time::Duration};
 
+use super::{Client, Stub};
+use crate::error::{Error, Result};
 use tokio::time::Instant;
-use tonic::transport::Channel;
-
-use super::Client;
-use crate::{
-    error::{Error, Result},
-    proto::coordinator_service_client::CoordinatorServiceClient,
-};
 
 /// Whether a call may be repeated after a timeout (it cannot apply twice).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -36,7 +31,7 @@ impl Client {
         mut f: F,
     ) -> Result<T>
     where
-        F: FnMut(CoordinatorServiceClient<Channel>, Duration) -> Fut,
+        F: FnMut(Stub, Duration) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let shared = &*self.shared;

@@ -70,6 +70,12 @@ pub struct Dev {
 impl Dev {
     /// Starts `pairdb dev --port 0 --cores 1` and waits for its banner.
     pub fn start() -> Dev {
+        Dev::start_with(&[], &[])
+    }
+
+    /// [`Dev::start`] with extra arguments (`--tls-cert`, ...) and environment variables
+    /// (`PAIRDB_AUTH_MODE`, ...).
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Dev {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("dev.log");
         let log_file = std::fs::File::create(&log).expect("creating the log");
@@ -82,6 +88,10 @@ impl Dev {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file);
+        cmd.args(args);
+        for (name, value) in env {
+            cmd.env(name, value);
+        }
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
         unsafe {
             cmd.pre_exec(|| {

@@ -14,7 +14,7 @@ use super::Failure;
 /// Accepts `HOST:PORT`, `[V6]:PORT` and `http://HOST:PORT[/]`; returns `HOST:PORT`.
 pub(super) fn parse_addr(s: &str) -> Result<String, String> {
     if s.starts_with("https://") {
-        return Err("TLS is not supported; use http://HOST:PORT or HOST:PORT".into());
+        return Err("write HOST:PORT; for a TLS port add --tls-ca FILE (PAIRDB_TLS_CA)".into());
     }
     let hostport = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
     let (host, port) = hostport.rsplit_once(':').ok_or("expected HOST:PORT")?;

@@ -109,6 +109,11 @@ pub struct Connection {
     /// with `auth.mode: required`. Prefer the environment variable: a flag shows in `ps`.
     #[arg(long, global = true, env = "PAIRDB_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// CA certificate (PEM) that the coordinator's certificate must chain to: speak TLS to a
+    /// coordinator whose gRPC port has `rpc.tls`. The certificate is checked against the host
+    /// of `--addr` (a DNS name or an IP address).
+    #[arg(long, global = true, env = "PAIRDB_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 /// Runs one client subcommand and returns the process exit code.
@@ -171,6 +176,23 @@ impl fmt::Display for Failure {
     }
 }
 
+/// TLS trusting the CA certificates in `ca`, checking the certificate against the host of
+/// `addr` (`HOST:PORT`).
+fn client_tls(ca: &std::path::Path, addr: &str) -> Result<pairdb::rpc::tls::ClientTls, String> {
+    let roots = pairdb::config::tls::read_roots("--tls-ca", ca).map_err(|e| e.to_string())?;
+    let mut config = rustls::ClientConfig::builder_with_provider(pairdb::config::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![pairdb::config::tls::ALPN_H2.to_vec()];
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("--addr host {host:?} is no TLS server name: {e}"))?;
+    Ok(pairdb::rpc::tls::ClientTls::new(std::sync::Arc::new(config), Some(name)))
+}
+
 /// Calls `method` once on a fresh connection, from a glommio executor thread of its own (the
 /// client only runs inside one), within `conn.timeout` in total.
 fn call<Req, Resp>(conn: &Connection, method: &str, req: Req) -> Result<Resp, Failure>
@@ -186,6 +208,10 @@ where
         .collect();
     let timeout = conn.timeout;
     let token = conn.token.clone();
+    let tls = match &conn.tls_ca {
+        None => None,
+        Some(ca) => Some(client_tls(ca, &addr).map_err(Failure::Local)?),
+    };
     let path = format!("{SERVICE}{method}");
     let handle = LocalExecutorBuilder::new(Placement::Unbound)
         .name("pairdb-cli")
@@ -194,6 +220,7 @@ where
             let config = ClientConfig {
                 connect_timeout: timeout,
                 authorization: token.map(|t| bytes::Bytes::from(format!("Bearer {}", t.trim()))),
+                tls,
                 ..ClientConfig::default()
             };
             // `localhost` may resolve to ::1 first while the server listens on 127.0.0.1 only.

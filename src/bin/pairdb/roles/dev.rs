@@ -46,6 +46,14 @@ pub struct DevArgs {
     /// own) or h2 (the h2 crate).
     #[arg(long, env = "PAIRDB_RPC_HTTP2", default_value = "native", value_parser = ["native", "h2"])]
     http2: String,
+    /// Serve the coordinator's gRPC port over TLS with this certificate chain (PEM; with
+    /// `--tls-key`), as `rpc.tls.cert_file` does. The links to the storage nodes, inside this
+    /// one process, stay plaintext.
+    #[arg(long, value_name = "FILE", env = "PAIRDB_DEV_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, value_name = "FILE", env = "PAIRDB_DEV_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// `pairdb dev`: a coordinator and three storage nodes in one pool, tenant `default` created.
@@ -119,7 +127,14 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         data_dir: data_dir.join("coordinator"),
         cores: args.cores,
         batching: !args.no_batching,
-        rpc,
+        rpc: pairdb::config::RpcSection {
+            tls: pairdb::config::TlsSection {
+                cert_file: args.tls_cert.clone(),
+                key_file: args.tls_key.clone(),
+                ..Default::default()
+            },
+            ..rpc
+        },
         storage_nodes: storage
             .iter()
             .map(|(cfg, _)| StorageNodeEntry {
@@ -164,10 +179,16 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         }
         None => String::new(),
     };
+    // With --tls-cert, the hints name the CA file the user must pass (their own).
+    let (tls, tls_ca, grpcurl_tls) = if args.tls_cert.is_some() {
+        (" over TLS", " --tls-ca CA.pem", "-cacert CA.pem")
+    } else {
+        ("", "", "-plaintext")
+    };
     let line = format!(
-        "pairdb dev: coordinator on {addr} ({cores} cores){admin}{http}, storage nodes {}; data in {}\n\
-         try:  pairdb kv put --addr {addr} greeting hello && pairdb kv get --addr {addr} greeting\n\
-         or:   grpcurl -plaintext -d '{{\"tenant_id\":\"default\",\"key\":\"greeting\"}}' {addr} \
+        "pairdb dev: coordinator on {addr} ({cores} cores{tls}){admin}{http}, storage nodes {}; data in {}\n\
+         try:  pairdb kv put --addr {addr}{tls_ca} greeting hello && pairdb kv get --addr {addr}{tls_ca} greeting\n\
+         or:   grpcurl {grpcurl_tls} -d '{{\"tenant_id\":\"default\",\"key\":\"greeting\"}}' {addr} \
          pairdb.coordinator.v1.CoordinatorService/ReadKeyValue\n\
          {http_try}\
          load: cargo run --release -p pairdb-loadtest -- --addr {addr} --duration 10s\n\

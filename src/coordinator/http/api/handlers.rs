@@ -169,6 +169,7 @@ pub(super) async fn create_tenant(
     let grpc = api::CreateTenantRequest {
         tenant_id: b.tenant_id,
         replication_factor: b.replication_factor,
+        ..Default::default()
     };
     let r = shard.guarded("CreateTenant", grpc, ctx, Shard::create_tenant).await?;
     Ok(json!({
@@ -399,4 +400,69 @@ pub(super) async fn cancel_migration(
         "stage": r.stage,
         "message": r.message,
     }))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Tokens (admin only; the same checks and audit lines as over gRPC).
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTokenBody {
+    /// `admin`, `tenant-rw` or `tenant-ro`.
+    role: String,
+    /// The tenant of a tenant token; absent or empty for `admin`.
+    #[serde(default)]
+    tenant_id: String,
+}
+
+/// A token's description as JSON (never its secret); microsecond times as strings.
+fn token_json(info: Option<api::TokenInfo>) -> Value {
+    let t = info.unwrap_or_default();
+    json!({
+        "token_id": t.token_id,
+        "tenant_id": t.tenant_id,
+        "role": t.role,
+        "created_at_us": t.created_at_us.to_string(),
+        "revoked_at_us": t.revoked_at_us.to_string(),
+    })
+}
+
+pub(super) async fn create_token(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_query(req)?;
+    let b: CreateTokenBody = body(req)?;
+    let grpc = api::CreateTokenRequest { tenant_id: b.tenant_id, role: b.role };
+    let r = shard.guarded("CreateToken", grpc, ctx, Shard::create_token).await?;
+    Ok(json!({ "token": r.token, "info": token_json(r.info) }))
+}
+
+pub(super) async fn list_tokens(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_body(req)?;
+    let q = query(req.query, &["tenant_id"])?;
+    let grpc =
+        api::ListTokensRequest { tenant_id: q.get("tenant_id").cloned().unwrap_or_default() };
+    let r = shard.guarded("ListTokens", grpc, ctx, Shard::list_tokens).await?;
+    let tokens: Vec<Value> = r.tokens.into_iter().map(|t| token_json(Some(t))).collect();
+    Ok(json!({ "tokens": tokens }))
+}
+
+pub(super) async fn revoke_token(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    id: &str,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_query(req)?;
+    no_body(req)?;
+    let grpc = api::RevokeTokenRequest { token_id: id.to_owned() };
+    let r = shard.guarded("RevokeToken", grpc, ctx, Shard::revoke_token).await?;
+    Ok(json!({ "info": token_json(r.info) }))
 }
