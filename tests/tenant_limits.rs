@@ -229,6 +229,25 @@ fn a_tenant_over_its_rate_is_refused_while_another_is_served() {
         let (head, body) = seen.expect("a 429 from the HTTP API");
         assert!(head.contains("\r\nretry-after: "), "{head}");
         assert!(body.contains("RATE_LIMITED"), "{body}");
+
+        // Limits over the HTTP API: lifted with PUT, shown by GET, and writes pass again.
+        let (status, _, body) = http(
+            http_addr,
+            "PUT",
+            "/v1/tenants/noisy/limits",
+            r#"{"requests_per_second":"0","max_value_bytes":4096}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#""max_value_bytes":"4096""#), "{body}");
+        let (status, _, body) = http(http_addr, "GET", "/v1/tenants/noisy", "");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(r#""requests_per_second":"0""#), "{body}");
+        let (status, _, body) =
+            http(http_addr, "PUT", "/v1/tenants/noisy/limits", r#"{"requests_per_second":-1}"#);
+        assert_eq!(status, 400, "{body}");
+        for i in 0..50 {
+            write(&ch, "noisy", &format!("after-{i}"), 16).await.expect("unlimited again");
+        }
     });
     let (status, _, metrics) = http(coord.admin, "GET", "/metrics", "");
     assert_eq!(status, 200);

@@ -451,6 +451,32 @@ class Client:
         r, _ = self._invoke("CreateTenant", request, _UNSAFE, timeout)
         return Tenant(r.tenant_id, r.replication_factor, r.created_at, r.created_at)
 
+    def update_tenant_limits(
+        self,
+        tenant_id: str,
+        *,
+        requests_per_second: int = 0,
+        bytes_per_second: int = 0,
+        max_key_bytes: int = 0,
+        max_value_bytes: int = 0,
+        timeout: Optional[float] = None,
+    ) -> pb.UpdateTenantLimitsResponse:
+        """Replaces a tenant's limits (admin only); 0 means the coordinators' default (see
+        docs/SECURITY.md, "Per-tenant limits"). The answer has ``limits`` as stored and
+        ``effective_limits`` as this coordinator enforces them. Setting the same limits twice
+        is harmless, so the call is retried like a read."""
+        request = pb.UpdateTenantLimitsRequest(
+            tenant_id=tenant_id,
+            limits=pb.TenantLimits(
+                requests_per_second=requests_per_second,
+                bytes_per_second=bytes_per_second,
+                max_key_bytes=max_key_bytes,
+                max_value_bytes=max_value_bytes,
+            ),
+        )
+        r, _ = self._invoke("UpdateTenantLimits", request, _READ, timeout)
+        return r
+
     def get_tenant(self, tenant_id: str, *, timeout: Optional[float] = None) -> Tenant:
         r, _ = self._invoke("GetTenant", pb.GetTenantRequest(tenant_id=tenant_id), _READ, timeout)
         return Tenant(r.tenant_id, r.replication_factor, r.created_at, r.updated_at)

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from pairdb_client import Client, Forbidden, PairDBError, Unauthorized
+from pairdb_client import Client, Forbidden, PairDBError, RateLimited, Unauthorized
 
 
 def test_tokens_authenticate_and_scope_calls_over_tls(secured):
@@ -60,3 +60,23 @@ def test_bad_settings_are_refused():
         Client(["127.0.0.1:1"], token="bad token\n")
     with pytest.raises(ValueError):
         Client(["127.0.0.1:1"], private_key=b"k")
+
+
+def test_rate_limited_tenants_get_a_retry_hint(secured):
+    addr, bootstrap, ca = secured
+    tenant = f"py-lim-{uuid.uuid4().hex[:8]}"
+    with Client([addr], timeout=10.0, token=bootstrap, root_certificates=ca) as admin:
+        admin.create_tenant(tenant, 1)
+        r = admin.update_tenant_limits(tenant, requests_per_second=5, max_value_bytes=64)
+        assert r.limits.requests_per_second == 5 and r.effective_limits.max_value_bytes == 64
+        refused = None
+        for i in range(40):
+            try:
+                admin.put(tenant, f"k{i}", b"v")
+            except RateLimited as e:
+                refused = e
+                break
+        assert refused is not None, "40 writes at once never hit a 5/s limit"
+        assert refused.retry_after_ms is not None and refused.retry_after_ms > 0
+        admin.update_tenant_limits(tenant)  # back to the defaults: unlimited
+        admin.put(tenant, "after", b"v")

@@ -30,7 +30,7 @@ mod json;
 use handlers::{
     add_storage_node, cancel_migration, create_tenant, create_token, delete, get_migration,
     get_tenant, list_migrations, list_storage_nodes, list_tokens, read, remove_storage_node,
-    revoke_token, update_replication_factor, write,
+    revoke_token, update_replication_factor, update_tenant_limits, write,
 };
 
 /// One parsed HTTP request, as the routes see it.
@@ -102,6 +102,8 @@ enum Route {
     Tenants,
     Tenant(String),
     TenantReplicationFactor(String),
+    /// `/v1/tenants/{id}/limits`
+    TenantLimits(String),
     StorageNodes,
     StorageNode(String),
     Migration(String),
@@ -132,6 +134,7 @@ impl Route {
             ["key-value"] => Some(Route::KeyValue),
             ["tenants"] => Some(Route::Tenants),
             ["tenants", id] => Some(Route::Tenant((*id).to_owned())),
+            ["tenants", id, "limits"] => Some(Route::TenantLimits((*id).to_owned())),
             ["tenants", id, "replication-factor"] => {
                 Some(Route::TenantReplicationFactor((*id).to_owned()))
             }
@@ -156,6 +159,7 @@ impl Route {
             (Route::Tenants, "POST") => "POST /v1/tenants",
             (Route::Tenant(_), "GET") => "GET /v1/tenants/{id}",
             (Route::TenantReplicationFactor(_), "PUT") => "PUT /v1/tenants/{id}/replication-factor",
+            (Route::TenantLimits(_), "PUT") => "PUT /v1/tenants/{id}/limits",
             (Route::StorageNodes, "POST") => "POST /v1/admin/storage-nodes",
             (Route::StorageNodes, "GET") => "GET /v1/admin/storage-nodes",
             (Route::StorageNode(_), "DELETE") => "DELETE /v1/admin/storage-nodes/{id}",
@@ -176,7 +180,7 @@ impl Route {
             Route::Tenants => "POST",
             Route::Tenant(_) | Route::Migration(_) | Route::Migrations => "GET",
             Route::MigrationCancel(_) => "POST",
-            Route::TenantReplicationFactor(_) => "PUT",
+            Route::TenantReplicationFactor(_) | Route::TenantLimits(_) => "PUT",
             Route::StorageNodes => "GET, POST",
             Route::StorageNode(_) | Route::Token(_) => "DELETE",
             Route::Tokens => "GET, POST",
@@ -216,6 +220,7 @@ pub(crate) async fn handle(shard: Rc<Shard>, req: Request<'_>) -> Reply {
         (Route::TenantReplicationFactor(id), "PUT") => {
             update_replication_factor(shard, &req, id, ctx).await
         }
+        (Route::TenantLimits(id), "PUT") => update_tenant_limits(shard, &req, id, ctx).await,
         (Route::StorageNodes, "POST") => add_storage_node(shard, &req, ctx).await,
         (Route::StorageNodes, "GET") => list_storage_nodes(shard, &req, ctx).await,
         (Route::StorageNode(id), "DELETE") => remove_storage_node(shard, &req, id, ctx).await,

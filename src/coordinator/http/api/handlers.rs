@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 
 use super::{
     json::{
-        body, clock_json, consistency, consistency_name, decode_base64, idempotency_key, no_body,
-        no_query, query, JsonClock,
+        body, clock_json, consistency, consistency_name, decode_base64, idempotency_key,
+        limits_json, no_body, no_query, query, JsonClock, JsonLimits,
     },
     Request,
 };
@@ -157,6 +157,8 @@ struct CreateTenantBody {
     tenant_id: String,
     #[serde(default)]
     replication_factor: i32,
+    #[serde(default)]
+    limits: Option<JsonLimits>,
 }
 
 pub(super) async fn create_tenant(
@@ -169,13 +171,15 @@ pub(super) async fn create_tenant(
     let grpc = api::CreateTenantRequest {
         tenant_id: b.tenant_id,
         replication_factor: b.replication_factor,
-        ..Default::default()
+        limits: b.limits.map(JsonLimits::into_proto).transpose()?,
     };
     let r = shard.guarded("CreateTenant", grpc, ctx, Shard::create_tenant).await?;
     Ok(json!({
         "tenant_id": r.tenant_id,
         "replication_factor": r.replication_factor,
         "created_at": r.created_at.to_string(),
+        "limits": limits_json(r.limits.as_ref()),
+        "effective_limits": limits_json(r.effective_limits.as_ref()),
     }))
 }
 
@@ -199,6 +203,27 @@ pub(super) async fn get_tenant(
         "tenant_id": r.tenant_id,
         "replication_factor": r.replication_factor,
         "created_at": r.created_at.to_string(),
+        "updated_at": r.updated_at.to_string(),
+        "limits": limits_json(r.limits.as_ref()),
+        "effective_limits": limits_json(r.effective_limits.as_ref()),
+    }))
+}
+
+pub(super) async fn update_tenant_limits(
+    shard: Rc<Shard>,
+    req: &Request<'_>,
+    id: &str,
+    ctx: CallContext,
+) -> Result<Value, PairError> {
+    no_query(req)?;
+    let b: JsonLimits = body(req)?;
+    let grpc =
+        api::UpdateTenantLimitsRequest { tenant_id: id.to_owned(), limits: Some(b.into_proto()?) };
+    let r = shard.guarded("UpdateTenantLimits", grpc, ctx, Shard::update_tenant_limits).await?;
+    Ok(json!({
+        "tenant_id": r.tenant_id,
+        "limits": limits_json(r.limits.as_ref()),
+        "effective_limits": limits_json(r.effective_limits.as_ref()),
         "updated_at": r.updated_at.to_string(),
     }))
 }

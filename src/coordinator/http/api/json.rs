@@ -67,6 +67,60 @@ impl JsonClock {
     }
 }
 
+/// A tenant's limits as protobuf JSON writes them: uint64 as decimal strings; every field is
+/// optional on input (absent: 0, the coordinator's default).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct JsonLimits {
+    #[serde(default)]
+    requests_per_second: Option<Uint64>,
+    #[serde(default)]
+    bytes_per_second: Option<Uint64>,
+    #[serde(default)]
+    max_key_bytes: Option<Uint64>,
+    #[serde(default)]
+    max_value_bytes: Option<Uint64>,
+}
+
+/// A uint64 as protobuf JSON allows it: a number or a decimal string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Uint64 {
+    Number(u64),
+    Text(String),
+}
+
+impl JsonLimits {
+    pub(super) fn into_proto(self) -> Result<api::TenantLimits, PairError> {
+        let field = |name: &str, v: Option<Uint64>| -> Result<u64, PairError> {
+            match v {
+                None => Ok(0),
+                Some(Uint64::Number(n)) => Ok(n),
+                Some(Uint64::Text(s)) => s.trim().parse().map_err(|_| {
+                    PairError::invalid(format!("invalid limits: {name} {s:?} is not a uint64"))
+                }),
+            }
+        };
+        Ok(api::TenantLimits {
+            requests_per_second: field("requests_per_second", self.requests_per_second)?,
+            bytes_per_second: field("bytes_per_second", self.bytes_per_second)?,
+            max_key_bytes: field("max_key_bytes", self.max_key_bytes)?,
+            max_value_bytes: field("max_value_bytes", self.max_value_bytes)?,
+        })
+    }
+}
+
+/// Limits as JSON (uint64 as strings); absent limits are all zeros.
+pub(super) fn limits_json(limits: Option<&api::TenantLimits>) -> Value {
+    let l = limits.cloned().unwrap_or_default();
+    serde_json::json!({
+        "requests_per_second": l.requests_per_second.to_string(),
+        "bytes_per_second": l.bytes_per_second.to_string(),
+        "max_key_bytes": l.max_key_bytes.to_string(),
+        "max_value_bytes": l.max_value_bytes.to_string(),
+    })
+}
+
 pub(super) fn clock_json(clock: Option<&api::VectorClock>) -> Value {
     let entries: Vec<Value> = clock
         .map(|c| {
