@@ -9,6 +9,10 @@
 # MODE=separate runs the same against separate processes instead (a coordinator and three storage
 # nodes, each `pairdb` process on its default cores, the tenant `default` at rf 3), as
 # benches/scripts/migration.sh does.
+# It also prints the servers' CPU per operation at saturation and at each rate (utime + stime of
+# every server process, everything included, over the loadtest's whole run, warm-up too, divided
+# by its ok/s times that run's wall time), and each rate's CPU per operation over saturation's:
+# the tail-latency issue's "flat cost per operation" figure.
 # Needs release builds of pairdb and pairdb-loadtest. Every process it starts is stopped by PID;
 # every run is bounded by its duration.
 set -euo pipefail
@@ -51,18 +55,33 @@ case "$MODE" in
     ;;
   *) echo "MODE must be dev or separate" >&2; exit 2 ;;
 esac
+TCK=$(getconf CLK_TCK)
+# CPU seconds used so far by every server process of this run.
+server_cpu() {
+  local t=0 p
+  for p in "${PIDS[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "scale=3; $t / $TCK" | bc
+}
 $BIN/pairdb-loadtest --addr 127.0.0.1:56651 --keys 1000000 --value-size 100 --quiet \
   --connections 8 --inflight 32 --write-pct 100 --read-pct 0 --duration 4s > /dev/null
+c0=$(server_cpu); w0=$(date +%s.%N)
 SAT=$($BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --connections 8 --inflight 32 \
   --duration "${SAT_SECS}s" --warmup 2s --quiet --json | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ok_per_sec"]))')
-echo "$MODE: saturation of the mix: $SAT ops/s (closed loop 8x32, ${SAT_SECS}s); reports under $OUT"
+c1=$(server_cpu); w1=$(date +%s.%N)
+SAT_CPU_US=$(echo "($c1 - $c0) * 1000000 / ($SAT * ($w1 - $w0))" | bc -l)
+printf '%s: saturation of the mix: %s ops/s (closed loop 8x32, %ss), server CPU %.1f us/op; reports under %s\n' \
+  "$MODE" "$SAT" "$SAT_SECS" "$SAT_CPU_US" "$OUT"
 for pct in $PCTS; do
   rate=$((SAT * pct / 100))
+  c0=$(server_cpu); w0=$(date +%s.%N)
   $BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --rate "$rate" --connections 8 \
     --duration "${SECS}s" --warmup 2s --quiet --report "$OUT/$pct" > /dev/null
-  python3 - "$OUT/$pct/report.json" "$pct" "$rate" <<'PY'
+  c1=$(server_cpu); w1=$(date +%s.%N)
+  python3 - "$OUT/$pct/report.json" "$pct" "$rate" "$(echo "$c1 - $c0" | bc)" \
+    "$(echo "$w1 - $w0" | bc)" "$SAT_CPU_US" <<'PY'
 import json, sys
 path, pct, rate = sys.argv[1], sys.argv[2], sys.argv[3]
+cpu_s, wall_s, sat_cpu_us = float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
 r = json.load(open(path))
 ms = lambda us: us / 1000
 lat = {}
@@ -77,6 +96,9 @@ print(f"{pct:>3}% = {rate}/s: ok/s {r['ok_per_sec']:.0f}, errors {r['errors']}; 
       f"{ms(worst_max['latency']['max_us']):.1f} ms (s {worst_max['second']}), p99 "
       f"{ms(worst_p99['latency']['p99_us']):.1f} ms (s {worst_p99['second']}); seconds with max > 50 ms: "
       f"{over50} of {len(run)}")
+cpu_us = cpu_s * 1e6 / max(r["ok_per_sec"] * wall_s, 1e-9)
+print(f"       server CPU {cpu_us:.1f} us/op ({cpu_s:.1f} s over {wall_s:.1f} s), "
+      f"{cpu_us / sat_cpu_us:.2f}x saturation's")
 for name, l in lat.items():
     print(f"       {name:6} p50 {ms(l['p50_us']):.3f}  p99 {ms(l['p99_us']):.3f}  p99.9 {ms(l['p999_us']):.3f}"
           f"  max {ms(l['max_us']):.3f} ms")
