@@ -29,6 +29,11 @@ pub const DEFAULT_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 /// node is a dedicated host, and fjall recommends 20-25% of RAM, which config should set.
 pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
+/// Default nice value of the engine's flush and compaction threads (`background_nice`): the
+/// lowest priority, so that a memtable flush uses the CPU the request cores leave idle instead
+/// of taking it from them (docs/PERFORMANCE.md, "Background threads at a lower priority").
+pub const DEFAULT_BACKGROUND_NICE: i32 = 19;
+
 /// Default admin port of a storage node.
 pub const DEFAULT_STORAGE_ADMIN_PORT: u16 = 9091;
 
@@ -65,6 +70,9 @@ pub struct StorageConfig {
     pub group_commit_ms: u64,
     /// Engine block cache, MiB.
     pub cache_mb: u64,
+    /// Nice value (0-19) of the engine's flush and compaction threads: 19 (the default) runs
+    /// them on the CPU the request cores leave idle; 0 runs them at the request cores' priority.
+    pub background_nice: i32,
     /// How long tombstones are kept before purge, seconds.
     pub tombstone_grace_secs: u64,
     /// How often the purge runs, seconds.
@@ -91,6 +99,7 @@ impl Default for StorageConfig {
             durability: DurabilityMode::GroupCommit,
             group_commit_ms: DEFAULT_GROUP_COMMIT_INTERVAL.as_millis() as u64,
             cache_mb: DEFAULT_CACHE_BYTES >> 20,
+            background_nice: DEFAULT_BACKGROUND_NICE,
             tombstone_grace_secs: DEFAULT_TOMBSTONE_GRACE.as_secs(),
             purge_interval_secs: DEFAULT_PURGE_INTERVAL.as_secs(),
             shutdown_timeout_secs: 10,
@@ -115,6 +124,9 @@ impl StorageConfig {
         }
         if self.purge_interval_secs == 0 {
             return Err(invalid("purge_interval_secs", "must be at least 1"));
+        }
+        if !(0..=19).contains(&self.background_nice) {
+            return Err(invalid("background_nice", "must be between 0 and 19"));
         }
         check_durations(&[
             ("tombstone_grace_secs", self.tombstone_grace_secs),

@@ -5,5 +5,6 @@ pub mod accept;
 pub mod lag;
 pub mod listen;
 pub mod pool;
+pub mod priority;
 pub mod shutdown;
 pub mod signals;

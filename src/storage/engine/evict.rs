@@ -122,7 +122,7 @@ mod tests {
     fn evictions_span_chunks_and_survive_reopen_in_both_modes() {
         for durability in [Durability::default(), Durability::Sync] {
             let dir = tempfile::tempdir().unwrap();
-            let config = EngineConfig { durability, cache_bytes: 8 << 20 };
+            let config = EngineConfig { durability, cache_bytes: 8 << 20, ..Default::default() };
             let keys: Vec<String> = (0..600).map(|i| format!("key-{i}")).collect();
             {
                 let e = Engine::open(dir.path(), config).unwrap();

@@ -92,8 +92,8 @@ mod types;
 
 // The defaults live with the configuration keys that override them; re-exported as the engine's.
 pub use crate::config::{
-    DEFAULT_CACHE_BYTES, DEFAULT_GROUP_COMMIT_INTERVAL, DEFAULT_PURGE_INTERVAL,
-    DEFAULT_TOMBSTONE_GRACE,
+    DEFAULT_BACKGROUND_NICE, DEFAULT_CACHE_BYTES, DEFAULT_GROUP_COMMIT_INTERVAL,
+    DEFAULT_PURGE_INTERVAL, DEFAULT_TOMBSTONE_GRACE,
 };
 pub use digest::{RangeDigest, MAX_DIGEST_RECORDS};
 pub use format::{MAX_ACTOR_BYTES, MAX_STORAGE_KEY_BYTES, MAX_VALUE_BYTES};
@@ -155,6 +155,14 @@ impl Engine {
             .manual_journal_persist(false)
             .open()?;
         let data = db.keyspace(DATA_KEYSPACE, KeyspaceCreateOptions::default)?;
+        if config.background_nice > 0 {
+            // fjall's worker pool (flushes, compactions) starts with the database.
+            let n = crate::runtime::priority::lower_threads_named(
+                "fjall:worker",
+                config.background_nice,
+            );
+            tracing::debug!(threads = n, nice = config.background_nice, "engine workers reniced");
+        }
         let (stop_tx, stop_rx) = channel::bounded(0);
         let journal_writes = Arc::new(AtomicU64::new(0));
         let syncer =
@@ -660,7 +668,11 @@ mod tests {
     #[test]
     fn sync_mode_applies_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let config = EngineConfig { durability: Durability::Sync, cache_bytes: 8 << 20 };
+        let config = EngineConfig {
+            durability: Durability::Sync,
+            cache_bytes: 8 << 20,
+            ..Default::default()
+        };
         let v = ver(&[("a", 1)], 1, "a", "synced");
         {
             let e = Engine::open(dir.path(), config).unwrap();

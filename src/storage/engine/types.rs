@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{
-    DurabilityMode, StorageConfig, DEFAULT_CACHE_BYTES, DEFAULT_GROUP_COMMIT_INTERVAL,
+    DurabilityMode, StorageConfig, DEFAULT_BACKGROUND_NICE, DEFAULT_CACHE_BYTES,
+    DEFAULT_GROUP_COMMIT_INTERVAL,
 };
 use crate::core::version::Version;
 
@@ -55,11 +56,18 @@ pub struct EngineConfig {
     pub durability: Durability,
     /// fjall block cache size; default [`DEFAULT_CACHE_BYTES`].
     pub cache_bytes: u64,
+    /// The nice value of fjall's flush and compaction workers (0: as the request cores);
+    /// default [`DEFAULT_BACKGROUND_NICE`].
+    pub background_nice: i32,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { durability: Durability::default(), cache_bytes: DEFAULT_CACHE_BYTES }
+        Self {
+            durability: Durability::default(),
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            background_nice: DEFAULT_BACKGROUND_NICE,
+        }
     }
 }
 
@@ -75,6 +83,7 @@ impl StorageConfig {
                 },
             },
             cache_bytes: self.cache_mb << 20,
+            background_nice: self.background_nice,
         }
     }
 }

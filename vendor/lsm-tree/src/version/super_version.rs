@@ -375,7 +375,16 @@ fn drop_elsewhere(removed: Vec<SuperVersion>) {
     }
     let spawned = std::thread::Builder::new()
         .name("lsm-version-drop".into())
-        .spawn(move || drop(removed));
+        .spawn(move || {
+            // PairDB patch: at the lowest priority, so that freeing uses idle CPU. On Linux a
+            // thread id of 0 is this thread.
+            #[cfg(target_os = "linux")]
+            // SAFETY: setpriority takes plain integers and touches no memory.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+            }
+            drop(removed);
+        });
     if let Err(e) = spawned {
         log::warn!("could not start a thread to drop old versions: {e}");
     }
