@@ -62,6 +62,9 @@ pub struct CoordinatorConfig {
     pub connections_per_node: usize,
     /// Send storage operations as Batch calls.
     pub batching: bool,
+    /// Run a Batch for a storage node served by this same process (`pairdb dev`) on its
+    /// service directly, without the network (see `storage::local`).
+    pub local_storage_calls: bool,
     /// Most operations per Batch call.
     pub max_batch_ops: usize,
     /// Outstanding Batch calls per storage node per core.
@@ -404,6 +407,7 @@ impl Default for CoordinatorConfig {
             replica_timeout_ms: 1000,
             connections_per_node: 2,
             batching: true,
+            local_storage_calls: true,
             max_batch_ops: 256,
             max_inflight_batches: 8,
             health_check_interval_ms: 1000,

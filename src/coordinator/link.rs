@@ -35,6 +35,7 @@ use crate::{
         BatchResponse, BatchResult, DeleteResponse, ReadResponse, RepairResponse, WriteResponse,
     },
     rpc::{Channel, ClientConfig, Status},
+    storage::local,
 };
 
 const BATCH_PATH: &str = "/pairdb.storage.v1.StorageService/Batch";
@@ -60,6 +61,10 @@ pub struct LinkConfig {
     pub max_queued_ops: usize,
     /// Client settings for the connections.
     pub client: ClientConfig,
+    /// Send a `Batch` for a storage node that this process serves on this core straight to
+    /// its service, without the network (`storage::local`; the coordinator's
+    /// `local_storage_calls`).
+    pub local_calls: bool,
 }
 
 /// Reply to one operation.
@@ -258,7 +263,11 @@ impl NodeLink {
         let request = BatchRequest {
             operations: ops.into_iter().map(|op| BatchOperation { op: Some(op) }).collect(),
         };
-        let result = self.call::<_, BatchResponse>(BATCH_PATH, &request).await;
+        let local = if self.config.local_calls { local::lookup(self.addr) } else { None };
+        let result = match local {
+            Some(node) => self.call_local(node, request.clone()).await,
+            None => self.call::<_, BatchResponse>(BATCH_PATH, &request).await,
+        };
         let ops = request.operations.into_iter().filter_map(|o| o.op);
         match result {
             Ok(response) if response.results.len() == replies.len() => {
@@ -303,6 +312,33 @@ impl NodeLink {
         if !self.queue.borrow().is_empty() {
             self.schedule_flush();
         }
+    }
+
+    /// A `Batch` for a node this core serves, run by its service in this process, under the
+    /// same per-replica deadline as a network call. An inline engine apply (the usual case)
+    /// answers on the first poll: no task, no timer. Otherwise it finishes as its own task, as it
+    /// would on a remote node, whether or not the deadline let us wait for it.
+    async fn call_local(
+        &self,
+        node: local::LocalBatcher,
+        request: BatchRequest,
+    ) -> Result<BatchResponse, Status> {
+        let mut call = Box::pin(node.batch(request));
+        if let Some(result) = futures_lite::future::poll_once(&mut call).await {
+            return result;
+        }
+        let task = glommio::spawn_local(call).detach();
+        let timeout = self.config.replica_timeout;
+        futures_lite::future::or(
+            async {
+                task.await.unwrap_or_else(|| Err(Status::unavailable("local batch was cancelled")))
+            },
+            async {
+                glommio::timer::sleep(timeout).await;
+                Err(Status::deadline_exceeded(format!("{BATCH_PATH}: no reply within {timeout:?}")))
+            },
+        )
+        .await
     }
 
     /// Unbatched mode: the operation's own RPC.
@@ -367,5 +403,132 @@ impl NodeLink {
         let ch = Channel::connect(self.addr, &self.config.client).await?;
         self.channels.borrow_mut()[slot] = Some(ch.clone());
         Ok(ch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, sync::Arc};
+
+    use super::*;
+    use crate::{
+        proto::storage::{ReadRequest, VectorClock, VectorClockEntry, Version, WriteRequest},
+        rpc::RpcMetrics,
+        storage::{
+            engine::{Engine, EngineConfig},
+            service::StorageService,
+        },
+    };
+
+    fn config(local_calls: bool) -> Rc<LinkConfig> {
+        Rc::new(LinkConfig {
+            connections: 1,
+            batching: true,
+            max_batch_ops: 16,
+            max_inflight_batches: 2,
+            replica_timeout: Duration::from_millis(500),
+            max_queued_ops: 64,
+            client: ClientConfig {
+                connect_timeout: Duration::from_millis(200),
+                ..Default::default()
+            },
+            local_calls,
+        })
+    }
+
+    fn write(key: &str, value: &'static [u8]) -> Op {
+        Op::Write(WriteRequest {
+            tenant_id: "t".into(),
+            key: key.into(),
+            version: Some(Version {
+                value: bytes::Bytes::from_static(value),
+                vector_clock: Some(VectorClock {
+                    entries: vec![VectorClockEntry {
+                        coordinator_node_id: "c/0".into(),
+                        logical_timestamp: 1,
+                    }],
+                }),
+                timestamp: 1,
+                writer: "c/0".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn read(key: &str) -> Op {
+        Op::Read(ReadRequest { tenant_id: "t".into(), key: key.into(), ..Default::default() })
+    }
+
+    /// A link to an address where nothing listens reaches a node this core serves in-process,
+    /// and only while it is registered; with local calls off, the same operation goes to the
+    /// network, fails, and is reported as missed (the hint path).
+    #[test]
+    fn batches_reach_a_node_served_in_this_process_without_the_network() {
+        let dir = tempfile::tempdir().unwrap();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let engine = Arc::new(Engine::open(dir.path(), EngineConfig::default()).unwrap());
+                let service = Arc::new(StorageService::new(engine, "s1".into(), "inc".into()));
+                let metrics = Rc::new(RpcMetrics::default());
+                // Port 9 (discard) on loopback: nothing listens in the test environment.
+                let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+                let missed = Rc::new(RefCell::new(Vec::new()));
+                let sink: HintSink = {
+                    let missed = missed.clone();
+                    Rc::new(move |node: &NodeId, _: &Op, status: &Status| {
+                        missed.borrow_mut().push((node.to_string(), status.code))
+                    })
+                };
+                let stats = Rc::new(LinkStats::default());
+                let local = NodeLink::new(
+                    NodeId::new("s1"),
+                    addr,
+                    config(true),
+                    sink.clone(),
+                    stats.clone(),
+                );
+                let registration =
+                    crate::storage::local::register(addr, service.clone(), metrics.clone());
+
+                let written = local.submit(write("k", b"v1")).await.unwrap().unwrap();
+                assert!(matches!(
+                    written,
+                    BatchOutcome::Write(WriteResponse { applied: true, .. })
+                ));
+                match local.submit(read("k")).await.unwrap().unwrap() {
+                    BatchOutcome::Read(r) => {
+                        assert!(r.found);
+                        assert_eq!(&r.version.unwrap().value[..], b"v1");
+                    }
+                    other => panic!("expected a read, got {other:?}"),
+                }
+                // Counted on the node as Batch calls, as over the network.
+                let mut samples = Vec::new();
+                metrics.samples(0, &mut samples);
+                let batches = samples
+                    .iter()
+                    .find(|s| {
+                        s.name == "pairdb_rpc_requests_total"
+                            && s.labels.iter().any(|(k, v)| *k == "method" && v == "Batch")
+                    })
+                    .map(|s| s.value);
+                assert_eq!(batches, Some(2.0));
+                assert!(missed.borrow().is_empty());
+
+                // The same node with local calls off: over the network, where nothing listens.
+                let remote =
+                    NodeLink::new(NodeId::new("s1"), addr, config(false), sink.clone(), stats);
+                let status = remote.submit(write("k2", b"v2")).await.unwrap().unwrap_err();
+                assert_eq!(missed.borrow().len(), 1, "{status:?}");
+
+                // Once the node stops serving (its registration dropped), so does the shortcut.
+                drop(registration);
+                assert!(local.submit(read("k")).await.unwrap().is_err());
+                assert_eq!(missed.borrow().len(), 2);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

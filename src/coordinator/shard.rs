@@ -140,6 +140,7 @@ impl Shard {
         let link_config = Rc::new(LinkConfig {
             connections: cfg.connections_per_node,
             batching: cfg.batching,
+            local_calls: cfg.local_storage_calls,
             max_batch_ops: cfg.max_batch_ops,
             max_inflight_batches: cfg.max_inflight_batches,
             replica_timeout: Duration::from_millis(cfg.replica_timeout_ms),

@@ -205,6 +205,9 @@ impl StorageNode {
             out
         }))
         .detach();
+        // A coordinator core of this process reaches the node without the network while it
+        // serves (see `storage::local`).
+        let _local = crate::storage::local::register(self.addr, service.clone(), rpc.clone());
         let mut router =
             reflection::add(health::add(service.register(Router::new()), self.health.clone()))
                 .with_metrics(rpc);

@@ -274,7 +274,8 @@ impl StorageService {
         Ok(RangeDigestResponse { digest: d.digest, entries: d.entries, complete: d.complete })
     }
 
-    async fn batch(self: Arc<Self>, req: BatchRequest) -> Result<BatchResponse, Status> {
+    /// Applies a `Batch`: the RPC's handler, and the local path of [`crate::storage::local`].
+    pub(crate) async fn batch(self: Arc<Self>, req: BatchRequest) -> Result<BatchResponse, Status> {
         if req.operations.len() > MAX_BATCH_OPERATIONS {
             return Err(PairError::BatchTooLarge(format!(
                 "batch of {} operations exceeds the limit of {MAX_BATCH_OPERATIONS}",

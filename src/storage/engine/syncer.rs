@@ -47,10 +47,20 @@ pub(super) fn run_syncer(
 }
 
 /// `fdatasync`s the newest `N.jnl` in `dir`, reopening it when a newer journal appeared.
+///
+/// fjall names the journal that replaces `N.jnl` `N+1.jnl` and creates it before any write
+/// lands in it, so while `N+1.jnl` does not exist every counted write is in `N.jnl` (or in an
+/// older journal, fsynced when it was sealed): one `statx` per sync instead of listing the
+/// directory, which matters at the syncer's 200 syncs a second per node.
 pub(super) fn sync_active_journal(
     dir: &Path,
     active: &mut Option<(u64, std::fs::File)>,
 ) -> std::io::Result<()> {
+    if let Some((id, file)) = active {
+        if !dir.join(format!("{}.jnl", *id + 1)).try_exists()? {
+            return file.sync_data();
+        }
+    }
     let newest = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.strip_suffix(".jnl")?.parse::<u64>().ok())
@@ -80,5 +90,20 @@ mod tests {
         drop(engine);
         let empty = tempfile::tempdir().expect("tempdir");
         assert!(sync_active_journal(empty.path(), &mut None).is_err(), "no journal is an error");
+    }
+
+    #[test]
+    fn syncer_follows_a_rotated_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("3.jnl"), b"").unwrap();
+        let mut active = None;
+        sync_active_journal(dir.path(), &mut active).unwrap();
+        assert_eq!(active.as_ref().map(|(id, _)| *id), Some(3));
+        sync_active_journal(dir.path(), &mut active).unwrap();
+        assert_eq!(active.as_ref().map(|(id, _)| *id), Some(3), "no rotation, same journal");
+        // fjall rotates 3.jnl to 4.jnl: the next sync must sync 4.jnl, not the sealed 3.jnl.
+        std::fs::write(dir.path().join("4.jnl"), b"").unwrap();
+        sync_active_journal(dir.path(), &mut active).unwrap();
+        assert_eq!(active.as_ref().map(|(id, _)| *id), Some(4));
     }
 }

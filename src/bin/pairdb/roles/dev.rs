@@ -35,6 +35,11 @@ pub struct DevArgs {
     /// Send storage operations one RPC each instead of as Batch calls (for comparison).
     #[arg(long)]
     no_batching: bool,
+    /// Send the coordinator's Batch calls to the storage nodes over loopback TCP and HTTP/2, as
+    /// between separate processes, instead of calling them in-process
+    /// (`local_storage_calls: false`; for comparison).
+    #[arg(long)]
+    no_local_calls: bool,
     /// The coordinator's admin HTTP port for /metrics and /health/{live,ready} (default 0:
     /// a free one, printed at start).
     #[arg(long, default_value_t = 0)]
@@ -127,6 +132,7 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         data_dir: data_dir.join("coordinator"),
         cores: args.cores,
         batching: !args.no_batching,
+        local_storage_calls: !args.no_local_calls,
         rpc: pairdb::config::RpcSection {
             tls: pairdb::config::TlsSection {
                 cert_file: args.tls_cert.clone(),
