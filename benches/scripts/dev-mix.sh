@@ -6,7 +6,8 @@
 # percentiles of reads and writes, ROUNDS times. With FIFO=1 (root only) the dev executor threads
 # (pairdb-dev-*) run at SCHED_FIFO priority 1, an experiment on how much of the tail is executors
 # waiting for a CPU. Needs release builds of pairdb and pairdb-loadtest. Every process it starts
-# is stopped by PID; every run is bounded.
+# is stopped by PID; every run is bounded. DEV_ARGS adds arguments to `pairdb dev` (for example
+# `--no-local-calls`, to compare with the coordinator's storage calls over loopback TCP).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
@@ -22,7 +23,7 @@ trap cleanup EXIT INT TERM
 one() {
   local b a t0 t1
   DIR=$(mktemp -d /tmp/pairdb-devmix.XXXXXX)
-  $BIN/pairdb dev --data-dir "$DIR/dev" --port 56551 --admin-port 56590 > "$DIR/out" 2> "$DIR/err" &
+  $BIN/pairdb dev --data-dir "$DIR/dev" --port 56551 --admin-port 56590 ${DEV_ARGS:-} > "$DIR/out" 2> "$DIR/err" &
   DEV=$!
   sleep 2
   if [ "$FIFO" = 1 ]; then

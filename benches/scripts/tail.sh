@@ -11,8 +11,11 @@
 # benches/scripts/migration.sh does.
 # It also prints the servers' CPU per operation at saturation and at each rate (utime + stime of
 # every server process, everything included, over the loadtest's whole run, warm-up too, divided
-# by its ok/s times that run's wall time), and each rate's CPU per operation over saturation's:
-# the tail-latency issue's "flat cost per operation" figure.
+# by its completed calls per second (hits, misses and errors alike: a read of a key never written
+# is served too) times that run's wall time), and each rate's CPU per operation over saturation's:
+# the tail-latency issue's "flat cost per operation" figure, and the load generator's own CPU
+# (it shares this machine's CPUs with the servers). DEV_ARGS adds arguments to `pairdb dev` (for
+# example `--no-local-calls`).
 # Needs release builds of pairdb and pairdb-loadtest. Every process it starts is stopped by PID;
 # every run is bounded by its duration.
 set -euo pipefail
@@ -34,7 +37,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 case "$MODE" in
   dev)
-    $BIN/pairdb dev --data-dir "$DIR/dev" --port 56651 --admin-port 56690 > "$DIR/out" 2> "$DIR/err" &
+    $BIN/pairdb dev --data-dir "$DIR/dev" --port 56651 --admin-port 56690 ${DEV_ARGS:-} > "$DIR/out" 2> "$DIR/err" &
     PIDS+=($!)
     sleep 2
     ;;
@@ -66,22 +69,24 @@ $BIN/pairdb-loadtest --addr 127.0.0.1:56651 --keys 1000000 --value-size 100 --qu
   --connections 8 --inflight 32 --write-pct 100 --read-pct 0 --duration 4s > /dev/null
 c0=$(server_cpu); w0=$(date +%s.%N)
 SAT=$($BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --connections 8 --inflight 32 \
-  --duration "${SAT_SECS}s" --warmup 2s --quiet --json | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ok_per_sec"]))')
+  --duration "${SAT_SECS}s" --warmup 2s --quiet --json | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["completed_per_sec"]))')
 c1=$(server_cpu); w1=$(date +%s.%N)
 SAT_CPU_US=$(echo "($c1 - $c0) * 1000000 / ($SAT * ($w1 - $w0))" | bc -l)
-printf '%s: saturation of the mix: %s ops/s (closed loop 8x32, %ss), server CPU %.1f us/op; reports under %s\n' \
+printf '%s: saturation of the mix: %s calls/s completed (closed loop 8x32, %ss), server CPU %.1f us/op; reports under %s\n' \
   "$MODE" "$SAT" "$SAT_SECS" "$SAT_CPU_US" "$OUT"
 for pct in $PCTS; do
   rate=$((SAT * pct / 100))
   c0=$(server_cpu); w0=$(date +%s.%N)
-  $BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --rate "$rate" --connections 8 \
+  /usr/bin/time -f "%U %S" -o "$OUT/$pct.time" \
+    $BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --rate "$rate" --connections 8 \
     --duration "${SECS}s" --warmup 2s --quiet --report "$OUT/$pct" > /dev/null
   c1=$(server_cpu); w1=$(date +%s.%N)
   python3 - "$OUT/$pct/report.json" "$pct" "$rate" "$(echo "$c1 - $c0" | bc)" \
-    "$(echo "$w1 - $w0" | bc)" "$SAT_CPU_US" <<'PY'
+    "$(echo "$w1 - $w0" | bc)" "$SAT_CPU_US" "$(awk '{print $1 + $2}' "$OUT/$pct.time" | tail -1)" <<'PY'
 import json, sys
 path, pct, rate = sys.argv[1], sys.argv[2], sys.argv[3]
 cpu_s, wall_s, sat_cpu_us = float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
+gen_s = float(sys.argv[7])
 r = json.load(open(path))
 ms = lambda us: us / 1000
 lat = {}
@@ -92,13 +97,14 @@ run = [s for s in r["timeline"] if not s["warmup"] and s["completed"]]
 worst_max = max(run, key=lambda s: s["latency"]["max_us"])
 worst_p99 = max(run, key=lambda s: s["latency"]["p99_us"])
 over50 = sum(1 for s in run if s["latency"]["max_us"] > 50_000)
-print(f"{pct:>3}% = {rate}/s: ok/s {r['ok_per_sec']:.0f}, errors {r['errors']}; worst second: max "
+print(f"{pct:>3}% = {rate}/s: completed/s {r['completed_per_sec']:.0f} (ok {r['ok_per_sec']:.0f}), errors {r['errors']}; worst second: max "
       f"{ms(worst_max['latency']['max_us']):.1f} ms (s {worst_max['second']}), p99 "
       f"{ms(worst_p99['latency']['p99_us']):.1f} ms (s {worst_p99['second']}); seconds with max > 50 ms: "
       f"{over50} of {len(run)}")
-cpu_us = cpu_s * 1e6 / max(r["ok_per_sec"] * wall_s, 1e-9)
+cpu_us = cpu_s * 1e6 / max(r["completed_per_sec"] * wall_s, 1e-9)
 print(f"       server CPU {cpu_us:.1f} us/op ({cpu_s:.1f} s over {wall_s:.1f} s), "
-      f"{cpu_us / sat_cpu_us:.2f}x saturation's")
+      f"{cpu_us / sat_cpu_us:.2f}x saturation's; load generator {gen_s / wall_s:.2f} cores, "
+      f"servers {cpu_s / wall_s:.2f} cores")
 for name, l in lat.items():
     print(f"       {name:6} p50 {ms(l['p50_us']):.3f}  p99 {ms(l['p99_us']):.3f}  p99.9 {ms(l['p999_us']):.3f}"
           f"  max {ms(l['max_us']):.3f} ms")
