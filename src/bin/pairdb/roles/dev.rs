@@ -170,7 +170,7 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     let coordinator =
         Coordinator::open(coordinator_cfg, coordinator_reservation.addr, http_reservation, cores)
             .context("opening the coordinator's metadata store")?;
-    let admin = start_admin(true, admin_addr, coordinator.admin_source())?;
+    let admin = start_admin(true, admin_addr, dev_admin_source(&coordinator, &storage))?;
     if coordinator.ensure_tenant("default", 3)? {
         tracing::info!("created tenant default (replication factor 3)");
     }
@@ -238,6 +238,30 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
     })?;
     tracing::info!("dev cluster stopped");
     Ok(())
+}
+
+/// The coordinator's admin metrics, plus each storage node's engine samples (flush and
+/// compaction backlog, write stalls, tables) labelled with `node`, so that a stalled engine shows
+/// on the one `/metrics` that `pairdb dev` serves.
+fn dev_admin_source(
+    coordinator: &Coordinator,
+    storage: &[(StorageConfig, std::sync::Arc<StorageNode>)],
+) -> pairdb::admin::AdminSource {
+    let mut source = coordinator.admin_source();
+    let coordinator_extra = source.extra;
+    let nodes: Vec<(String, pairdb::admin::ExtraSamples)> = storage
+        .iter()
+        .map(|(cfg, node)| (cfg.node_id.clone(), node.admin_source().extra))
+        .collect();
+    source.extra = Box::new(move |out| {
+        coordinator_extra(out);
+        for (id, extra) in &nodes {
+            let mut samples = Vec::new();
+            extra(&mut samples);
+            out.extend(samples.into_iter().map(|s| s.label("node", id.clone())));
+        }
+    });
+    source
 }
 
 /// `pairdb dev` serves without authentication unless asked: `PAIRDB_AUTH_MODE=required`, with
