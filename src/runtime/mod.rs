@@ -2,6 +2,7 @@
 //! cores.
 
 pub mod accept;
+pub mod balance;
 pub mod lag;
 pub mod listen;
 pub mod pool;

@@ -107,13 +107,15 @@ impl Default for ServerConfig {
 }
 
 /// Serves gRPC on `listener` until `shutdown` fires, then stops accepting, sends GOAWAY on every
-/// connection and returns once they drained or `drain_timeout` passed.
+/// connection and returns once they drained or `drain_timeout` passed. With `balance`,
+/// connections are spread evenly over the cores (`runtime::balance`).
 pub async fn serve(
     listener: TcpListener,
     router: Rc<Router>,
     config: Rc<ServerConfig>,
     shutdown: Shutdown,
     drain_timeout: Duration,
+    balance: Option<crate::runtime::balance::CoreBalance>,
 ) {
     let limit = config.max_connections_per_core;
     let stop = shutdown.clone();
@@ -123,6 +125,7 @@ pub async fn serve(
         limit,
         &stop,
         drain_timeout,
+        balance,
         |stream| {
             let (router, config, shutdown) = (router.clone(), config.clone(), shutdown.clone());
             async move {
