@@ -44,13 +44,9 @@ struct Dev {
 
 impl Dev {
     fn start() -> Dev {
-        Dev::start_with_cores(1)
-    }
-
-    fn start_with_cores(cores: usize) -> Dev {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            match Dev::try_start(cores) {
+            match Dev::try_start() {
                 Ok(dev) => return dev,
                 Err(e) => failures.push(e),
             }
@@ -58,7 +54,7 @@ impl Dev {
         panic!("pairdb dev did not start:\n{}", failures.join("\n---\n"));
     }
 
-    fn try_start(cores: usize) -> Result<Dev, String> {
+    fn try_start() -> Result<Dev, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
         // The coordinator takes PORT; its storage nodes take the next free ports, preferably
         // the next three.
@@ -69,7 +65,7 @@ impl Dev {
         cmd.arg("dev")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .args(["--port", &port.to_string(), "--cores", &cores.to_string()])
+            .args(["--port", &port.to_string(), "--cores", "1"])
             .env("PAIRDB_LOG", std::env::var("PAIRDB_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -115,17 +111,6 @@ impl Dev {
                 ))
             }
         }
-    }
-
-    /// The admin port's /metrics body.
-    fn metrics(&self) -> String {
-        use std::io::{Read as _, Write as _};
-        let mut stream = std::net::TcpStream::connect(&self.admin)
-            .unwrap_or_else(|e| panic!("admin {:?}: {e}", self.admin));
-        write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-        let mut body = String::new();
-        stream.read_to_string(&mut body).unwrap();
-        body
     }
 
     /// Runs `pairdb ARGS --addr ADDR --timeout ...` against this cluster.
@@ -325,36 +310,17 @@ fn dev_metrics_show_each_storage_node_engine() {
     for key in ["a", "b", "c"] {
         dev.cli(&["kv", "put", key, "v", "--consistency", "all"]).ok();
     }
-    let body = dev.metrics();
+    let mut stream = std::net::TcpStream::connect(&dev.admin)
+        .unwrap_or_else(|e| panic!("admin {:?}: {e}", dev.admin));
+    use std::io::{Read as _, Write as _};
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
     for node in ["storage-1", "storage-2", "storage-3"] {
         let line = format!("pairdb_storage_records{{node=\"{node}\"}} 3\n");
         assert!(body.contains(&line), "no {line:?} in:\n{body}");
         assert!(body.contains(&format!("pairdb_storage_l0_tables{{node=\"{node}\"}}")), "{body}");
     }
-}
-
-/// Sixteen connections to a two-core coordinator end up eight on each core, whatever the
-/// kernel's SO_REUSEPORT hash picked for them (`balance_connections`).
-#[test]
-fn client_connections_are_spread_evenly_over_the_cores() {
-    let dev = Dev::start_with_cores(2);
-    let conns: Vec<std::net::TcpStream> =
-        (0..16).map(|_| std::net::TcpStream::connect(&dev.addr).unwrap()).collect();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let counts = loop {
-        let body = dev.metrics();
-        let counts: Vec<f64> = body
-            .lines()
-            .filter(|l| l.starts_with("pairdb_rpc_balanced_connections{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-            .collect();
-        if counts.iter().sum::<f64>() == 16.0 || Instant::now() > deadline {
-            break counts;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(counts, vec![8.0, 8.0], "connections per core");
-    drop(conns);
 }
 
 #[test]

@@ -62,9 +62,6 @@ pub struct CoordinatorConfig {
     pub connections_per_node: usize,
     /// Send storage operations as Batch calls.
     pub batching: bool,
-    /// Spread client connections evenly over the cores: a core that accepts a connection while
-    /// another serves fewer hands it over (see `runtime::balance`).
-    pub balance_connections: bool,
     /// Run a Batch for a storage node served by this same process (`pairdb dev`) on its
     /// service directly, without the network (see `storage::local`).
     pub local_storage_calls: bool,
@@ -410,7 +407,6 @@ impl Default for CoordinatorConfig {
             replica_timeout_ms: 1000,
             connections_per_node: 2,
             batching: true,
-            balance_connections: true,
             local_storage_calls: true,
             max_batch_ops: 256,
             max_inflight_batches: 8,

@@ -50,8 +50,6 @@ pub struct Coordinator {
     cores: usize,
     server: ServerConfig,
     metrics: MetricsHub,
-    /// Spreads the gRPC port's connections over the cores (`balance_connections`).
-    balancer: Option<Arc<crate::runtime::balance::Balancer>>,
 }
 
 impl Coordinator {
@@ -114,7 +112,6 @@ impl Coordinator {
             tls: tls.map(crate::rpc::tls::ServerTls::new),
             ..ServerConfig::default()
         };
-        let balance = config.balance_connections;
         let config_is_shared = config.metadata.backend == crate::config::MetadataBackend::Postgres;
         let shared = Arc::new(Shared {
             config,
@@ -145,7 +142,6 @@ impl Coordinator {
             http_addr: http.as_ref().map(|r| r.addr),
             http_reservation: Mutex::new(http),
             http_bound: AtomicUsize::new(0),
-            balancer: (balance && cores > 1).then(|| crate::runtime::balance::Balancer::new(cores)),
             cores,
             server,
             metrics: MetricsHub::new(),
@@ -178,26 +174,12 @@ impl Coordinator {
     pub fn admin_source(&self) -> AdminSource {
         let hints = self.shared.hints.clone();
         let meta = self.shared.meta.clone();
-        let balancer = self.balancer.clone();
         AdminSource {
             hub: self.metrics.clone(),
             health: self.shared.health.clone(),
             extra: Box::new(move |out| {
                 hint_samples(hints.as_ref(), meta.as_ref(), out);
                 migration_samples(meta.as_ref(), out);
-                if let Some(b) = &balancer {
-                    for (core, n) in b.counts().into_iter().enumerate() {
-                        out.push(
-                            crate::metrics::Sample::gauge(
-                                "pairdb_rpc_balanced_connections",
-                                "gRPC client connections each core serves, as balance_connections \
-                                 spreads them (absent with balancing off or one core).",
-                                n as f64,
-                            )
-                            .label("core", core.to_string()),
-                        );
-                    }
-                }
             }),
         }
     }
@@ -325,17 +307,12 @@ impl Coordinator {
                 drain,
             ))
         });
-        let balance = match &self.balancer {
-            Some(b) => b.join(index).await,
-            None => None,
-        };
         server::serve(
             listeners.grpc,
             Rc::new(router),
             Rc::new(self.server.clone()),
             shutdown,
             drain,
-            balance,
         )
         .await;
         if let Some(http_api) = http_api {

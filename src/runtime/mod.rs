@@ -2,7 +2,6 @@
 //! cores.
 
 pub mod accept;
-pub mod balance;
 pub mod lag;
 pub mod listen;
 pub mod pool;

@@ -228,9 +228,6 @@ impl StorageNode {
             Rc::new(self.server.clone()),
             shutdown,
             self.drain_timeout,
-            // Connections stay where they were steered (`listen::bind_steered`): on the CPU of
-            // the coordinator core that opened them.
-            None,
         )
         .await;
     }

@@ -145,7 +145,6 @@ pub async fn serve(
         limit,
         &stop,
         drain_timeout,
-        None,
         |stream| {
             let (shard, shutdown, metrics) = (shard.clone(), shutdown.clone(), metrics.clone());
             async move { Connection::new(stream, max_body, metrics).serve(shard, shutdown).await }

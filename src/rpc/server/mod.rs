@@ -107,15 +107,13 @@ impl Default for ServerConfig {
 }
 
 /// Serves gRPC on `listener` until `shutdown` fires, then stops accepting, sends GOAWAY on every
-/// connection and returns once they drained or `drain_timeout` passed. With `balance`,
-/// connections are spread evenly over the cores (`runtime::balance`).
+/// connection and returns once they drained or `drain_timeout` passed.
 pub async fn serve(
     listener: TcpListener,
     router: Rc<Router>,
     config: Rc<ServerConfig>,
     shutdown: Shutdown,
     drain_timeout: Duration,
-    balance: Option<crate::runtime::balance::CoreBalance>,
 ) {
     let limit = config.max_connections_per_core;
     let stop = shutdown.clone();
@@ -125,7 +123,6 @@ pub async fn serve(
         limit,
         &stop,
         drain_timeout,
-        balance,
         |stream| {
             let (router, config, shutdown) = (router.clone(), config.clone(), shutdown.clone());
             async move {

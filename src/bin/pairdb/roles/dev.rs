@@ -40,10 +40,6 @@ pub struct DevArgs {
     /// (`local_storage_calls: false`; for comparison).
     #[arg(long)]
     no_local_calls: bool,
-    /// Leave client connections on the core the kernel's SO_REUSEPORT hash picked instead of
-    /// spreading them evenly over the cores (`balance_connections: false`; for comparison).
-    #[arg(long)]
-    no_connection_balancing: bool,
     /// The coordinator's admin HTTP port for /metrics and /health/{live,ready} (default 0:
     /// a free one, printed at start).
     #[arg(long, default_value_t = 0)]
@@ -137,7 +133,6 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         cores: args.cores,
         batching: !args.no_batching,
         local_storage_calls: !args.no_local_calls,
-        balance_connections: !args.no_connection_balancing,
         rpc: pairdb::config::RpcSection {
             tls: pairdb::config::TlsSection {
                 cert_file: args.tls_cert.clone(),
