@@ -452,12 +452,11 @@ mod tests {
                 writer: "c/0".into(),
                 ..Default::default()
             }),
-            ..Default::default()
         })
     }
 
     fn read(key: &str) -> Op {
-        Op::Read(ReadRequest { tenant_id: "t".into(), key: key.into(), ..Default::default() })
+        Op::Read(ReadRequest { tenant_id: "t".into(), key: key.into() })
     }
 
     /// A link to an address where nothing listens reaches a node this core serves in-process,
