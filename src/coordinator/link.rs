@@ -38,7 +38,7 @@ use crate::{
     storage::local,
 };
 
-const BATCH_PATH: &str = "/pairdb.storage.v1.StorageService/Batch";
+use crate::storage::service::BATCH_PATH;
 const WRITE_PATH: &str = "/pairdb.storage.v1.StorageService/Write";
 const READ_PATH: &str = "/pairdb.storage.v1.StorageService/Read";
 const DELETE_PATH: &str = "/pairdb.storage.v1.StorageService/Delete";

@@ -24,11 +24,8 @@ use std::{cell::RefCell, net::SocketAddr, rc::Rc, sync::Arc, time::Instant};
 use crate::{
     proto::storage::{BatchRequest, BatchResponse},
     rpc::{metrics::RpcMetrics, Status},
-    storage::service::StorageService,
+    storage::service::{StorageService, BATCH_PATH},
 };
-
-/// The method name local calls are counted under, as a network call would be.
-const BATCH_PATH: &str = "/pairdb.storage.v1.StorageService/Batch";
 
 struct LocalNode {
     addr: SocketAddr,

@@ -38,6 +38,8 @@ pub const MAX_SCAN_LIMIT: usize = 10_000;
 pub const MAX_EVICT_KEYS: usize = 10_000;
 
 const SERVICE: &str = "/pairdb.storage.v1.StorageService/";
+/// The `Batch` method's path: what coordinators call, and what a local call is counted under.
+pub const BATCH_PATH: &str = "/pairdb.storage.v1.StorageService/Batch";
 
 /// State shared by one node's handlers on one core.
 pub struct StorageService {
@@ -123,7 +125,7 @@ impl StorageService {
                     async move { Ok(reply) }
                 },
             )
-            .unary(&format!("{SERVICE}Batch"), move |req: BatchRequest, _: CallContext| {
+            .unary(BATCH_PATH, move |req: BatchRequest, _: CallContext| {
                 let svc = b.clone();
                 async move { svc.batch(req).await }
             })
