@@ -44,9 +44,14 @@ struct Dev {
 
 impl Dev {
     fn start() -> Dev {
+        Dev::start_with(&["--cores", "1"])
+    }
+
+    /// Starts `pairdb dev` with `args` added.
+    fn start_with(args: &[&str]) -> Dev {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            match Dev::try_start() {
+            match Dev::try_start(args) {
                 Ok(dev) => return dev,
                 Err(e) => failures.push(e),
             }
@@ -54,7 +59,7 @@ impl Dev {
         panic!("pairdb dev did not start:\n{}", failures.join("\n---\n"));
     }
 
-    fn try_start() -> Result<Dev, String> {
+    fn try_start(args: &[&str]) -> Result<Dev, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
         // The coordinator takes PORT; its storage nodes take the next free ports, preferably
         // the next three.
@@ -65,7 +70,8 @@ impl Dev {
         cmd.arg("dev")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
-            .args(["--port", &port.to_string(), "--cores", "1"])
+            .args(["--port", &port.to_string()])
+            .args(args)
             .env("PAIRDB_LOG", std::env::var("PAIRDB_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -321,6 +327,63 @@ fn dev_metrics_show_each_storage_node_engine() {
         assert!(body.contains(&line), "no {line:?} in:\n{body}");
         assert!(body.contains(&format!("pairdb_storage_l0_tables{{node=\"{node}\"}}")), "{body}");
     }
+}
+
+impl Dev {
+    /// The admin port's /metrics page.
+    fn metrics(&self) -> String {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::net::TcpStream::connect(&self.admin)
+            .unwrap_or_else(|e| panic!("admin {:?}: {e}", self.admin));
+        write!(stream, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        body
+    }
+
+    /// `pairdb_coordinator_grpc_connections` per core, in core order.
+    fn connections_per_core(&self) -> Vec<u64> {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with("pairdb_coordinator_grpc_connections{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
+            .collect()
+    }
+
+    /// Waits up to 5 s for the cores to serve `total` client connections between them, and
+    /// returns how many each serves.
+    fn await_connections(&self, total: u64) -> Vec<u64> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let open = self.connections_per_core();
+            if open.iter().sum::<u64>() == total || Instant::now() > deadline {
+                return open;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Client connections spread evenly over the coordinator's cores (`balance_connections`, on by
+/// default): 16 connections to a 2-core `pairdb dev` are served 8 + 8, where the kernel's
+/// SO_REUSEPORT hash alone splits them that evenly about one time in five. Calls on connections
+/// served by either core work, and closed connections leave the count.
+#[test]
+fn client_connections_spread_evenly_over_the_cores() {
+    let dev = Dev::start_with(&["--cores", "2"]);
+    assert_eq!(dev.connections_per_core(), vec![0, 0], "{}", dev.metrics());
+    let clients: Vec<_> =
+        (0..16).map(|_| std::net::TcpStream::connect(&dev.addr).expect("connect")).collect();
+    assert_eq!(dev.await_connections(16), vec![8, 8]);
+    // 17 and 18 open with one more on each core; each CLI call is a connection of its own, and
+    // whichever core serves it, it works.
+    for i in 0..6 {
+        dev.cli(&["kv", "put", &format!("k{i}"), "v"]).ok();
+        assert_eq!(dev.cli(&["kv", "get", &format!("k{i}")]).ok().stdout, b"v");
+    }
+    drop(clients);
+    assert_eq!(dev.await_connections(0), vec![0, 0]);
+    assert!(dev.metrics().contains("pairdb_coordinator_accept_deferred_total"));
 }
 
 #[test]

@@ -8,6 +8,7 @@
 # waiting for a CPU. Needs release builds of pairdb and pairdb-loadtest. Every process it starts
 # is stopped by PID; every run is bounded. DEV_ARGS adds arguments to `pairdb dev` (for example
 # `--no-local-calls`, to compare with the coordinator's storage calls over loopback TCP).
+# SERVER_CPUS and GEN_CPUS (taskset lists) pin `pairdb dev` and the load generator, as in tail.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
@@ -15,15 +16,23 @@ RATE=${RATE:-10000}
 SECS=${SECS:-10}
 FIFO=${FIFO:-0}
 BIN=target/release
+SERVER_PIN=()
+GEN_PIN=()
+if [ -n "${SERVER_CPUS:-}" ]; then SERVER_PIN=(taskset -c "$SERVER_CPUS"); fi
+if [ -n "${GEN_CPUS:-}" ]; then GEN_PIN=(taskset -c "$GEN_CPUS"); fi
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {print s}'; }
 DEV=
 DIR=
-cleanup() { [ -n "$DEV" ] && kill "$DEV" 2>/dev/null; wait 2>/dev/null || true; [ -n "$DIR" ] && rm -rf "$DIR"; }
+cleanup() {
+  if [ -n "$DEV" ]; then kill "$DEV" 2>/dev/null || true; fi
+  wait 2>/dev/null || true
+  if [ -n "$DIR" ]; then rm -rf "$DIR"; fi
+}
 trap cleanup EXIT INT TERM
 one() {
   local b a t0 t1
   DIR=$(mktemp -d /tmp/pairdb-devmix.XXXXXX)
-  $BIN/pairdb dev --data-dir "$DIR/dev" --port 56551 --admin-port 56590 ${DEV_ARGS:-} > "$DIR/out" 2> "$DIR/err" &
+  "${SERVER_PIN[@]}" $BIN/pairdb dev --data-dir "$DIR/dev" --port 56551 --admin-port 56590 ${DEV_ARGS:-} > "$DIR/out" 2> "$DIR/err" &
   DEV=$!
   sleep 2
   if [ "$FIFO" = 1 ]; then
@@ -31,10 +40,10 @@ one() {
       case "$(cat "$t/comm")" in pairdb-dev*) chrt -f -p 1 "$(basename "$t")" ;; esac
     done
   fi
-  $BIN/pairdb-loadtest --addr 127.0.0.1:56551 --keys 1000000 --value-size 100 --quiet \
+  "${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56551 --keys 1000000 --value-size 100 --quiet \
     --connections 8 --inflight 32 --write-pct 100 --read-pct 0 --duration 4s > /dev/null
   b=$(cpu_ns "$DEV"); t0=$(date +%s%N)
-  $BIN/pairdb-loadtest --addr 127.0.0.1:56551 --keys 1000000 --value-size 100 \
+  "${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56551 --keys 1000000 --value-size 100 \
     --rate "$RATE" --connections 8 --read-pct 50 --write-pct 50 --distribution zipfian \
     --duration "${SECS}s" --warmup 2s --quiet --json > "$DIR/report.json"
   a=$(cpu_ns "$DEV"); t1=$(date +%s%N)

@@ -15,7 +15,10 @@
 # is served too) times that run's wall time), and each rate's CPU per operation over saturation's:
 # the tail-latency issue's "flat cost per operation" figure, and the load generator's own CPU
 # (it shares this machine's CPUs with the servers). DEV_ARGS adds arguments to `pairdb dev` (for
-# example `--no-local-calls`).
+# example `--no-local-calls`). SERVER_CPUS and GEN_CPUS (taskset lists, say `1` and `0`) pin the
+# servers and the load generator to CPUs of their own, for example
+# `SERVER_CPUS=1 GEN_CPUS=0 DEV_ARGS="--cores 1"`: the server then has one CPU to itself and the
+# generator another, as on a machine where the load comes from elsewhere.
 # Needs release builds of pairdb and pairdb-loadtest. Every process it starts is stopped by PID;
 # every run is bounded by its duration.
 set -euo pipefail
@@ -27,6 +30,10 @@ OUT=${OUT:-$(mktemp -d /tmp/pairdb-tail.XXXXXX)}
 BIN=target/release
 MIX=(--keys 1000000 --value-size 100 --read-pct 50 --write-pct 50 --distribution zipfian)
 MODE=${MODE:-dev}
+SERVER_PIN=()
+GEN_PIN=()
+if [ -n "${SERVER_CPUS:-}" ]; then SERVER_PIN=(taskset -c "$SERVER_CPUS"); fi
+if [ -n "${GEN_CPUS:-}" ]; then GEN_PIN=(taskset -c "$GEN_CPUS"); fi
 PIDS=()
 DIR=$(mktemp -d /tmp/pairdb-tail-dev.XXXXXX)
 cleanup() {
@@ -37,20 +44,20 @@ cleanup() {
 trap cleanup EXIT INT TERM
 case "$MODE" in
   dev)
-    $BIN/pairdb dev --data-dir "$DIR/dev" --port 56651 --admin-port 56690 ${DEV_ARGS:-} > "$DIR/out" 2> "$DIR/err" &
+    "${SERVER_PIN[@]}" $BIN/pairdb dev --data-dir "$DIR/dev" --port 56651 --admin-port 56690 ${DEV_ARGS:-} > "$DIR/out" 2> "$DIR/err" &
     PIDS+=($!)
     sleep 2
     ;;
   separate)
     nodes=()
     for i in 1 2 3; do
-      $BIN/pairdb storage --node-id "storage-$i" --host 127.0.0.1 --port $((56660 + i)) \
+      "${SERVER_PIN[@]}" $BIN/pairdb storage --node-id "storage-$i" --host 127.0.0.1 --port $((56660 + i)) \
         --admin-port 0 --data-dir "$DIR/s$i" > "$DIR/s$i.out" 2> "$DIR/s$i.err" &
       PIDS+=($!)
       nodes+=(--storage-node "storage-$i=127.0.0.1:$((56660 + i))")
     done
     sleep 1
-    $BIN/pairdb coordinator --node-id coord --host 127.0.0.1 --port 56651 --admin-port 0 \
+    "${SERVER_PIN[@]}" $BIN/pairdb coordinator --node-id coord --host 127.0.0.1 --port 56651 --admin-port 0 \
       --data-dir "$DIR/coord" "${nodes[@]}" > "$DIR/c.out" 2> "$DIR/c.err" &
     PIDS+=($!)
     sleep 2
@@ -65,10 +72,10 @@ server_cpu() {
   for p in "${PIDS[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
   echo "scale=3; $t / $TCK" | bc
 }
-$BIN/pairdb-loadtest --addr 127.0.0.1:56651 --keys 1000000 --value-size 100 --quiet \
+"${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56651 --keys 1000000 --value-size 100 --quiet \
   --connections 8 --inflight 32 --write-pct 100 --read-pct 0 --duration 4s > /dev/null
 c0=$(server_cpu); w0=$(date +%s.%N)
-SAT=$($BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --connections 8 --inflight 32 \
+SAT=$("${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --connections 8 --inflight 32 \
   --duration "${SAT_SECS}s" --warmup 2s --quiet --json | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["completed_per_sec"]))')
 c1=$(server_cpu); w1=$(date +%s.%N)
 SAT_CPU_US=$(echo "($c1 - $c0) * 1000000 / ($SAT * ($w1 - $w0))" | bc -l)
@@ -78,7 +85,7 @@ for pct in $PCTS; do
   rate=$((SAT * pct / 100))
   c0=$(server_cpu); w0=$(date +%s.%N)
   /usr/bin/time -f "%U %S" -o "$OUT/$pct.time" \
-    $BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --rate "$rate" --connections 8 \
+    "${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --rate "$rate" --connections 8 \
     --duration "${SECS}s" --warmup 2s --quiet --report "$OUT/$pct" > /dev/null
   c1=$(server_cpu); w1=$(date +%s.%N)
   python3 - "$OUT/$pct/report.json" "$pct" "$rate" "$(echo "$c1 - $c0" | bc)" \

@@ -65,6 +65,10 @@ pub struct CoordinatorConfig {
     /// Run a Batch for a storage node served by this same process (`pairdb dev`) on its
     /// service directly, without the network (see `storage::local`).
     pub local_storage_calls: bool,
+    /// Spread client connections evenly over the cores: the cores share one listening socket
+    /// and a core accepts only while it serves no more connections than any other
+    /// (`runtime::accept`). False: one SO_REUSEPORT socket per core, the kernel's hash decides.
+    pub balance_connections: bool,
     /// Most operations per Batch call.
     pub max_batch_ops: usize,
     /// Outstanding Batch calls per storage node per core.
@@ -408,6 +412,7 @@ impl Default for CoordinatorConfig {
             connections_per_node: 2,
             batching: true,
             local_storage_calls: true,
+            balance_connections: true,
             max_batch_ops: 256,
             max_inflight_batches: 8,
             health_check_interval_ms: 1000,

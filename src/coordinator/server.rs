@@ -4,6 +4,7 @@
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
+    os::fd::{FromRawFd, IntoRawFd},
     rc::Rc,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -24,13 +25,19 @@ use crate::{
     metrics::{self, MetricsHub, Sample},
     rpc::RpcMetrics,
     rpc::{health, health::HealthState, reflection, server, Router, ServerConfig},
-    runtime::{listen::Reservation, shutdown::Shutdown},
+    runtime::{
+        accept::{AcceptGate, Spread},
+        listen::Reservation,
+        shutdown::Shutdown,
+    },
 };
 
 /// One core's listeners: gRPC, and the HTTP/JSON API when `http_api.port` is set.
 pub struct CoreListeners {
     /// The gRPC listener.
     pub grpc: TcpListener,
+    /// This core's place among the cores sharing the gRPC listener (`balance_connections`).
+    pub grpc_gate: Option<AcceptGate>,
     /// The HTTP API listener.
     pub http: Option<TcpListener>,
 }
@@ -47,6 +54,10 @@ pub struct Coordinator {
     /// Holds the HTTP API port (0 resolved) until every core has bound it.
     http_reservation: Mutex<Option<Reservation>>,
     http_bound: AtomicUsize,
+    /// The gRPC listening socket every core shares, and how many connections each serves, when
+    /// `balance_connections` is on (created by the first core to bind).
+    grpc_shared: Mutex<Option<socket2::Socket>>,
+    spread: Option<Arc<Spread>>,
     cores: usize,
     server: ServerConfig,
     metrics: MetricsHub,
@@ -70,6 +81,7 @@ impl Coordinator {
             .server_config()
             .map_err(|e| MetaError::Unavailable { backend: "rpc.tls", source: Box::new(e) })?;
         let stores = backends::open(&config)?;
+        let balance = config.balance_connections && cores > 1;
         let store = stores.meta.clone();
         let now = crate::coordinator::shard::unix_now_secs();
         let known = store.nodes()?;
@@ -142,6 +154,8 @@ impl Coordinator {
             http_addr: http.as_ref().map(|r| r.addr),
             http_reservation: Mutex::new(http),
             http_bound: AtomicUsize::new(0),
+            grpc_shared: Mutex::new(None),
+            spread: balance.then(|| Spread::new(cores)),
             cores,
             server,
             metrics: MetricsHub::new(),
@@ -174,12 +188,16 @@ impl Coordinator {
     pub fn admin_source(&self) -> AdminSource {
         let hints = self.shared.hints.clone();
         let meta = self.shared.meta.clone();
+        let spread = self.spread.clone();
         AdminSource {
             hub: self.metrics.clone(),
             health: self.shared.health.clone(),
             extra: Box::new(move |out| {
                 hint_samples(hints.as_ref(), meta.as_ref(), out);
                 migration_samples(meta.as_ref(), out);
+                if let Some(spread) = &spread {
+                    spread_samples(spread, out);
+                }
             }),
         }
     }
@@ -194,9 +212,38 @@ impl Coordinator {
         self.http_addr
     }
 
-    /// Binds this core's SO_REUSEPORT listeners: gRPC, and the HTTP API when it is served.
+    /// Binds this core's listeners: gRPC (with `balance_connections`, a copy of the one socket
+    /// all cores share and this core's gate; otherwise a SO_REUSEPORT socket of its own), and the
+    /// HTTP API when it is served (SO_REUSEPORT).
     pub fn bind(&self) -> std::io::Result<CoreListeners> {
-        let grpc = TcpListener::bind(self.addr)?;
+        let (grpc, grpc_gate) = match &self.spread {
+            None => (TcpListener::bind(self.addr)?, None),
+            Some(spread) => {
+                let mut shared = self
+                    .grpc_shared
+                    .lock()
+                    .map_err(|_| std::io::Error::other("gRPC listener lock poisoned"))?;
+                let socket = match shared.as_ref() {
+                    Some(socket) => socket.try_clone()?,
+                    None => {
+                        let socket = shared_listener(self.addr)?;
+                        let copy = socket.try_clone()?;
+                        *shared = Some(socket);
+                        copy
+                    }
+                };
+                let gate = spread.gate();
+                if gate.slot() + 1 >= self.cores {
+                    // Every core has its copy: the cores' copies alone keep the socket open, so
+                    // that it closes when they stop.
+                    shared.take();
+                }
+                // SAFETY: `socket` is a listening TCP socket this function owns; the listener
+                // takes it over.
+                let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+                (listener, Some(gate))
+            }
+        };
         let http = match self.http_addr {
             None => None,
             Some(addr) => {
@@ -210,7 +257,7 @@ impl Coordinator {
                 Some(listener)
             }
         };
-        Ok(CoreListeners { grpc, http })
+        Ok(CoreListeners { grpc, grpc_gate, http })
     }
 
     /// Builds core `index` and serves on it until `shutdown` fired and calls drained.
@@ -309,6 +356,7 @@ impl Coordinator {
         });
         server::serve(
             listeners.grpc,
+            listeners.grpc_gate,
             Rc::new(router),
             Rc::new(self.server.clone()),
             shutdown,
@@ -345,6 +393,38 @@ impl Coordinator {
 /// `pairdb_hints_pending`, read from the hint store at scrape time: one series per node with
 /// hints, and a 0 for every registered node without any, so that the series exist before the
 /// first hint.
+/// The one gRPC listening socket the cores share: SO_REUSEPORT too, so that it binds beside the
+/// process's reservation of the port (which never listens).
+fn shared_listener(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
+    let socket =
+        socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    socket.set_reuse_port(true)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket)
+}
+
+/// `pairdb_coordinator_grpc_connections{core}` and
+/// `pairdb_coordinator_accept_deferred_total`: how the cores share the gRPC connections.
+fn spread_samples(spread: &Spread, out: &mut Vec<Sample>) {
+    for (core, n) in spread.open().into_iter().enumerate() {
+        out.push(
+            Sample::gauge(
+                "pairdb_coordinator_grpc_connections",
+                "Client gRPC connections open, per core (balance_connections).",
+                n as f64,
+            )
+            .label("core", core.to_string()),
+        );
+    }
+    out.push(Sample::counter(
+        "pairdb_coordinator_accept_deferred_total",
+        "Times a core left the next gRPC connection to a core serving fewer (balance_connections).",
+        spread.deferred(),
+    ));
+}
+
 fn hint_samples(hints: &dyn HintStore, meta: &dyn MetadataStore, out: &mut Vec<Sample>) {
     let mut pending: BTreeMap<String, u64> = match meta.nodes() {
         Ok(nodes) => nodes.into_iter().map(|n| (n.node_id, 0)).collect(),

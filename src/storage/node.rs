@@ -224,6 +224,7 @@ impl StorageNode {
         .detach();
         server::serve(
             listener,
+            None,
             Rc::new(router),
             Rc::new(self.server.clone()),
             shutdown,

@@ -143,6 +143,7 @@ pub async fn serve(
         listener,
         "http-api",
         limit,
+        None,
         &stop,
         drain_timeout,
         |stream| {

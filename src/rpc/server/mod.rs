@@ -107,9 +107,12 @@ impl Default for ServerConfig {
 }
 
 /// Serves gRPC on `listener` until `shutdown` fires, then stops accepting, sends GOAWAY on every
-/// connection and returns once they drained or `drain_timeout` passed.
+/// connection and returns once they drained or `drain_timeout` passed. `gate`: this core's place
+/// among the cores sharing the listener (see `runtime::accept`), `None` where each core has its
+/// own.
 pub async fn serve(
     listener: TcpListener,
+    gate: Option<crate::runtime::accept::AcceptGate>,
     router: Rc<Router>,
     config: Rc<ServerConfig>,
     shutdown: Shutdown,
@@ -121,6 +124,7 @@ pub async fn serve(
         listener,
         "grpc",
         limit,
+        gate,
         &stop,
         drain_timeout,
         |stream| {

@@ -40,6 +40,11 @@ pub struct DevArgs {
     /// (`local_storage_calls: false`; for comparison).
     #[arg(long)]
     no_local_calls: bool,
+    /// Give each core its own SO_REUSEPORT socket for client connections and let the kernel's
+    /// hash spread them, instead of balancing them over the cores
+    /// (`balance_connections: false`; for comparison).
+    #[arg(long)]
+    no_balance_connections: bool,
     /// The coordinator's admin HTTP port for /metrics and /health/{live,ready} (default 0:
     /// a free one, printed at start).
     #[arg(long, default_value_t = 0)]
@@ -133,6 +138,7 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<()> {
         cores: args.cores,
         batching: !args.no_batching,
         local_storage_calls: !args.no_local_calls,
+        balance_connections: !args.no_balance_connections,
         rpc: pairdb::config::RpcSection {
             tls: pairdb::config::TlsSection {
                 cert_file: args.tls_cert.clone(),
