@@ -20,6 +20,10 @@ SERVER_PIN=()
 GEN_PIN=()
 if [ -n "${SERVER_CPUS:-}" ]; then SERVER_PIN=(taskset -c "$SERVER_CPUS"); fi
 if [ -n "${GEN_CPUS:-}" ]; then GEN_PIN=(taskset -c "$GEN_CPUS"); fi
+# The generator's executor floats over the CPUs it may use (`--no-pin`): pinned, it would share
+# the first CPU with the server's core 0 while the other CPU idles (docs/PERFORMANCE.md).
+# LOADTEST_ARGS replaces that default.
+read -r -a GEN_ARGS <<< "${LOADTEST_ARGS---no-pin}"
 cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{s+=$1} END {print s}'; }
 DEV=
 DIR=
@@ -41,11 +45,11 @@ one() {
     done
   fi
   "${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56551 --keys 1000000 --value-size 100 --quiet \
-    --connections 8 --inflight 32 --write-pct 100 --read-pct 0 --duration 4s > /dev/null
+    --connections 8 --inflight 32 --write-pct 100 --read-pct 0 --duration 4s "${GEN_ARGS[@]}" > /dev/null
   b=$(cpu_ns "$DEV"); t0=$(date +%s%N)
   "${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56551 --keys 1000000 --value-size 100 \
     --rate "$RATE" --connections 8 --read-pct 50 --write-pct 50 --distribution zipfian \
-    --duration "${SECS}s" --warmup 2s --quiet --json > "$DIR/report.json"
+    --duration "${SECS}s" --warmup 2s --quiet --json "${GEN_ARGS[@]}" > "$DIR/report.json"
   a=$(cpu_ns "$DEV"); t1=$(date +%s%N)
   python3 - "$DIR/report.json" $((a - b)) $((t1 - t0)) <<'PY'
 import json, sys

@@ -34,6 +34,10 @@ SERVER_PIN=()
 GEN_PIN=()
 if [ -n "${SERVER_CPUS:-}" ]; then SERVER_PIN=(taskset -c "$SERVER_CPUS"); fi
 if [ -n "${GEN_CPUS:-}" ]; then GEN_PIN=(taskset -c "$GEN_CPUS"); fi
+# The generator's executor floats over the CPUs it may use (`--no-pin`): pinned, it would share
+# the first CPU with the server's core 0 while the other CPU idles (docs/PERFORMANCE.md).
+# LOADTEST_ARGS replaces that default.
+read -r -a GEN_ARGS <<< "${LOADTEST_ARGS---no-pin}"
 PIDS=()
 DIR=$(mktemp -d /tmp/pairdb-tail-dev.XXXXXX)
 cleanup() {
@@ -73,10 +77,10 @@ server_cpu() {
   echo "scale=3; $t / $TCK" | bc
 }
 "${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56651 --keys 1000000 --value-size 100 --quiet \
-  --connections 8 --inflight 32 --write-pct 100 --read-pct 0 --duration 4s > /dev/null
+  --connections 8 --inflight 32 --write-pct 100 --read-pct 0 --duration 4s "${GEN_ARGS[@]}" > /dev/null
 c0=$(server_cpu); w0=$(date +%s.%N)
 SAT=$("${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --connections 8 --inflight 32 \
-  --duration "${SAT_SECS}s" --warmup 2s --quiet --json | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["completed_per_sec"]))')
+  --duration "${SAT_SECS}s" --warmup 2s --quiet --json "${GEN_ARGS[@]}" | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["completed_per_sec"]))')
 c1=$(server_cpu); w1=$(date +%s.%N)
 SAT_CPU_US=$(echo "($c1 - $c0) * 1000000 / ($SAT * ($w1 - $w0))" | bc -l)
 printf '%s: saturation of the mix: %s calls/s completed (closed loop 8x32, %ss), server CPU %.1f us/op; reports under %s\n' \
@@ -86,7 +90,7 @@ for pct in $PCTS; do
   c0=$(server_cpu); w0=$(date +%s.%N)
   /usr/bin/time -f "%U %S" -o "$OUT/$pct.time" \
     "${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --rate "$rate" --connections 8 \
-    --duration "${SECS}s" --warmup 2s --quiet --report "$OUT/$pct" > /dev/null
+    --duration "${SECS}s" --warmup 2s --quiet --report "$OUT/$pct" "${GEN_ARGS[@]}" > /dev/null
   c1=$(server_cpu); w1=$(date +%s.%N)
   python3 - "$OUT/$pct/report.json" "$pct" "$rate" "$(echo "$c1 - $c0" | bc)" \
     "$(echo "$w1 - $w0" | bc)" "$SAT_CPU_US" "$(awk '{print $1 + $2}' "$OUT/$pct.time" | tail -1)" <<'PY'

@@ -103,6 +103,13 @@ struct Args {
     /// punctual at the price of the executor's whole CPU. Default 0: park at once.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     spin_before_park: Duration,
+    /// Leave the executor threads to the kernel's scheduler (within the CPUs `taskset` allows)
+    /// instead of pinning each to a CPU. For a generator that shares its machine with the server
+    /// it measures: pinned, the generator's thread and the server core pinned to the same CPU
+    /// contend for it while another CPU idles, and the server's tail shows the generator's
+    /// placement.
+    #[arg(long)]
+    no_pin: bool,
     /// Seed of the key and operation choice (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
@@ -308,6 +315,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
         prefill: args.prefill,
         idempotency_keys: args.idempotency_keys,
         spin_before_park: args.spin_before_park,
+        pin: !args.no_pin,
         seed,
         quiet: args.quiet,
     })
@@ -339,6 +347,7 @@ fn settings(args: &Args, cfg: &Config) -> serde_json::Value {
         "prefill": cfg.prefill,
         "idempotency_keys": cfg.idempotency_keys,
         "spin_before_park_us": cfg.spin_before_park.as_micros() as u64,
+        "pinned": cfg.pin,
         "seed": cfg.seed,
     })
 }

@@ -89,6 +89,8 @@ pub struct Config {
     /// Send a fresh idempotency key with every coordinator write and delete.
     pub idempotency_keys: bool,
     pub spin_before_park: Duration,
+    /// Pin each executor to a CPU (`--no-pin` clears it).
+    pub pin: bool,
     pub seed: u64,
     pub quiet: bool,
 }
@@ -129,6 +131,7 @@ pub fn run(cfg: Config) -> anyhow::Result<Outcomes> {
         cores: cfg.threads,
         name: "loadtest".into(),
         spin_before_park: cfg.spin_before_park,
+        pin: cfg.pin,
     };
     let entry_cfg = cfg.clone();
     let executors = std::thread::spawn(move || {

@@ -54,11 +54,16 @@ pub struct PoolConfig {
     /// leaves the CPU to other processes; a short spin cuts cross-core wake-up latency at the
     /// price of CPU (see docs/PERFORMANCE.md).
     pub spin_before_park: Duration,
+    /// Pin each executor to its CPU (the default). False leaves the threads to the kernel's
+    /// scheduler, within the affinity mask: for a load generator that shares the CPUs with the
+    /// server it measures, where a pinned generator thread and a pinned server core would
+    /// contend for one CPU while another idles (docs/PERFORMANCE.md).
+    pub pin: bool,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self { cores: 0, name: "pairdb".into(), spin_before_park: Duration::ZERO }
+        Self { cores: 0, name: "pairdb".into(), spin_before_park: Duration::ZERO, pin: true }
     }
 }
 
@@ -87,7 +92,8 @@ where
     for (core, &cpu) in core_cpus.iter().enumerate() {
         let entry = entry.clone();
         let pool_cpus_for_thread = core_cpus.clone();
-        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        let placement = if config.pin { Placement::Fixed(cpu) } else { Placement::Unbound };
+        let mut builder = LocalExecutorBuilder::new(placement)
             .name(&format!("{}-{core}", config.name))
             // Each executor's io_uring registered buffers are locked memory; 1 MiB per core
             // keeps PairDB within the common 8 MiB RLIMIT_MEMLOCK even with several cores and
