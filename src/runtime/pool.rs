@@ -116,3 +116,37 @@ where
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executors_are_pinned_unless_told_not_to_be() {
+        let allowed = allowed_cpus();
+        for pin in [true, false] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let config =
+                PoolConfig { cores: 2, name: "pool-test".into(), pin, ..Default::default() };
+            run_per_core(&config, move |core| {
+                let tx = tx.clone();
+                async move {
+                    // `allowed_cpus` reads the calling thread's own mask.
+                    tx.send((core, allowed_cpus())).unwrap();
+                }
+            })
+            .unwrap();
+            let mut seen: Vec<(usize, Vec<usize>)> = rx.try_iter().collect();
+            seen.sort();
+            assert_eq!(seen.len(), 2);
+            for (core, cpus) in seen {
+                if pin {
+                    // Core i on the i-th allowed CPU, wrapping around.
+                    assert_eq!(cpus, vec![allowed[core % allowed.len()]], "core {core}");
+                } else {
+                    assert_eq!(cpus, allowed, "core {core} unpinned");
+                }
+            }
+        }
+    }
+}
