@@ -50,7 +50,9 @@
 //!   and the directory (`journal/writer.rs` `Writer::rotate`), so `SyncData` is enough.
 //! - fjall 3 has no periodic fsync thread of its own (fjall 2's `fsync_ms` is gone); it syncs
 //!   only on journal rotation, memtable flush (`worker_pool.rs`) and drop (`Journal::drop`,
-//!   `SyncAll`). Nothing there conflicts with our own syncer.
+//!   `SyncAll`). Nothing there conflicts with our own syncer. Upstream, the flush worker's
+//!   fsync runs under the journal mutex; the vendored fjall (`vendor/README.md`) runs it on a
+//!   duplicate descriptor after letting the mutex go, for the reason the next point gives.
 //! - Both `commit` and `persist` hold fjall's single journal mutex, so a syncer that called
 //!   `persist` would make every write on a request core wait for the disk. Ours does not: it
 //!   `fdatasync`s the active journal file (the highest-numbered `N.jnl` in the data directory)
