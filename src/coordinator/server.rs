@@ -226,7 +226,7 @@ impl Coordinator {
                 let socket = match shared.as_ref() {
                     Some(socket) => socket.try_clone()?,
                     None => {
-                        let socket = shared_listener(self.addr)?;
+                        let socket = crate::runtime::listen::listening_socket(self.addr)?;
                         let copy = socket.try_clone()?;
                         *shared = Some(socket);
                         copy
@@ -390,21 +390,6 @@ impl Coordinator {
     }
 }
 
-/// `pairdb_hints_pending`, read from the hint store at scrape time: one series per node with
-/// hints, and a 0 for every registered node without any, so that the series exist before the
-/// first hint.
-/// The one gRPC listening socket the cores share: SO_REUSEPORT too, so that it binds beside the
-/// process's reservation of the port (which never listens).
-fn shared_listener(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
-    let socket =
-        socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
-    socket.set_reuse_port(true)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket)
-}
-
 /// `pairdb_coordinator_grpc_connections{core}` and
 /// `pairdb_coordinator_accept_deferred_total`: how the cores share the gRPC connections.
 fn spread_samples(spread: &Spread, out: &mut Vec<Sample>) {
@@ -425,6 +410,9 @@ fn spread_samples(spread: &Spread, out: &mut Vec<Sample>) {
     ));
 }
 
+/// `pairdb_hints_pending`, read from the hint store at scrape time: one series per node with
+/// hints, and a 0 for every registered node without any, so that the series exist before the
+/// first hint.
 fn hint_samples(hints: &dyn HintStore, meta: &dyn MetadataStore, out: &mut Vec<Sample>) {
     let mut pending: BTreeMap<String, u64> = match meta.nodes() {
         Ok(nodes) => nodes.into_iter().map(|n| (n.node_id, 0)).collect(),

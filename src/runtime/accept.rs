@@ -126,15 +126,12 @@ pub async fn serve_connections<F, Fut>(
 {
     let open = Rc::new(Cell::new(0usize));
     let mut stop = pin!(shutdown.wait());
-    loop {
-        if let Some(gate) = &gate {
-            if !gate.may_accept() {
-                gate.spread.deferred.fetch_add(1, Ordering::Relaxed);
-            }
+    'accept: loop {
+        if let Some(gate) = gate.as_ref().filter(|g| !g.may_accept()) {
+            gate.spread.deferred.fetch_add(1, Ordering::Relaxed);
             let mut wait = AcceptGate::FIRST_WAIT;
-            let mut stopping = false;
-            while !stopping && !gate.may_accept() {
-                stopping = futures_lite::future::or(
+            while !gate.may_accept() {
+                let stopped = futures_lite::future::or(
                     async {
                         glommio::timer::sleep(wait).await;
                         false
@@ -145,10 +142,10 @@ pub async fn serve_connections<F, Fut>(
                     },
                 )
                 .await;
+                if stopped {
+                    break 'accept;
+                }
                 wait = (wait * 2).min(AcceptGate::LONGEST_WAIT);
-            }
-            if stopping {
-                break;
             }
         }
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {

@@ -30,6 +30,18 @@ pub fn reserve(addr: SocketAddr) -> std::io::Result<Reservation> {
     Ok(Reservation { _socket: socket, addr })
 }
 
+/// A listening SO_REUSEPORT socket on `addr`: it binds beside a [`Reservation`] (which never
+/// listens) and beside the other cores' sockets. A coordinator with `balance_connections` makes
+/// one and gives every core a copy (`runtime::accept`).
+pub fn listening_socket(addr: SocketAddr) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_port(true)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket)
+}
+
 /// Binds one listener per core on `addr` (all with SO_REUSEPORT, joined in core order) and
 /// steers each new connection to the listener of the core pinned to the CPU that processed its
 /// SYN, with a classic-BPF `SO_ATTACH_REUSEPORT_CBPF` program.
@@ -50,11 +62,7 @@ pub fn bind_steered(
     let mut sockets = Vec::with_capacity(core_cpus.len().max(1));
     let mut bound = addr;
     for _ in 0..core_cpus.len().max(1) {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-        socket.set_reuse_port(true)?;
-        socket.set_reuse_address(true)?;
-        socket.bind(&bound.into())?;
-        socket.listen(1024)?;
+        let socket = listening_socket(bound)?;
         if bound.port() == 0 {
             bound = socket
                 .local_addr()?
