@@ -14,7 +14,10 @@
 # by its completed calls per second (hits, misses and errors alike: a read of a key never written
 # is served too) times that run's wall time), and each rate's CPU per operation over saturation's:
 # the tail-latency issue's "flat cost per operation" figure, and the load generator's own CPU
-# (it shares this machine's CPUs with the servers). DEV_ARGS adds arguments to `pairdb dev` (for
+# (it shares this machine's CPUs with the servers), and the machine's idle CPU over each rate's
+# run (`/proc/stat`'s idle + iowait ticks, all CPUs together, sampled every second): its mean,
+# and how many seconds had less than 5% of the CPUs idle, so that a rate the machine cannot
+# carry with headroom shows as such beside its latencies. DEV_ARGS adds arguments to `pairdb dev` (for
 # example `--no-local-calls`). SERVER_CPUS and GEN_CPUS (taskset lists, say `1` and `0`) pin the
 # servers and the load generator to CPUs of their own, for example
 # `SERVER_CPUS=1 GEN_CPUS=0 DEV_ARGS="--cores 1"`: the server then has one CPU to itself and the
@@ -39,9 +42,10 @@ if [ -n "${GEN_CPUS:-}" ]; then GEN_PIN=(taskset -c "$GEN_CPUS"); fi
 # LOADTEST_ARGS replaces that default.
 read -r -a GEN_ARGS <<< "${LOADTEST_ARGS---no-pin}"
 PIDS=()
+SAMPLERS=()
 DIR=$(mktemp -d /tmp/pairdb-tail-dev.XXXXXX)
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}" "${SAMPLERS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$DIR"
 }
@@ -85,19 +89,42 @@ c1=$(server_cpu); w1=$(date +%s.%N)
 SAT_CPU_US=$(echo "($c1 - $c0) * 1000000 / ($SAT * ($w1 - $w0))" | bc -l)
 printf '%s: saturation of the mix: %s calls/s completed (closed loop 8x32, %ss), server CPU %.1f us/op; reports under %s\n' \
   "$MODE" "$SAT" "$SAT_SECS" "$SAT_CPU_US" "$OUT"
+# Per second, the fraction of all CPUs idle (idle + iowait ticks over all ticks), into $1, until killed.
+idle_sampler() {
+  python3 -u - "$1" > /dev/null <<'PY' &
+import sys, time
+def ticks():
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return f[3] + f[4], sum(f)
+out = open(sys.argv[1], "w")
+prev = ticks()
+while True:
+    time.sleep(1)
+    cur = ticks()
+    out.write(f"{(cur[0] - prev[0]) / max(cur[1] - prev[1], 1):.4f}\n")
+    out.flush()
+    prev = cur
+PY
+  echo $!
+}
 for pct in $PCTS; do
   rate=$((SAT * pct / 100))
+  IDLE_PID=$(idle_sampler "$OUT/$pct.idle")
+  SAMPLERS+=("$IDLE_PID")
   c0=$(server_cpu); w0=$(date +%s.%N)
   /usr/bin/time -f "%U %S" -o "$OUT/$pct.time" \
     "${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --rate "$rate" --connections 8 \
     --duration "${SECS}s" --warmup 2s --quiet --report "$OUT/$pct" "${GEN_ARGS[@]}" > /dev/null
   c1=$(server_cpu); w1=$(date +%s.%N)
+  kill "$IDLE_PID" 2>/dev/null || true
   python3 - "$OUT/$pct/report.json" "$pct" "$rate" "$(echo "$c1 - $c0" | bc)" \
-    "$(echo "$w1 - $w0" | bc)" "$SAT_CPU_US" "$(awk '{print $1 + $2}' "$OUT/$pct.time" | tail -1)" <<'PY'
+    "$(echo "$w1 - $w0" | bc)" "$SAT_CPU_US" "$(awk '{print $1 + $2}' "$OUT/$pct.time" | tail -1)" \
+    "$OUT/$pct.idle" <<'PY'
 import json, sys
 path, pct, rate = sys.argv[1], sys.argv[2], sys.argv[3]
 cpu_s, wall_s, sat_cpu_us = float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
 gen_s = float(sys.argv[7])
+idle = [float(line) for line in open(sys.argv[8]) if line.strip()]
 r = json.load(open(path))
 ms = lambda us: us / 1000
 lat = {}
@@ -116,6 +143,9 @@ cpu_us = cpu_s * 1e6 / max(r["completed_per_sec"] * wall_s, 1e-9)
 print(f"       server CPU {cpu_us:.1f} us/op ({cpu_s:.1f} s over {wall_s:.1f} s), "
       f"{cpu_us / sat_cpu_us:.2f}x saturation's; load generator {gen_s / wall_s:.2f} cores, "
       f"servers {cpu_s / wall_s:.2f} cores")
+if idle:
+    print(f"       machine idle {100 * sum(idle) / len(idle):.1f}% of its CPUs on average; seconds with "
+          f"less than 5% idle: {sum(1 for i in idle if i < 0.05)} of {len(idle)}")
 for name, l in lat.items():
     print(f"       {name:6} p50 {ms(l['p50_us']):.3f}  p99 {ms(l['p99_us']):.3f}  p99.9 {ms(l['p999_us']):.3f}"
           f"  max {ms(l['max_us']):.3f} ms")
