@@ -1215,6 +1215,10 @@ impl UringCommon for SleepableRing {
     }
 }
 
+/// PairDB patch: the longest timer `Reactor::wait` arms on the latency ring, so that its deadline
+/// (`Instant::now()` plus it) cannot overflow.
+const MAX_LATENCY_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
+
 pub(crate) struct Reactor {
     // FIXME: it is starting to feel we should clean this up to a Inner pattern
     main_ring: RefCell<SleepableRing>,
@@ -1834,6 +1838,9 @@ impl Reactor {
         // here (dropping it cancels it), before the flushes below, so that its cancellation
         // goes out with them as upstream's did.
         if let (None, Some(dur)) = (preempt_timer(), user_timer) {
+            // At most a year away, so that the deadline is always an `Instant` (a timer further
+            // off wakes us once a year for nothing).
+            let dur = dur.min(MAX_LATENCY_TIMER);
             if pending.map_or(true, |at| at > now + dur) {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
@@ -1906,6 +1913,7 @@ impl Reactor {
 
         if let Some(preempt) = preempt_timer() {
             // PairDB patch: keep a pending timer that fires no later than this one would.
+            let preempt = preempt.min(MAX_LATENCY_TIMER);
             let now = Instant::now();
             let pending = self.pending_latency_timer_deadline();
             if pending.map_or(true, |at| at > now + preempt) {
