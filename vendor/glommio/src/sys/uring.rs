@@ -1831,21 +1831,12 @@ impl Reactor {
         // counts completions since it was armed rather than since this call, and a sleeping
         // executor may wake once when a pending preemption timer fires (at most one
         // `preempt_timer_duration` later).
-        let now = Instant::now();
-        let pending = self.pending_latency_timer_deadline();
+        self.pending_latency_timer_deadline(); // forgets a fired timer
         // A call that may sleep (no preemption timer asked) needs a timer for the user's next
-        // one: a pending timer that fires no later wakes us in time; otherwise it is replaced
-        // here (dropping it cancels it), before the flushes below, so that its cancellation
-        // goes out with them as upstream's did.
+        // one, armed here unless a pending one fires first, before the flushes below, so that
+        // a replaced timer's cancellation goes out with them as upstream's did.
         if let (None, Some(dur)) = (preempt_timer(), user_timer) {
-            // At most a year away, so that the deadline is always an `Instant` (a timer further
-            // off wakes us once a year for nothing).
-            let dur = dur.min(MAX_LATENCY_TIMER);
-            if pending.map_or(true, |at| at > now + dur) {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                self.latency_preemption_deadline.set(Some(now + dur));
-            }
+            self.arm_latency_timer_unless_pending(&mut lat_ring, dur);
         }
 
         let throughput_timer = self.throughput_preemption_timeout_src.take();
@@ -1913,13 +1904,7 @@ impl Reactor {
 
         if let Some(preempt) = preempt_timer() {
             // PairDB patch: keep a pending timer that fires no later than this one would.
-            let preempt = preempt.min(MAX_LATENCY_TIMER);
-            let now = Instant::now();
-            let pending = self.pending_latency_timer_deadline();
-            if pending.map_or(true, |at| at > now + preempt) {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-                self.latency_preemption_deadline.set(Some(now + preempt));
+            if self.arm_latency_timer_unless_pending(&mut lat_ring, preempt) {
                 flush_cancellations!(into &mut 0; lat_ring);
             }
             flush_rings!(lat_ring, main_ring)?;
@@ -1933,6 +1918,25 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// PairDB patch: arms a latency-ring timer `dur` from now (at most a year, so that its
+    /// deadline is always an `Instant`; a timer further off wakes us once a year for nothing),
+    /// unless a pending one fires no later. A replaced timer is dropped, which queues its
+    /// cancellation. Returns whether it armed one.
+    fn arm_latency_timer_unless_pending(&self, lat_ring: &mut SleepableRing, dur: Duration) -> bool {
+        let dur = dur.min(MAX_LATENCY_TIMER);
+        let now = Instant::now();
+        if self
+            .pending_latency_timer_deadline()
+            .is_some_and(|at| at <= now + dur)
+        {
+            return false;
+        }
+        self.latency_preemption_timeout_src
+            .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+        self.latency_preemption_deadline.set(Some(now + dur));
+        true
     }
 
     /// PairDB patch: when the latency ring's timer fires, if it has not fired yet. A fired one
