@@ -306,6 +306,11 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // PairDB patch: pairs with the fence a parking executor takes between setting
+        // `should_notify` and its last look at its channels and foreign wakers (it no longer
+        // issues `sys_membarrier`): whatever this thread queued before calling is visible to
+        // that look, or this read sees `should_notify` set and writes the eventfd.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)

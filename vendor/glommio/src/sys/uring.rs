@@ -1215,6 +1215,13 @@ impl UringCommon for SleepableRing {
     }
 }
 
+lazy_static! {
+    /// PairDB patch: whether a parking executor issues upstream's `sys_membarrier` (only when
+    /// `GLOMMIO_PARK_MEMBARRIER=1`) instead of a fence.
+    static ref PARK_MEMBARRIER: bool =
+        std::env::var("GLOMMIO_PARK_MEMBARRIER").is_ok_and(|v| v == "1");
+}
+
 /// PairDB patch: the longest timer `Reactor::wait` arms on the latency ring, so that its deadline
 /// (`Instant::now()` plus it) cannot overflow.
 const MAX_LATENCY_TIMER: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -1884,9 +1891,18 @@ impl Reactor {
             // that opened up room. If it did we bail on sleep and go process it.
             self.notifier.prepare_to_sleep();
             // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
-            // details. This translates to `sys_membarrier()` /
-            // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            membarrier::heavy();
+            // details. PairDB patch: a full fence here, paired with the full fence every
+            // notifier takes before it reads `should_notify` (`SleepNotifier::notify`),
+            // instead of `sys_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, which
+            // interrupts every CPU running a thread of this process: on a virtual machine
+            // an inter-processor interrupt and a VM exit on each, on every park.
+            // `GLOMMIO_PARK_MEMBARRIER=1` in the environment restores upstream's barrier, for
+            // A/B measurements in one build.
+            if *PARK_MEMBARRIER {
+                membarrier::heavy();
+            } else {
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            }
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
