@@ -22,6 +22,11 @@
 # servers and the load generator to CPUs of their own, for example
 # `SERVER_CPUS=1 GEN_CPUS=0 DEV_ARGS="--cores 1"`: the server then has one CPU to itself and the
 # generator another, as on a machine where the load comes from elsewhere.
+# HICCUP=1 runs benches/scripts/hiccup.c beside each rate, as root under `chrt -f 99`: a thread
+# that asks to wake every 1 ms and no thread of this machine can keep waiting, so what delays it
+# is the hypervisor not running the vCPU (or the kernel with interrupts off). It prints, per rate,
+# the seconds in which that thread woke more than 5, 20 and 50 ms late and the steal ticks of
+# `/proc/stat`: stalls no server on this machine can avoid.
 # Needs release builds of pairdb and pairdb-loadtest. Every process it starts is stopped by PID;
 # every run is bounded by its duration.
 set -euo pipefail
@@ -30,6 +35,7 @@ SECS=${SECS:-180}
 SAT_SECS=${SAT_SECS:-10}
 PCTS=${PCTS:-"10 30 50 70"}
 OUT=${OUT:-$(mktemp -d /tmp/pairdb-tail.XXXXXX)}
+mkdir -p "$OUT"
 BIN=${BIN:-target/release}
 MIX=(--keys 1000000 --value-size 100 --read-pct 50 --write-pct 50 --distribution zipfian)
 MODE=${MODE:-dev}
@@ -107,19 +113,28 @@ while True:
 PY
   echo $!
 }
+if [ "${HICCUP:-0}" = 1 ]; then cc -O2 -o "$OUT/hiccup" benches/scripts/hiccup.c; fi
 for pct in $PCTS; do
   rate=$((SAT * pct / 100))
   IDLE_PID=$(idle_sampler "$OUT/$pct.idle")
   SAMPLERS+=("$IDLE_PID")
+  : > "$OUT/$pct.hiccup"
+  HICCUP_PID=
+  if [ "${HICCUP:-0}" = 1 ]; then
+    chrt -f 99 "$OUT/hiccup" $((SECS + 10)) > "$OUT/$pct.hiccup" &
+    HICCUP_PID=$!
+    SAMPLERS+=("$HICCUP_PID")
+  fi
   c0=$(server_cpu); w0=$(date +%s.%N)
   /usr/bin/time -f "%U %S" -o "$OUT/$pct.time" \
     "${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --rate "$rate" --connections 8 \
     --duration "${SECS}s" --warmup 2s --quiet --report "$OUT/$pct" "${GEN_ARGS[@]}" > /dev/null
   c1=$(server_cpu); w1=$(date +%s.%N)
   kill "$IDLE_PID" 2>/dev/null || true
+  if [ -n "$HICCUP_PID" ]; then kill "$HICCUP_PID" 2>/dev/null || true; fi
   python3 - "$OUT/$pct/report.json" "$pct" "$rate" "$(echo "$c1 - $c0" | bc)" \
     "$(echo "$w1 - $w0" | bc)" "$SAT_CPU_US" "$(awk '{print $1 + $2}' "$OUT/$pct.time" | tail -1)" \
-    "$OUT/$pct.idle" <<'PY'
+    "$OUT/$pct.idle" "$OUT/$pct.hiccup" <<'PY'
 import json, sys
 path, pct, rate = sys.argv[1], sys.argv[2], sys.argv[3]
 cpu_s, wall_s, sat_cpu_us = float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
@@ -146,6 +161,15 @@ print(f"       server CPU {cpu_us:.1f} us/op ({cpu_s:.1f} s over {wall_s:.1f} s)
 if idle:
     print(f"       machine idle {100 * sum(idle) / len(idle):.1f}% of its CPUs on average; seconds with "
           f"less than 5% idle: {sum(1 for i in idle if i < 0.05)} of {len(idle)}")
+hic = []
+for line in open(sys.argv[9]):
+    f = line.split()
+    if len(f) == 7 and f[0].isdigit():
+        hic.append((float(f[1]), int(f[6])))
+if hic:
+    print(f"       FIFO-99 hiccup thread: late by up to {max(h[0] for h in hic):.1f} ms; seconds late "
+          f"over 5 / 20 / 50 ms: {sum(1 for h in hic if h[0] > 5)} / {sum(1 for h in hic if h[0] > 20)} / "
+          f"{sum(1 for h in hic if h[0] > 50)} of {len(hic)}; steal {sum(h[1] for h in hic)} ticks")
 for name, l in lat.items():
     print(f"       {name:6} p50 {ms(l['p50_us']):.3f}  p99 {ms(l['p99_us']):.3f}  p99.9 {ms(l['p999_us']):.3f}"
           f"  max {ms(l['max_us']):.3f} ms")
