@@ -14,6 +14,8 @@
 # its load generator shares them). Each line: requests per second, the server's CPU per request
 # (from /proc/PID/task/*/schedstat), and its ratio to the saturation line of the same server.
 # h2load's `--rps` (per client, 8 clients, one request in flight each) sets the light rates.
+# RATES lists requests per second, or percentages of each server's own saturation rate as `pN`
+# (`RATES="p10 p30 p50"`: the issue's "10% of saturation" for every server alike).
 # Needs: release builds of pairdb and pairdb-loadtest, nghttp2-client (h2load) and nghttp2-server
 # (nghttpd). Every process it starts is stopped by PID; every run is bounded.
 set -euo pipefail
@@ -39,10 +41,20 @@ open(sys.argv[1], "wb").write(b"\0" + struct.pack(">I", len(msg)) + msg)
 PY
 GRPC=(-d "$DIR/body" -H 'content-type: application/grpc' -H 'te: trailers')
 SAT_US=0
+SAT_RATE=0
+# rate_of SPEC: requests per second for SPEC (a number, or pN: N% of the last saturation rate).
+rate_of() {
+  case "$1" in
+    p*) echo $(( ${SAT_RATE%.*} * ${1#p} / 100 )) ;;
+    *) echo "$1" ;;
+  esac
+}
 # h2 NAME PID URL RATE|sat ARGS...: one h2load run; prints rate, CPU per request, ratio.
 h2() {
-  local name=$1 pid=$2 url=$3 rate=$4; shift 4
-  local n load before after out done_rate us
+  local name=$1 pid=$2 url=$3 spec=$4; shift 4
+  local n load before after out done_rate us rate
+  rate=$spec
+  [ "$spec" = sat ] || rate=$(rate_of "$spec")
   if [ "$rate" = sat ]; then
     n=400000; load=(-c 8 -m 32 -t 1 -n "$n")
   else
@@ -53,9 +65,9 @@ h2() {
   after=$(cpu_ns "$pid")
   done_rate=$(echo "$out" | grep -oE '[0-9.]+ req/s' | head -1 | grep -oE '^[0-9.]+')
   us=$(echo "($after - $before) / $n / 1000" | bc -l)
-  [ "$rate" = sat ] && SAT_US=$us
+  [ "$rate" = sat ] && SAT_US=$us && SAT_RATE=$done_rate
   printf '%-9s %-5s %10.0f req/s  server CPU %6.1f us/req  %5.2fx saturation\n' \
-    "$name" "$rate" "$done_rate" "$us" "$(echo "$us / $SAT_US" | bc -l)"
+    "$name" "$spec" "$done_rate" "$us" "$(echo "$us / $SAT_US" | bc -l)"
 }
 for rate in sat $RATES; do h2 nghttpd "$NGHTTPD" http://127.0.0.1:58380/file16 "$rate"; done
 for rate in sat $RATES; do
@@ -69,7 +81,9 @@ target/release/pairdb dev --data-dir "$DIR/dev" --port 57451 --admin-port 0 ${DE
 sleep 2
 LT=(target/release/pairdb-loadtest --addr 127.0.0.1:57451 --keys 1 --value-size 100 --quiet --json)
 "${LT[@]}" --connections 1 --inflight 1 --write-pct 100 --read-pct 0 --duration 1s > /dev/null
-for rate in sat $RATES; do
+for spec in sat $RATES; do
+  rate=$spec
+  [ "$spec" = sat ] || rate=$(rate_of "$spec")
   if [ "$rate" = sat ]; then load=(--connections 8 --inflight 32); else load=(--rate "$rate" --connections 8); fi
   before=$(cpu_ns "$DEV"); t0=$(date +%s%N)
   "${LT[@]}" "${load[@]}" --read-pct 100 --write-pct 0 --duration "${SECS}s" --warmup 0s > "$DIR/r.json"
@@ -82,7 +96,7 @@ us = cpu / 1000 / max(r["completed"], 1)
 print(f"{us:.6f} {per_sec:.0f} {r['errors']}")
 PY
   read -r us done_rate errors < "$DIR/line"
-  [ "$rate" = sat ] && SAT_US=$us
+  [ "$rate" = sat ] && SAT_US=$us && SAT_RATE=$done_rate
   printf '%-9s %-5s %10.0f req/s  server CPU %6.1f us/req  %5.2fx saturation  (errors %s)\n' \
-    "dev-read" "$rate" "$done_rate" "$us" "$(echo "$us / $SAT_US" | bc -l)" "$errors"
+    "dev-read" "$spec" "$done_rate" "$us" "$(echo "$us / $SAT_US" | bc -l)" "$errors"
 done
