@@ -42,7 +42,8 @@ PY
 GRPC=(-d "$DIR/body" -H 'content-type: application/grpc' -H 'te: trailers')
 SAT_US=0
 SAT_RATE=0
-# rate_of SPEC: requests per second for SPEC (a number, or pN: N% of the last saturation rate).
+# rate_of SPEC: requests per second for SPEC (a number, or pN: N% of the last saturation rate);
+# `sat` stays `sat`.
 rate_of() {
   case "$1" in
     p*) echo $(( ${SAT_RATE%.*} * ${1#p} / 100 )) ;;
@@ -53,8 +54,7 @@ rate_of() {
 h2() {
   local name=$1 pid=$2 url=$3 spec=$4; shift 4
   local n load before after out done_rate us rate
-  rate=$spec
-  [ "$spec" = sat ] || rate=$(rate_of "$spec")
+  rate=$(rate_of "$spec")
   if [ "$rate" = sat ]; then
     n=400000; load=(-c 8 -m 32 -t 1 -n "$n")
   else
@@ -82,8 +82,7 @@ sleep 2
 LT=(target/release/pairdb-loadtest --addr 127.0.0.1:57451 --keys 1 --value-size 100 --quiet --json)
 "${LT[@]}" --connections 1 --inflight 1 --write-pct 100 --read-pct 0 --duration 1s > /dev/null
 for spec in sat $RATES; do
-  rate=$spec
-  [ "$spec" = sat ] || rate=$(rate_of "$spec")
+  rate=$(rate_of "$spec")
   if [ "$rate" = sat ]; then load=(--connections 8 --inflight 32); else load=(--rate "$rate" --connections 8); fi
   before=$(cpu_ns "$DEV"); t0=$(date +%s%N)
   "${LT[@]}" "${load[@]}" --read-pct 100 --write-pct 0 --duration "${SECS}s" --warmup 0s > "$DIR/r.json"
