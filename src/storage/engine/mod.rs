@@ -46,21 +46,22 @@
 //!   a power loss or kernel crash may lose it.
 //! - `Database::persist(PersistMode::SyncData)` calls `fdatasync` on the active journal
 //!   (`db.rs` `Database::persist` -> `journal/mod.rs` `Journal::persist`). `fdatasync` covers
-//!   the file-size change of appends, and journal rotation already `fsync`s the sealed journal
-//!   and the directory (`journal/writer.rs` `Writer::rotate`), so `SyncData` is enough.
+//!   the file-size change of appends, and journal rotation already makes the sealed journal
+//!   durable and the next one durable in the directory (`journal/writer.rs`
+//!   `Writer::prepare_next`, `Writer::rotate_to`), so `SyncData` is enough.
 //! - fjall 3 has no periodic fsync thread of its own (fjall 2's `fsync_ms` is gone); it syncs
 //!   only on journal rotation, memtable flush (`worker_pool.rs`) and drop (`Journal::drop`,
 //!   `SyncAll`). Nothing there conflicts with our own syncer. Upstream, the flush worker's
-//!   fsync runs under the journal mutex; the vendored fjall (`vendor/README.md`) runs it on a
-//!   duplicate descriptor after letting the mutex go, for the reason the next point gives.
+//!   fsyncs (and a rotation's three) run under the journal mutex; the vendored fjall
+//!   (`vendor/README.md`) runs them without it, except the sealed journal's last `fdatasync`.
 //! - Both `commit` and `persist` hold fjall's single journal mutex, so a syncer that called
 //!   `persist` would make every write on a request core wait for the disk. Ours does not: it
-//!   `fdatasync`s the active journal file (the highest-numbered `N.jnl` in the data directory)
-//!   through a descriptor of its own. `fdatasync` acts on the inode, so it makes durable every
-//!   byte any writer has handed to the OS for that file, without fjall's mutex. Sealed journals
-//!   need nothing from us: rotation `fsync`s them. The syncer reads the write counter before it
-//!   lists the directory, so every counted write is in a journal it syncs or one rotation
-//!   synced.
+//!   `fdatasync`s the active journal file (`N.jnl`, where `N` is what the vendored fjall's
+//!   `Database::active_journal_id` returns) through a descriptor of its own. `fdatasync` acts on
+//!   the inode, so it makes durable every byte any writer has handed to the OS for that file,
+//!   without fjall's mutex. Older journals need nothing from us: fjall `fdatasync`s a journal
+//!   when it seals it, before it publishes the next id. The syncer reads the write counter
+//!   before the id, so every counted write is in the journal it syncs or in a sealed one.
 //!
 //! # Tombstones
 //!
@@ -686,6 +687,73 @@ mod tests {
         }
         let e = Engine::open(dir.path(), config).unwrap();
         assert_eq!(e.read("t", "k2").unwrap(), Some(v));
+    }
+
+    /// A crash after the vendored fjall prepared the next journal and before it switched to
+    /// it leaves an empty, preallocated `N+1.jnl` (vendor/README.md): reopening must find
+    /// every write, which is in `N.jnl`, and go on writing in `N+1.jnl`.
+    #[test]
+    fn a_prepared_but_unused_next_journal_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = ver(&[("a", 1)], 1, "a", "in the old journal");
+        let id = {
+            let e = open(dir.path());
+            e.apply("t", "k1", &v1).unwrap();
+            e.db.active_journal_id()
+        };
+        let next = std::fs::File::create_new(dir.path().join(format!("{}.jnl", id + 1))).unwrap();
+        next.set_len(64 << 20).unwrap();
+        drop(next);
+
+        let v2 = ver(&[("a", 1)], 1, "a", "in the new journal");
+        {
+            let e = open(dir.path());
+            assert_eq!(e.read("t", "k1").unwrap(), Some(v1.clone()));
+            assert_eq!(e.db.active_journal_id(), id + 1, "the prepared journal is the active one");
+            e.apply("t", "k2", &v2).unwrap();
+        }
+        let e = open(dir.path());
+        assert_eq!(e.read("t", "k1").unwrap(), Some(v1));
+        assert_eq!(e.read("t", "k2").unwrap(), Some(v2));
+    }
+
+    /// A real rotation: fjall switches to a new journal once a memtable flush finds the journal
+    /// past 64 MB. Every write stays readable, before and after reopening, and the journal id
+    /// the syncer follows names the file that now receives writes.
+    #[test]
+    fn journal_rotation_switches_files_and_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let value = "x".repeat(4000);
+        let n = 18_000; // about 72 MB of journal, past fjall's 64 MiB memtable
+        let first;
+        {
+            let e = open(dir.path());
+            first = e.db.active_journal_id();
+            for i in 0..n {
+                e.apply("t", &format!("k{i}"), &ver(&[("a", 1)], 1, "a", &value)).unwrap();
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while e.db.active_journal_id() == first {
+                assert!(std::time::Instant::now() < deadline, "no journal rotation in 60 s");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let now = e.db.active_journal_id();
+            assert_eq!(now, first + 1);
+            let mut active = None;
+            syncer::sync_active_journal(dir.path(), now, &mut active).expect("the new journal");
+            e.apply("t", "after", &ver(&[("a", 1)], 1, "a", "after the rotation")).unwrap();
+            for i in (0..n).step_by(997) {
+                assert!(e.read("t", &format!("k{i}")).unwrap().is_some(), "k{i} before reopen");
+            }
+        }
+        let e = open(dir.path());
+        for i in 0..n {
+            assert!(e.read("t", &format!("k{i}")).unwrap().is_some(), "k{i} after reopen");
+        }
+        assert_eq!(
+            e.read("t", "after").unwrap().map(|v| v.value),
+            Some(Bytes::from("after the rotation"))
+        );
     }
 
     #[test]

@@ -29,13 +29,15 @@ pub(super) fn run_syncer(
             Err(RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
-        // Read before listing the journals: every write counted here reached the OS, in a
-        // journal that either is the newest one listed or was sealed (and fsynced) before it.
+        // Read the counter before the journal id: every write counted here reached the OS in
+        // the journal fjall names now or in an older one, and an older one was made durable
+        // when it was sealed, before fjall published the newer id (`Database::active_journal_id`,
+        // vendor/README.md).
         let seen = writes.load(Ordering::Acquire);
         if seen == synced {
             continue;
         }
-        if let Err(e) = sync_active_journal(&dir, &mut active) {
+        if let Err(e) = sync_active_journal(&dir, db.active_journal_id(), &mut active) {
             tracing::warn!(error = %e, "journal fdatasync through our descriptor failed; asking fjall");
             if let Err(e) = db.persist(PersistMode::SyncData) {
                 tracing::error!(error = %e, "group-commit fsync failed; writes will now fail");
@@ -46,32 +48,24 @@ pub(super) fn run_syncer(
     }
 }
 
-/// `fdatasync`s the newest `N.jnl` in `dir`, reopening it when a newer journal appeared.
+/// `fdatasync`s `{id}.jnl` in `dir`, the journal fjall names as the one receiving writes,
+/// through a descriptor kept open until fjall names another.
 ///
-/// fjall names the journal that replaces `N.jnl` `N+1.jnl` and creates it before any write
-/// lands in it, so while `N+1.jnl` does not exist every counted write is in `N.jnl` (or in an
-/// older journal, fsynced when it was sealed): one `statx` per sync instead of listing the
-/// directory, which matters at the syncer's 200 syncs a second per node.
+/// The id comes from fjall, not from the directory: fjall creates `N+1.jnl` before it switches
+/// to it (vendor/README.md), so the newest file may not receive writes yet.
 pub(super) fn sync_active_journal(
     dir: &Path,
+    id: u64,
     active: &mut Option<(u64, std::fs::File)>,
 ) -> std::io::Result<()> {
-    if let Some((id, file)) = active {
-        if !dir.join(format!("{}.jnl", *id + 1)).try_exists()? {
-            return file.sync_data();
-        }
-    }
-    let newest = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".jnl")?.parse::<u64>().ok())
-        .max()
-        .ok_or_else(|| std::io::Error::other("no journal file in the data directory"))?;
-    if active.as_ref().map(|(id, _)| *id) != Some(newest) {
-        *active = Some((newest, std::fs::File::open(dir.join(format!("{newest}.jnl")))?));
-    }
     match active {
-        Some((_, file)) => file.sync_data(),
-        None => unreachable!("set just above"),
+        Some((open, file)) if *open == id => file.sync_data(),
+        _ => {
+            let file = std::fs::File::open(dir.join(format!("{id}.jnl")))?;
+            file.sync_data()?;
+            *active = Some((id, file));
+            Ok(())
+        }
     }
 }
 
@@ -84,26 +78,24 @@ mod tests {
     fn syncer_finds_and_syncs_the_active_journal() {
         let dir = tempfile::tempdir().expect("tempdir");
         let engine = Engine::open(dir.path(), EngineConfig::default()).expect("open");
+        let id = engine.db.active_journal_id();
         let mut active = None;
-        sync_active_journal(dir.path(), &mut active).expect("the newest journal syncs");
-        assert!(active.is_some(), "a journal file was found");
-        drop(engine);
-        let empty = tempfile::tempdir().expect("tempdir");
-        assert!(sync_active_journal(empty.path(), &mut None).is_err(), "no journal is an error");
+        sync_active_journal(dir.path(), id, &mut active).expect("the active journal syncs");
+        assert_eq!(active.as_ref().map(|(open, _)| *open), Some(id));
+        assert!(sync_active_journal(dir.path(), id + 1, &mut None).is_err(), "no such journal");
     }
 
     #[test]
-    fn syncer_follows_a_rotated_journal() {
+    fn syncer_follows_the_journal_fjall_names_not_the_newest_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("3.jnl"), b"").unwrap();
-        let mut active = None;
-        sync_active_journal(dir.path(), &mut active).unwrap();
-        assert_eq!(active.as_ref().map(|(id, _)| *id), Some(3));
-        sync_active_journal(dir.path(), &mut active).unwrap();
-        assert_eq!(active.as_ref().map(|(id, _)| *id), Some(3), "no rotation, same journal");
-        // fjall rotates 3.jnl to 4.jnl: the next sync must sync 4.jnl, not the sealed 3.jnl.
+        // fjall prepares 4.jnl before it switches to it: still 3.jnl receives the writes.
         std::fs::write(dir.path().join("4.jnl"), b"").unwrap();
-        sync_active_journal(dir.path(), &mut active).unwrap();
+        let mut active = None;
+        sync_active_journal(dir.path(), 3, &mut active).unwrap();
+        assert_eq!(active.as_ref().map(|(id, _)| *id), Some(3));
+        // The switch: the next sync must sync 4.jnl, not the sealed 3.jnl.
+        sync_active_journal(dir.path(), 4, &mut active).unwrap();
         assert_eq!(active.as_ref().map(|(id, _)| *id), Some(4));
     }
 }

@@ -259,6 +259,17 @@ impl Database {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// PairDB patch: the id `N` of the journal file `N.jnl` that receives writes, read without
+    /// a lock. A thread that learnt of a write through a `Release`/`Acquire` pair (a counter
+    /// bumped after the write returned) and then reads this gets the id of the journal that
+    /// holds the write, or a later one; every journal older than the id returned is durable
+    /// (it was `fdatasync`ed when it was sealed, before the next id was published). So an
+    /// `fdatasync` of `N.jnl` makes that write durable.
+    #[must_use]
+    pub fn active_journal_id(&self) -> u64 {
+        self.supervisor.journal.active_id()
+    }
+
     /// Returns the number of journals on disk.
     ///
     /// # Examples

@@ -3,8 +3,8 @@
 // (found in the LICENSE-* files in the repository)
 
 use crate::{
-    compaction::worker::run as run_compaction, flush::worker::run as run_flush, poison::PoisonDart,
-    stats::Stats, supervisor::Supervisor, Keyspace,
+    compaction::worker::run as run_compaction, flush::worker::run as run_flush,
+    journal::writer::Writer, poison::PoisonDart, stats::Stats, supervisor::Supervisor, Keyspace,
 };
 use lsm_tree::MemtableId;
 use std::{
@@ -203,12 +203,29 @@ fn worker_tick(ctx: &WorkerState) -> crate::Result<bool> {
             } else {
                 journal_file.sync_data()?;
                 drop(journal_file);
-                log::trace!("acquiring journal lock to rotate journal");
-                let mut journal_writer = ctx.supervisor.journal.get_writer()?;
+
+                // PairDB patch: one rotation at a time, and the next journal is created,
+                // preallocated and made durable with its directory entry before the journal
+                // lock is taken; under the lock, only the sealed journal's last bytes are
+                // synced (most were, just above) and the writer switches files
+                // (`Writer::prepare_next`, `Writer::rotate_to`).
+                let journal = &ctx.supervisor.journal;
+                let _rotation = journal.rotation_lock()?;
 
                 // Another worker may have rotated meanwhile: it fsynced the journal holding
-                // this memtable, and so did the `sync_data` above.
-                if journal_writer.pos()? > 64_000_000 {
+                // this memtable, and so did the `sync_data` above. Only the holder of the
+                // rotation lock rotates, so the answer holds until this worker rotates.
+                let current = {
+                    let mut journal_writer = journal.get_writer()?;
+                    (journal_writer.pos()? > 64_000_000).then(|| journal_writer.path.clone())
+                };
+                if let Some(current) = current {
+                    let next = Writer::prepare_next(&current)?;
+                    let next_id = next.id;
+
+                    log::trace!("acquiring journal lock to rotate journal");
+                    let mut journal_writer = journal.get_writer()?;
+
                     #[expect(clippy::expect_used)]
                     let mut journal_manager = ctx
                         .supervisor
@@ -223,7 +240,9 @@ fn worker_tick(ctx: &WorkerState) -> crate::Result<bool> {
                         ctx.supervisor.build_seqno_map(&keyspaces)
                     };
 
-                    journal_manager.rotate_journal(&mut journal_writer, seqno_map)?;
+                    journal_manager.rotate_journal(&mut journal_writer, seqno_map, next)?;
+                    journal.publish_active_id(next_id);
+                    drop(journal_writer);
 
                     if journal_manager.disk_space_used()
                         >= ctx.supervisor.db_config.max_journaling_size_in_bytes

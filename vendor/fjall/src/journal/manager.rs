@@ -2,7 +2,7 @@
 // This source code is licensed under both the Apache 2.0 and MIT License
 // (found in the LICENSE-* files in the repository)
 
-use super::writer::Writer;
+use super::writer::{PreparedJournal, Writer};
 use crate::Keyspace;
 use lsm_tree::{AbstractTree, SeqNo};
 use std::{path::PathBuf, sync::MutexGuard};
@@ -170,10 +170,12 @@ impl JournalManager {
         &mut self,
         journal_writer: &mut MutexGuard<Writer>,
         watermarks: Vec<EvictionWatermark>,
+        next: PreparedJournal,
     ) -> crate::Result<()> {
         let journal_size = journal_writer.len()?;
 
-        let (sealed_path, _) = journal_writer.rotate()?;
+        // PairDB patch: the next journal was prepared without the journal lock.
+        let (sealed_path, _) = journal_writer.rotate_to(next)?;
 
         self.enqueue(Item {
             path: sealed_path,

@@ -21,12 +21,25 @@ use reader::JournalReader;
 use recovery::{recover_journals, RecoveryResult};
 use std::{
     path::{Path, PathBuf},
-    sync::{Mutex, MutexGuard},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, MutexGuard,
+    },
 };
-use writer::Writer;
+use writer::{journal_id_of, Writer};
 
 pub struct Journal {
     writer: Mutex<Writer>,
+
+    /// PairDB patch: one rotation at a time. Taken by the flush worker that rotates, before
+    /// the writer's mutex and for longer (it prepares the next journal without the writer's
+    /// mutex); writes never take it.
+    rotation: Mutex<()>,
+
+    /// PairDB patch: the id of the journal that receives writes, published (`Release`) under
+    /// the writer's mutex after the sealed journal was made durable and before any write
+    /// reaches the new one. See [`Journal::active_id`].
+    active_id: AtomicU64,
 }
 
 impl std::fmt::Debug for Journal {
@@ -69,8 +82,11 @@ impl Journal {
     }
 
     fn from_file<P: AsRef<Path>>(path: P) -> crate::Result<Self> {
+        let path = path.as_ref();
         Ok(Self {
+            active_id: AtomicU64::new(journal_id_of(path)?),
             writer: Mutex::new(Writer::from_file(path)?),
+            rotation: Mutex::default(),
         })
     }
 
@@ -96,8 +112,29 @@ impl Journal {
         crate::drop::increment_drop_counter();
 
         Ok(Self {
+            active_id: AtomicU64::new(journal_id_of(path)?),
             writer: Mutex::new(writer),
+            rotation: Mutex::default(),
         })
+    }
+
+    /// PairDB patch: the id `N` of the journal file `N.jnl` that receives writes. Read without
+    /// any lock: a reader that saw a write's effect through a `Release`/`Acquire` pair (a
+    /// counter bumped after the write) then reads an id at least that of the journal holding
+    /// the write, and every journal with a lower id was made durable (`fdatasync`) when it
+    /// was sealed.
+    pub fn active_id(&self) -> u64 {
+        self.active_id.load(Ordering::Acquire)
+    }
+
+    /// PairDB patch: called with the writer's mutex held, right after a rotation.
+    pub(crate) fn publish_active_id(&self, id: u64) {
+        self.active_id.store(id, Ordering::Release);
+    }
+
+    /// PairDB patch: see the `rotation` field.
+    pub(crate) fn rotation_lock(&self) -> crate::Result<MutexGuard<'_, ()>> {
+        self.rotation.lock().map_err(|_| crate::Error::Poisoned)
     }
 
     /// Hands out write access to the journal.

@@ -20,6 +20,25 @@ pub const PRE_ALLOCATED_BYTES: u64 = 64 * 1_024 * 1_024;
 
 pub const JOURNAL_BUFFER_BYTES: usize = 8 * 1_024;
 
+/// PairDB patch: the next journal, ready to be switched to (see [`Writer::prepare_next`]).
+pub struct PreparedJournal {
+    pub(crate) id: JournalId,
+    path: PathBuf,
+    file: File,
+}
+
+/// PairDB patch: the id in a journal's file name, `{id}.jnl`.
+pub(crate) fn journal_id_of(path: &Path) -> crate::Result<JournalId> {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.strip_suffix(".jnl"))
+        .and_then(|id| id.parse::<JournalId>().ok())
+        .ok_or_else(|| {
+            log::error!("Invalid journal file name: {}", path.display());
+            crate::Error::JournalRecovery(crate::JournalRecoveryError::InvalidFileName)
+        })
+}
+
 pub struct Writer {
     pub(crate) path: PathBuf,
     file: BufWriter<File>,
@@ -75,62 +94,66 @@ impl Writer {
         Ok(self.file.get_ref().metadata()?.len())
     }
 
-    pub fn rotate(&mut self) -> crate::Result<(PathBuf, PathBuf)> {
-        self.persist(PersistMode::SyncAll)?;
+    /// PairDB patch: creates the journal that will follow the one at `current`, preallocates
+    /// it and makes it and its directory entry durable, all without the journal lock, so that
+    /// the rotation under the lock ([`Writer::rotate_to`]) has only the sealed journal's last
+    /// bytes to sync. Upstream's `rotate` did all of this under the lock: three fsyncs that
+    /// each wait for a filesystem journal commit, while every write waited for the lock.
+    ///
+    /// A crash after this and before the switch leaves an empty `N+1.jnl`: recovery then
+    /// treats `N.jnl` as sealed and `N+1.jnl` as active, the state a crash right after an
+    /// upstream rotation leaves. A `N+1.jnl` that already exists here is left by a rotation
+    /// that failed after preparing it (recovery would have made it the active journal, and
+    /// journal ids only grow): it never received a write and is reset.
+    pub(crate) fn prepare_next(current: &Path) -> crate::Result<PreparedJournal> {
+        let id = journal_id_of(current)? + 1;
+        let folder = current.parent().expect("should have parent");
+        let path = folder.join(format!("{id}.jnl"));
 
-        log::debug!(
-            "Sealing active journal at {}, len={}B",
-            self.path.display(),
-            self.path
-                .metadata()
-                .inspect_err(|e| {
-                    log::error!(
-                        "Failed to get file metadata of journal file at {}: {e:?}",
-                        self.path.display()
-                    );
-                })?
-                .len(),
-        );
-
-        let prev_path = self.path.clone();
-
-        let folder = self
-            .path
-            .parent()
-            .expect("should have parent")
-            .to_path_buf();
-
-        let Some(basename) = self
-            .path
-            .file_name()
-            .expect("should be valid file name")
-            .to_str()
-            .expect("should be valid utf-8")
-            .strip_suffix(".jnl")
-        else {
-            log::error!("Invalid journal file name: {}", self.path.display());
-            return Err(crate::Error::JournalRecovery(
-                crate::JournalRecoveryError::InvalidFileName,
-            ));
+        let file = match File::create_new(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&path)?,
+            Err(e) => {
+                log::error!("Failed to create journal file at {}: {e:?}", path.display());
+                return Err(e.into());
+            }
         };
-
-        let journal_id = basename.parse::<JournalId>().map_err(|_| {
-            log::error!("Invalid journal file name: {}", self.path.display());
-            crate::Error::JournalRecovery(crate::JournalRecoveryError::InvalidFileName)
-        })?;
-
-        let new_path = folder.join(format!("{}.jnl", journal_id + 1));
-        log::debug!("Rotating active journal to {}", new_path.display());
-
-        let comp = self.compression;
-        let compt = self.compression_threshold;
-        *self = Self::create_new(new_path.clone())?;
-        self.set_compression(comp, compt);
+        file.set_len(PRE_ALLOCATED_BYTES)?;
+        file.sync_all()?;
 
         // IMPORTANT: fsync folder on Unix
-        fsync_directory(&folder)?;
+        fsync_directory(folder)?;
 
-        Ok((prev_path, new_path))
+        Ok(PreparedJournal { id, path, file })
+    }
+
+    /// PairDB patch: seals this journal and continues in `next`, made by
+    /// [`Writer::prepare_next`]. The sealed journal is durable before the first write reaches
+    /// `next` (as upstream): `fdatasync` covers its data and the metadata needed to read it
+    /// back; its timestamps are not needed.
+    pub(crate) fn rotate_to(&mut self, next: PreparedJournal) -> crate::Result<(PathBuf, PathBuf)> {
+        debug_assert_eq!(journal_id_of(&self.path).ok(), Some(next.id - 1));
+
+        self.persist(PersistMode::SyncData)?;
+        log::debug!("Rotating active journal to {}", next.path.display());
+
+        let prev_path = std::mem::replace(&mut self.path, next.path.clone());
+        self.file = BufWriter::new(next.file);
+        self.buf.clear();
+        self.is_buffer_dirty = false;
+
+        Ok((prev_path, next.path))
+    }
+
+    /// Seals this journal and continues in the next one. PairDB patch: the flush worker
+    /// prepares the next journal before it takes the journal lock and calls
+    /// [`Writer::rotate_to`]; this does both at once (fjall's own tests use it).
+    pub fn rotate(&mut self) -> crate::Result<(PathBuf, PathBuf)> {
+        let next = Self::prepare_next(&self.path)?;
+        self.rotate_to(next)
     }
 
     pub fn create_new<P: Into<PathBuf>>(path: P) -> crate::Result<Self> {
