@@ -14,6 +14,7 @@
 # and each run also prints, over the load generator's seconds within one second of a journal
 # rotation, the median and the highest per-second max latency, against the same for the other
 # seconds (the rotation's stall; vendor/README.md).
+# VALUE_SIZE (default 100 bytes) sets the size of the values written, in the burst and the mix.
 # DEV_ARGS adds arguments to every `pairdb dev`. The load generator's environment is never changed.
 # Needs release builds of pairdb and pairdb-loadtest. Every process it starts is stopped by PID.
 set -euo pipefail
@@ -23,7 +24,8 @@ RATES=${RATES:-"4300 10600"}
 SECS=${SECS:-20}
 ROUNDS=${ROUNDS:-3}
 VARIANTS=${VARIANTS:-"fence:GLOMMIO_PARK_MEMBARRIER=0 membarrier:GLOMMIO_PARK_MEMBARRIER=1"}
-MIX=(--keys 1000000 --value-size 100 --read-pct 50 --write-pct 50 --distribution zipfian)
+VALUE_SIZE=${VALUE_SIZE:-100}
+MIX=(--keys 1000000 --value-size "$VALUE_SIZE" --read-pct 50 --write-pct 50 --distribution zipfian)
 P=
 DIR=
 JP=
@@ -50,9 +52,11 @@ for round in $(seq "$ROUNDS"); do
       > "$DIR/out" 2> "$DIR/err" &
     P=$!
     sleep 2
-    $BIN/pairdb-loadtest --addr 127.0.0.1:56651 --keys 1000000 --value-size 100 --quiet --connections 8 \
+    $BIN/pairdb-loadtest --addr 127.0.0.1:56651 --keys 1000000 --value-size "$VALUE_SIZE" --quiet --connections 8 \
       --inflight 32 --write-pct 100 --read-pct 0 --duration 4s --no-pin > /dev/null
+    REP=()
     if [ "${JOURNALS:-0}" = 1 ]; then
+      REP=(--report "$DIR/rep")
       # Every 50 ms: each journal file not seen before, with the time it was first seen (ns).
       python3 - "$DIR/dev" > "$DIR/journals" <<'PY' &
 import os, sys, time
@@ -70,7 +74,7 @@ PY
     for rate in $RATES; do
       before=$(cpu_ns "$P"); t0=$(date +%s%N)
       $BIN/pairdb-loadtest --addr 127.0.0.1:56651 "${MIX[@]}" --rate "$rate" --connections 8 \
-        --duration "${SECS}s" --warmup 0s --quiet --json --no-pin > "$DIR/r.json"
+        --duration "${SECS}s" --warmup 0s --quiet --json --no-pin "${REP[@]}" > "$DIR/r.json"
       after=$(cpu_ns "$P"); t1=$(date +%s%N)
       python3 - "$DIR/r.json" "$((after - before))" "$((t1 - t0))" "$round" "$name" "$rate" \
         "$t0" "$DIR/journals" <<'PY'
@@ -84,7 +88,8 @@ print(f"round {sys.argv[4]} {sys.argv[5]:12} {sys.argv[6]:>6}/s: completed {r['c
       f"  p99 {rd['p99_us'] / 1000:.2f}  p99.9 {rd['p999_us'] / 1000:.2f}  max {rd['max_us'] / 1000:.1f} ms")
 if os.path.exists(sys.argv[8]):
     t0 = int(sys.argv[7])
-    secs = [s for s in r["timeline"] if not s["warmup"] and s["completed"]]
+    timeline = json.load(open(os.path.join(os.path.dirname(sys.argv[1]), "rep", "report.json")))["timeline"]
+    secs = [s for s in timeline if not s["warmup"] and s["completed"]]
     # A journal seen during the run, other than each engine's first: a rotation.
     first = {}
     for line in open(sys.argv[8]):
