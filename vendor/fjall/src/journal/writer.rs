@@ -151,6 +151,7 @@ impl Writer {
     /// Seals this journal and continues in the next one. PairDB patch: the flush worker
     /// prepares the next journal before it takes the journal lock and calls
     /// [`Writer::rotate_to`]; this does both at once (fjall's own tests use it).
+    #[cfg_attr(not(test), expect(dead_code, reason = "PairDB patch: only fjall's tests use it"))]
     pub fn rotate(&mut self) -> crate::Result<(PathBuf, PathBuf)> {
         let next = Self::prepare_next(&self.path)?;
         self.rotate_to(next)

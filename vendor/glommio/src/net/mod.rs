@@ -8,7 +8,19 @@ use crate::sys;
 use nix::sys::socket::{MsgFlags, SockaddrLike};
 use std::{io, os::unix::io::RawFd};
 
+/// PairDB patch: held across `yolo_accept`'s read, change and restore of the listener's file
+/// status flags. `O_NONBLOCK` belongs to the open file description, which every executor
+/// accepting on a shared listener shares; unserialized, two executors interleave as "A reads
+/// blocking, A sets non-blocking, B reads non-blocking, A restores blocking, B accepts", and B
+/// blocks in `accept(2)` with the whole executor until the next connection arrives.
+static YOLO_ACCEPT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn yolo_accept(fd: RawFd) -> Option<io::Result<RawFd>> {
+    // Held for three system calls that do not block (the accept runs on a non-blocking
+    // listener); a poisoned lock guards nothing that a panic could have left half done.
+    let _serialized = YOLO_ACCEPT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let flags =
         nix::fcntl::OFlag::from_bits(nix::fcntl::fcntl(fd, nix::fcntl::F_GETFL).unwrap()).unwrap();
     nix::fcntl::fcntl(
