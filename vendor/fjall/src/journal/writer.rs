@@ -23,8 +23,7 @@ pub const JOURNAL_BUFFER_BYTES: usize = 8 * 1_024;
 /// PairDB patch: the next journal, ready to be switched to (see [`Writer::prepare_next`]).
 pub struct PreparedJournal {
     pub(crate) id: JournalId,
-    path: PathBuf,
-    file: File,
+    writer: Writer,
 }
 
 /// PairDB patch: the id in a journal's file name, `{id}.jnl`.
@@ -104,30 +103,23 @@ impl Writer {
     /// treats `N.jnl` as sealed and `N+1.jnl` as active, the state a crash right after an
     /// upstream rotation leaves. A `N+1.jnl` that already exists here is left by a rotation
     /// that failed after preparing it (recovery would have made it the active journal, and
-    /// journal ids only grow): it never received a write and is reset.
+    /// journal ids only grow): it never received a write and is replaced.
     pub(crate) fn prepare_next(current: &Path) -> crate::Result<PreparedJournal> {
         let id = journal_id_of(current)? + 1;
         let folder = current.parent().expect("should have parent");
         let path = folder.join(format!("{id}.jnl"));
 
-        let file = match File::create_new(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&path)?,
-            Err(e) => {
-                log::error!("Failed to create journal file at {}: {e:?}", path.display());
-                return Err(e.into());
-            }
-        };
-        file.set_len(PRE_ALLOCATED_BYTES)?;
-        file.sync_all()?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => log::debug!("Removed unused prepared journal at {}", path.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let writer = Self::create_new(path)?;
 
         // IMPORTANT: fsync folder on Unix
         fsync_directory(folder)?;
 
-        Ok(PreparedJournal { id, path, file })
+        Ok(PreparedJournal { id, writer })
     }
 
     /// PairDB patch: seals this journal and continues in `next`, made by
@@ -138,14 +130,13 @@ impl Writer {
         debug_assert_eq!(journal_id_of(&self.path).ok(), Some(next.id - 1));
 
         self.persist(PersistMode::SyncData)?;
-        log::debug!("Rotating active journal to {}", next.path.display());
+        log::debug!("Rotating active journal to {}", next.writer.path.display());
 
-        let prev_path = std::mem::replace(&mut self.path, next.path.clone());
-        self.file = BufWriter::new(next.file);
-        self.buf.clear();
-        self.is_buffer_dirty = false;
+        let (comp, threshold) = (self.compression, self.compression_threshold);
+        let sealed = std::mem::replace(self, next.writer);
+        self.set_compression(comp, threshold);
 
-        Ok((prev_path, next.path))
+        Ok((sealed.path, self.path.clone()))
     }
 
     /// Seals this journal and continues in the next one. PairDB patch: the flush worker
