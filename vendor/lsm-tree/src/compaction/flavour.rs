@@ -9,11 +9,13 @@ use crate::compaction::worker::Options;
 use crate::compaction::Input as CompactionPayload;
 use crate::file::TABLES_FOLDER;
 use crate::table::multi_writer::MultiWriter;
+use crate::compaction::state::CompactionState;
 use crate::version::{SuperVersions, Version};
 use crate::vlog::blob_file::scanner::ScanEntry;
 use crate::vlog::{BlobFileId, BlobFileMergeScanner, BlobFileWriter};
 use crate::{BlobFile, HashSet, InternalValue, Table};
 use std::iter::Peekable;
+use std::sync::RwLockWriteGuard;
 use std::time::Instant;
 
 /// Drains all blobs that come "before" the given vptr.
@@ -120,16 +122,21 @@ pub(super) fn prepare_table_writer(
 pub(super) trait CompactionFlavour {
     fn write(&mut self, item: InternalValue) -> crate::Result<()>;
 
+    /// Finishes the output, persists the next version and installs it.
+    ///
+    /// PairDB patch: the output tables are finished and the next version persisted before the
+    /// version history's write lock is taken (`crate::version::prepare_version`; the caller
+    /// holds the compaction state); the lock is returned held, for the manifest maintenance.
     #[warn(clippy::too_many_arguments)]
-    fn finish(
+    fn finish<'a>(
         self: Box<Self>,
-        super_version: &mut SuperVersions,
-        opts: &Options,
+        compaction_state: &CompactionState,
+        opts: &'a Options,
         payload: &CompactionPayload,
         dst_lvl: usize,
         blob_frag_map: FragmentationMap,
         extra_blob_files: Vec<BlobFile>,
-    ) -> crate::Result<()>;
+    ) -> crate::Result<RwLockWriteGuard<'a, SuperVersions>>;
 }
 
 /// Compaction worker that will relocate blobs that sit in blob files that are being rewritten
@@ -255,15 +262,15 @@ impl CompactionFlavour for RelocatingCompaction {
         Ok(())
     }
 
-    fn finish(
+    fn finish<'a>(
         mut self: Box<Self>,
-        super_version: &mut SuperVersions,
-        opts: &Options,
+        compaction_state: &CompactionState,
+        opts: &'a Options,
         payload: &CompactionPayload,
         dst_lvl: usize,
         blob_frag_map_diff: FragmentationMap,
         extra_blob_files: Vec<BlobFile>,
-    ) -> crate::Result<()> {
+    ) -> crate::Result<RwLockWriteGuard<'a, SuperVersions>> {
         log::debug!(
             "Relocating compaction done in {:?}",
             self.inner.start.elapsed(),
@@ -277,20 +284,18 @@ impl CompactionFlavour for RelocatingCompaction {
 
         let mut blob_files_to_drop = self.rewriting_blob_files;
 
-        let current_version = super_version.latest_version();
-
-        for blob_file in current_version.version.blob_files.iter() {
-            if blob_file.is_dead(current_version.version.gc_stats()) {
-                blob_files_to_drop.push(blob_file.clone());
-            }
-        }
-
-        super_version.upgrade_version(
+        let prepared = crate::version::prepare_version(
+            compaction_state,
+            &opts.version_history,
             &opts.config.path,
             |current| {
-                let mut copy = current.clone();
+                for blob_file in current.blob_files.iter() {
+                    if blob_file.is_dead(current.gc_stats()) {
+                        blob_files_to_drop.push(blob_file.clone());
+                    }
+                }
 
-                copy.version = copy.version.with_merge(
+                Ok(current.with_merge(
                     &payload.table_ids.iter().copied().collect::<Vec<_>>(),
                     &created_tables,
                     payload.dest_level as usize,
@@ -304,10 +309,16 @@ impl CompactionFlavour for RelocatingCompaction {
                         .iter()
                         .map(BlobFile::id)
                         .collect::<HashSet<_>>(),
-                );
-
-                Ok(copy)
+                ))
             },
+        )?;
+
+        #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
+        let mut super_version = opts.version_history.write().expect("lock is poisoned");
+
+        super_version.install_prepared(
+            prepared,
+            |_| {},
             &opts.global_seqno,
             &opts.visible_seqno,
         )?;
@@ -323,7 +334,7 @@ impl CompactionFlavour for RelocatingCompaction {
             blob_file.mark_as_deleted();
         }
 
-        Ok(())
+        Ok(super_version)
     }
 }
 
@@ -390,15 +401,15 @@ impl CompactionFlavour for StandardCompaction {
         Ok(())
     }
 
-    fn finish(
+    fn finish<'a>(
         mut self: Box<Self>,
-        super_version: &mut SuperVersions,
-        opts: &Options,
+        compaction_state: &CompactionState,
+        opts: &'a Options,
         payload: &CompactionPayload,
         dst_lvl: usize,
         blob_frag_map: FragmentationMap,
         extra_blob_files: Vec<BlobFile>,
-    ) -> crate::Result<()> {
+    ) -> crate::Result<RwLockWriteGuard<'a, SuperVersions>> {
         log::debug!("Compaction done in {:?}", self.start.elapsed());
 
         let table_ids_to_delete = std::mem::take(&mut self.tables_to_rewrite);
@@ -407,20 +418,18 @@ impl CompactionFlavour for StandardCompaction {
 
         let mut blob_files_to_drop = Vec::default();
 
-        let current_version = super_version.latest_version();
-
-        for blob_file in current_version.version.blob_files.iter() {
-            if blob_file.is_dead(current_version.version.gc_stats()) {
-                blob_files_to_drop.push(blob_file.clone());
-            }
-        }
-
-        super_version.upgrade_version(
+        let prepared = crate::version::prepare_version(
+            compaction_state,
+            &opts.version_history,
             &opts.config.path,
             |current| {
-                let mut copy = current.clone();
+                for blob_file in current.blob_files.iter() {
+                    if blob_file.is_dead(current.gc_stats()) {
+                        blob_files_to_drop.push(blob_file.clone());
+                    }
+                }
 
-                copy.version = copy.version.with_merge(
+                Ok(current.with_merge(
                     &payload.table_ids.iter().copied().collect::<Vec<_>>(),
                     &created_tables,
                     payload.dest_level as usize,
@@ -434,10 +443,16 @@ impl CompactionFlavour for StandardCompaction {
                         .iter()
                         .map(BlobFile::id)
                         .collect::<HashSet<_>>(),
-                );
-
-                Ok(copy)
+                ))
             },
+        )?;
+
+        #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
+        let mut super_version = opts.version_history.write().expect("lock is poisoned");
+
+        super_version.install_prepared(
+            prepared,
+            |_| {},
             &opts.global_seqno,
             &opts.visible_seqno,
         )?;
@@ -453,7 +468,7 @@ impl CompactionFlavour for StandardCompaction {
             blob_file.mark_as_deleted();
         }
 
-        Ok(())
+        Ok(super_version)
     }
 }
 

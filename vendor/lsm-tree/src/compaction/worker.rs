@@ -186,9 +186,6 @@ fn move_tables(
     opts: &Options,
     payload: &CompactionPayload,
 ) -> crate::Result<()> {
-    #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
-    let mut version_history_lock = opts.version_history.write().expect("lock is poisoned");
-
     // Fail-safe for buggy compaction strategies
     if compaction_state
         .hidden_set()
@@ -211,28 +208,40 @@ fn move_tables(
     // `Version::with_moved` asserts that every input table is still present, so committing a
     // stale move would panic while holding both the compaction state mutex and the version
     // history write lock, poisoning them.
-    if table_ids.iter().any(|&id| {
-        version_history_lock
-            .latest_version()
-            .version
-            .get_table(id)
-            .is_none()
-    }) {
-        log::debug!("{table_ids:?} are not referenced anymore; skipping move");
-        return Ok(());
-    }
+    //
+    // PairDB patch: checked under the read lock, and the next version persisted before the
+    // write lock is taken (`crate::version::prepare_version`); the compaction state we hold
+    // keeps every other change of the version out until the install.
+    let prepared = {
+        #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
+        let latest = opts
+            .version_history
+            .read()
+            .expect("lock is poisoned")
+            .latest_version();
 
-    version_history_lock.upgrade_version(
-        &opts.config.path,
-        |current| {
-            let mut copy = current.clone();
+        if table_ids
+            .iter()
+            .any(|&id| latest.version.get_table(id).is_none())
+        {
+            log::debug!("{table_ids:?} are not referenced anymore; skipping move");
+            return Ok(());
+        }
 
-            copy.version = copy
-                .version
-                .with_moved(&table_ids, payload.dest_level as usize);
+        crate::version::prepare_version(
+            compaction_state,
+            &opts.version_history,
+            &opts.config.path,
+            |current| Ok(current.with_moved(&table_ids, payload.dest_level as usize)),
+        )?
+    };
 
-            Ok(copy)
-        },
+    #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
+    let mut version_history_lock = opts.version_history.write().expect("lock is poisoned");
+
+    version_history_lock.install_prepared(
+        prepared,
+        |_| {},
         &opts.global_seqno,
         &opts.visible_seqno,
     )?;
@@ -528,24 +537,30 @@ fn merge_tables(
     #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
     let mut compaction_state = opts.compaction_state.lock().expect("lock is poisoned");
 
-    log::trace!("Acquiring super version write lock");
-    #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
-    let mut version_history_lock = opts.version_history.write().expect("lock is poisoned");
-    log::trace!("Acquired super version write lock");
-
     // NOTE: Check for race condition - https://github.com/fjall-rs/fjall/issues/287
     //
     // We held no lock while doing the actual merge, so the version may have been swapped out
     // in the meantime (`clear()` for example installs a brand new, empty version).
     // Committing the merge result would then insert the compacted tables into a version that no longer
     // references their inputs, resurrecting data that was already logically removed.
-    if payload.table_ids.iter().any(|&id| {
-        version_history_lock
-            .latest_version()
-            .version
-            .get_table(id)
-            .is_none()
-    }) {
+    //
+    // PairDB patch: checked under the read lock; the compaction state we hold keeps every
+    // other change of the version out until the install.
+    let inputs_present = {
+        #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
+        let latest = opts
+            .version_history
+            .read()
+            .expect("lock is poisoned")
+            .latest_version();
+
+        payload
+            .table_ids
+            .iter()
+            .all(|&id| latest.version.get_table(id).is_some())
+    };
+
+    if !inputs_present {
         log::debug!("Input table(s) are not referenced anymore; skipping result installation");
 
         compaction_state
@@ -571,9 +586,11 @@ fn merge_tables(
         })?
         .unwrap_or_default();
 
-    compactor
+    // PairDB patch: the flavour finishes its tables and persists the next version before it
+    // takes the version history's write lock, and hands the lock back held.
+    let mut version_history_lock = compactor
         .finish(
-            &mut version_history_lock,
+            &compaction_state,
             opts,
             payload,
             dst_lvl,
@@ -613,9 +630,6 @@ fn drop_tables(
     opts: &Options,
     ids_to_drop: &[TableId],
 ) -> crate::Result<()> {
-    #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
-    let mut version_history_lock = opts.version_history.write().expect("lock is poisoned");
-
     // Fail-safe for buggy compaction strategies
     if compaction_state
         .hidden_set()
@@ -628,15 +642,19 @@ fn drop_tables(
         return Ok(());
     }
 
+    // PairDB patch: looked up under the read lock, and the next version persisted before the
+    // write lock is taken (`crate::version::prepare_version`); the compaction state we hold
+    // keeps every other change of the version out until the install.
+    #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
+    let latest = opts
+        .version_history
+        .read()
+        .expect("lock is poisoned")
+        .latest_version();
+
     let Some(tables) = ids_to_drop
         .iter()
-        .map(|&id| {
-            version_history_lock
-                .latest_version()
-                .version
-                .get_table(id)
-                .cloned()
-        })
+        .map(|&id| latest.version.get_table(id).cloned())
         .collect::<Option<Vec<_>>>()
     else {
         log::warn!(
@@ -645,6 +663,7 @@ fn drop_tables(
         );
         return Ok(());
     };
+    drop(latest);
 
     log::debug!("Dropping tables: {ids_to_drop:?}");
 
@@ -652,17 +671,19 @@ fn drop_tables(
 
     // IMPORTANT: Write the manifest with the removed tables first
     // Otherwise the table files are deleted, but are still referenced!
-    version_history_lock.upgrade_version(
+    let prepared = crate::version::prepare_version(
+        &compaction_state,
+        &opts.version_history,
         &opts.config.path,
-        |current| {
-            let mut copy = current.clone();
+        |current| current.with_dropped(ids_to_drop, &mut dropped_blob_files),
+    )?;
 
-            copy.version = copy
-                .version
-                .with_dropped(ids_to_drop, &mut dropped_blob_files)?;
+    #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
+    let mut version_history_lock = opts.version_history.write().expect("lock is poisoned");
 
-            Ok(copy)
-        },
+    version_history_lock.install_prepared(
+        prepared,
+        |_| {},
         &opts.global_seqno,
         &opts.visible_seqno,
     )?;

@@ -263,6 +263,12 @@ impl AbstractTree for Tree {
 
     fn clear(&self) -> crate::Result<()> {
         let config = self.tree_config();
+
+        // PairDB patch: every change of the tree's `Version` holds the compaction state, which
+        // lets flushes and compactions persist their next version without the version lock
+        // (`crate::version::prepare_version`).
+        #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
+        let _compaction_state = self.compaction_state.lock().expect("lock is poisoned");
         let mut versions = self.get_version_history_lock();
 
         versions.upgrade_version(
@@ -446,37 +452,61 @@ impl AbstractTree for Tree {
         );
 
         #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
-        let mut _compaction_state = self.compaction_state.lock().expect("lock is poisoned");
-        #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
-        let mut version_lock = self.version_history.write().expect("lock is poisoned");
+        let compaction_state = self.compaction_state.lock().expect("lock is poisoned");
 
         // NOTE: Check for race condition
         // Fixes: https://github.com/fjall-rs/fjall/issues/287#issuecomment-4938188362
-        if sealed_memtables_to_delete
-            .iter()
-            .any(|id| !version_lock.latest_version().sealed_memtables.contains(id))
-        {
+        let sealed_memtables_exist = |latest: &SuperVersion| {
+            sealed_memtables_to_delete
+                .iter()
+                .all(|id| latest.sealed_memtables.contains(id))
+        };
+
+        #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
+        if !sealed_memtables_exist(
+            &self
+                .version_history
+                .read()
+                .expect("lock is poisoned")
+                .latest_version(),
+        ) {
             log::debug!("Not registering tables because flush task processed some sealed memtables which do not exist (anymore)");
             return Ok(());
         }
 
-        version_lock.upgrade_version(
+        // PairDB patch: the next version is persisted before the version history's write lock
+        // is taken, so that reads and writes of the tree do not wait for its fsyncs
+        // (`crate::version::prepare_version`).
+        let prepared = crate::version::prepare_version(
+            &compaction_state,
+            &self.version_history,
             &self.config.path,
             |current| {
-                let mut copy = current.clone();
-
-                copy.version = copy.version.with_new_l0_run(
+                Ok(current.with_new_l0_run(
                     tables,
                     blob_files,
                     frag_map.filter(|x| !x.is_empty()),
-                );
+                ))
+            },
+        )?;
 
+        #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
+        let mut version_lock = self.version_history.write().expect("lock is poisoned");
+
+        // Sealed memtables leave the super version only under the compaction state as well,
+        // except in `clear_active_memtable`, which runs during recovery, before any flush.
+        if !sealed_memtables_exist(&version_lock.latest_version()) {
+            log::error!("Sealed memtables vanished while their flush was being registered");
+            return Err(crate::Error::Unrecoverable);
+        }
+
+        version_lock.install_prepared(
+            prepared,
+            |next| {
                 for &table_id in sealed_memtables_to_delete {
                     log::trace!("releasing sealed memtable #{table_id}");
-                    copy.sealed_memtables = Arc::new(copy.sealed_memtables.remove(table_id));
+                    next.sealed_memtables = Arc::new(next.sealed_memtables.remove(table_id));
                 }
-
-                Ok(copy)
             },
             &self.config.seqno,
             &self.config.visible_seqno,
@@ -485,6 +515,9 @@ impl AbstractTree for Tree {
         if let Err(e) = version_lock.maintenance(&self.config.path, gc_watermark) {
             log::warn!("Version GC failed: {e:?}");
         }
+
+        drop(version_lock);
+        drop(compaction_state);
 
         Ok(())
     }

@@ -3,12 +3,62 @@
 // (found in the LICENSE-* files in the repository)
 
 use crate::{
+    compaction::state::CompactionState,
     memtable::Memtable,
     tree::sealed::SealedMemtables,
-    version::{persist_version, Version},
+    version::{persist_version, Version, VersionId},
     SeqNo, SequenceNumberCounter,
 };
-use std::{collections::VecDeque, path::Path, sync::Arc};
+use std::{
+    collections::VecDeque,
+    path::Path,
+    sync::{Arc, RwLock},
+};
+
+/// PairDB patch: the next [`Version`] of a tree, computed and persisted (its `v{id}` file
+/// written and fsynced, `current` pointing to it) without the version history's write lock,
+/// not yet installed. See [`prepare_version`] and [`SuperVersions::install_prepared`].
+pub(crate) struct PreparedVersion {
+    base_id: VersionId,
+    version: Version,
+}
+
+/// PairDB patch: computes the next version from the latest one under the version history's
+/// *read* lock, lets go of it, and persists the result with no version lock held.
+///
+/// Upstream persists inside [`SuperVersions::upgrade_version`], under the write lock: a file
+/// write, three fsyncs and an atomic rewrite of `current` (more fsyncs), during which every read
+/// and write of the tree waits for the lock. On a busy disk that is tens of milliseconds.
+///
+/// The caller passes its guard of the tree's compaction state: every change of a tree's
+/// `Version` holds that mutex (flush registration, compaction commits, `clear`, ingestion), so
+/// the latest version cannot change between this call and the install, which checks it anyway.
+/// Memtable rotations change only the memtables of the latest super version, never its
+/// `Version`; the install applies the version to whatever memtables are latest by then.
+///
+/// Crash safety is upstream's: the new version is durable and `current` points to it before any
+/// reader can see it, and the files it drops are deleted only after the install.
+pub(crate) fn prepare_version<F: FnOnce(&Version) -> crate::Result<Version>>(
+    _compaction_state: &CompactionState,
+    version_history: &RwLock<SuperVersions>,
+    tree_path: &Path,
+    f: F,
+) -> crate::Result<PreparedVersion> {
+    #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
+    let base = version_history
+        .read()
+        .expect("lock is poisoned")
+        .latest_version()
+        .version;
+
+    let version = f(&base)?;
+    persist_version(tree_path, &version)?;
+
+    Ok(PreparedVersion {
+        base_id: base.id(),
+        version,
+    })
+}
 
 /// A super version is a point-in-time snapshot of memtables and a [`Version`] (list of disk files)
 #[derive(Clone)]
@@ -147,6 +197,43 @@ impl SuperVersions {
         persist_version(tree_path, &next_version.version)?;
         self.append_version(next_version);
 
+        visible_seqno.fetch_max(seqno + 1);
+
+        Ok(())
+    }
+
+    /// PairDB patch: installs a version [`prepare_version`] persisted, as the next super
+    /// version: the latest one's memtables as `f` leaves them, with the prepared version.
+    ///
+    /// Fails, installing nothing, if the latest version is no longer the one the prepared
+    /// version was computed from (a version change that did not hold the compaction state).
+    pub(crate) fn install_prepared<F: FnOnce(&mut SuperVersion)>(
+        &mut self,
+        prepared: PreparedVersion,
+        f: F,
+        seqno: &SequenceNumberCounter,
+        visible_seqno: &SequenceNumberCounter,
+    ) -> crate::Result<()> {
+        let mut next_version = self.latest_version();
+
+        if next_version.version.id() != prepared.base_id {
+            log::error!(
+                "Version {} was prepared from version {}, but the latest version is {}: not installing it",
+                prepared.version.id(),
+                prepared.base_id,
+                next_version.version.id(),
+            );
+            return Err(crate::Error::Unrecoverable);
+        }
+
+        next_version.version = prepared.version;
+        f(&mut next_version);
+
+        let seqno = seqno.next();
+        next_version.seqno = seqno;
+        log::trace!("Next version seqno={}", next_version.seqno);
+
+        self.append_version(next_version);
         visible_seqno.fetch_max(seqno + 1);
 
         Ok(())
