@@ -282,59 +282,16 @@ impl CompactionFlavour for RelocatingCompaction {
         let mut created_blob_files = self.blob_writer.finish()?;
         created_blob_files.extend(extra_blob_files);
 
-        let mut blob_files_to_drop = self.rewriting_blob_files;
-
-        let prepared = crate::version::prepare_version(
+        commit_merge(
             compaction_state,
-            &opts.version_history,
-            &opts.config.path,
-            |current| {
-                for blob_file in current.blob_files.iter() {
-                    if blob_file.is_dead(current.gc_stats()) {
-                        blob_files_to_drop.push(blob_file.clone());
-                    }
-                }
-
-                Ok(current.with_merge(
-                    &payload.table_ids.iter().copied().collect::<Vec<_>>(),
-                    &created_tables,
-                    payload.dest_level as usize,
-                    if blob_frag_map_diff.is_empty() {
-                        None
-                    } else {
-                        Some(blob_frag_map_diff)
-                    },
-                    created_blob_files,
-                    &blob_files_to_drop
-                        .iter()
-                        .map(BlobFile::id)
-                        .collect::<HashSet<_>>(),
-                ))
-            },
-        )?;
-
-        #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
-        let mut super_version = opts.version_history.write().expect("lock is poisoned");
-
-        super_version.install_prepared(
-            prepared,
-            |_| {},
-            &opts.global_seqno,
-            &opts.visible_seqno,
-        )?;
-
-        // NOTE: If the application were to crash >here< it's fine
-        // The tables/blob files are not referenced anymore, and will be
-        // cleaned up upon recovery
-        for table in table_ids_to_delete {
-            table.mark_as_deleted();
-        }
-
-        for blob_file in blob_files_to_drop {
-            blob_file.mark_as_deleted();
-        }
-
-        Ok(super_version)
+            opts,
+            payload,
+            &created_tables,
+            blob_frag_map_diff,
+            created_blob_files,
+            self.rewriting_blob_files,
+            table_ids_to_delete,
+        )
     }
 }
 
@@ -416,60 +373,80 @@ impl CompactionFlavour for StandardCompaction {
 
         let created_tables = self.consume_writer(opts, dst_lvl)?;
 
-        let mut blob_files_to_drop = Vec::default();
-
-        let prepared = crate::version::prepare_version(
+        commit_merge(
             compaction_state,
-            &opts.version_history,
-            &opts.config.path,
-            |current| {
-                for blob_file in current.blob_files.iter() {
-                    if blob_file.is_dead(current.gc_stats()) {
-                        blob_files_to_drop.push(blob_file.clone());
-                    }
-                }
-
-                Ok(current.with_merge(
-                    &payload.table_ids.iter().copied().collect::<Vec<_>>(),
-                    &created_tables,
-                    payload.dest_level as usize,
-                    if blob_frag_map.is_empty() {
-                        None
-                    } else {
-                        Some(blob_frag_map)
-                    },
-                    extra_blob_files,
-                    &blob_files_to_drop
-                        .iter()
-                        .map(BlobFile::id)
-                        .collect::<HashSet<_>>(),
-                ))
-            },
-        )?;
-
-        #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
-        let mut super_version = opts.version_history.write().expect("lock is poisoned");
-
-        super_version.install_prepared(
-            prepared,
-            |_| {},
-            &opts.global_seqno,
-            &opts.visible_seqno,
-        )?;
-
-        // NOTE: If the application were to crash >here< it's fine
-        // The tables are not referenced anymore, and will be
-        // cleaned up upon recovery
-        for table in table_ids_to_delete {
-            table.mark_as_deleted();
-        }
-
-        for blob_file in blob_files_to_drop {
-            blob_file.mark_as_deleted();
-        }
-
-        Ok(super_version)
+            opts,
+            payload,
+            &created_tables,
+            blob_frag_map,
+            extra_blob_files,
+            Vec::default(),
+            table_ids_to_delete,
+        )
     }
+}
+
+/// PairDB patch: the commit both flavours share. Persists the merged version without the
+/// version history's write lock (`crate::version::prepare_version`; the caller holds the
+/// compaction state), installs it under the lock, marks the replaced tables and dead blob files
+/// deleted, and returns the lock held.
+#[allow(clippy::too_many_arguments)]
+fn commit_merge<'a>(
+    compaction_state: &CompactionState,
+    opts: &'a Options,
+    payload: &CompactionPayload,
+    created_tables: &[Table],
+    blob_frag_map: FragmentationMap,
+    created_blob_files: Vec<BlobFile>,
+    mut blob_files_to_drop: Vec<BlobFile>,
+    tables_to_delete: Vec<Table>,
+) -> crate::Result<RwLockWriteGuard<'a, SuperVersions>> {
+    let prepared = crate::version::prepare_version(
+        compaction_state,
+        &opts.version_history,
+        &opts.config.path,
+        |current| {
+            for blob_file in current.blob_files.iter() {
+                if blob_file.is_dead(current.gc_stats()) {
+                    blob_files_to_drop.push(blob_file.clone());
+                }
+            }
+
+            Ok(current.with_merge(
+                &payload.table_ids.iter().copied().collect::<Vec<_>>(),
+                created_tables,
+                payload.dest_level as usize,
+                if blob_frag_map.is_empty() {
+                    None
+                } else {
+                    Some(blob_frag_map)
+                },
+                created_blob_files,
+                &blob_files_to_drop
+                    .iter()
+                    .map(BlobFile::id)
+                    .collect::<HashSet<_>>(),
+            ))
+        },
+    )?;
+
+    #[expect(clippy::expect_used, reason = "lock is expected to not be poisoned")]
+    let mut super_version = opts.version_history.write().expect("lock is poisoned");
+
+    super_version.install_prepared(prepared, |_| {}, &opts.global_seqno, &opts.visible_seqno)?;
+
+    // NOTE: If the application were to crash >here< it's fine
+    // The tables/blob files are not referenced anymore, and will be
+    // cleaned up upon recovery
+    for table in tables_to_delete {
+        table.mark_as_deleted();
+    }
+
+    for blob_file in blob_files_to_drop {
+        blob_file.mark_as_deleted();
+    }
+
+    Ok(super_version)
 }
 
 #[cfg(test)]
