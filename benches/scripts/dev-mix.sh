@@ -3,7 +3,8 @@
 # cluster, a 4 s write burst over the 1M keys (closed loop 8x32, so that reads find data), then
 # 50% reads / 50% writes, zipfian keys over 1M, open loop at RATE ops/s for SECS seconds after a
 # 2 s warm-up. Prints the dev process's CPU (cores used, and µs per operation) and the latency
-# percentiles of reads and writes, ROUNDS times. With FIFO=1 (root only) the dev executor threads
+# percentiles of reads and writes, then of both counted from each call's actual send (without the
+# load generator's own lateness; its late sends are printed too), ROUNDS times. With FIFO=1 (root only) the dev executor threads
 # (pairdb-dev-*) run at SCHED_FIFO priority 1, an experiment on how much of the tail is executors
 # waiting for a CPU. Needs release builds of pairdb and pairdb-loadtest. Every process it starts
 # is stopped by PID; every run is bounded. DEV_ARGS adds arguments to `pairdb dev` (for example
@@ -63,6 +64,10 @@ for name, op in r["operations"].items():
         l = op["latency"]
         print(f"   {name:6} p50 {l['p50_us'] / 1000:.3f}  p95 {l['p95_us'] / 1000:.3f}  p99 {l['p99_us'] / 1000:.3f}"
               f"  p99.9 {l['p999_us'] / 1000:.3f}  max {l['max_us'] / 1000:.3f} ms")
+l = s.get("latency_from_send")
+if l:
+    print(f"   both, from the actual send: p50 {l['p50_us'] / 1000:.3f}  p95 {l['p95_us'] / 1000:.3f}"
+          f"  p99 {l['p99_us'] / 1000:.3f}  p99.9 {l['p999_us'] / 1000:.3f}  max {l['max_us'] / 1000:.3f} ms")
 PY
   kill "$DEV"; wait "$DEV" || true; DEV=
   rm -rf "$DIR"; DIR=

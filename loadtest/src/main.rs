@@ -103,6 +103,14 @@ struct Args {
     /// punctual at the price of the executor's whole CPU. Default 0: park at once.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     spin_before_park: Duration,
+    /// Open loop: wake to send only at multiples of this tick (e.g. 500us), sending every call
+    /// that fell due in the tick together, instead of waking for each call at its own time. Cuts
+    /// the generator's wake-ups (and so its CPU, which it takes from the server it measures when
+    /// both share a machine) at the price of sending in small bursts; latency still counts from
+    /// each call's intended time, so the wait for the tick is in the measured latency.
+    /// Default 0: wake for each call.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    send_tick: Duration,
     /// Leave the executor threads to the kernel's scheduler (within the CPUs `taskset` allows)
     /// instead of pinning each to a CPU. For a generator that shares its machine with the server
     /// it measures: pinned, the generator's thread and the server core pinned to the same CPU
@@ -315,6 +323,7 @@ fn config(args: &Args) -> anyhow::Result<Config> {
         prefill: args.prefill,
         idempotency_keys: args.idempotency_keys,
         spin_before_park: args.spin_before_park,
+        send_tick: args.send_tick,
         pin: !args.no_pin,
         seed,
         quiet: args.quiet,
@@ -347,6 +356,7 @@ fn settings(args: &Args, cfg: &Config) -> serde_json::Value {
         "prefill": cfg.prefill,
         "idempotency_keys": cfg.idempotency_keys,
         "spin_before_park_us": cfg.spin_before_park.as_micros() as u64,
+        "send_tick_us": cfg.rate.is_some().then_some(cfg.send_tick.as_micros() as u64),
         "pinned": cfg.pin,
         "seed": cfg.seed,
     })

@@ -89,6 +89,8 @@ pub struct Config {
     /// Send a fresh idempotency key with every coordinator write and delete.
     pub idempotency_keys: bool,
     pub spin_before_park: Duration,
+    /// Open loop: wake for sends only at multiples of this (zero: at each send's own time).
+    pub send_tick: Duration,
     /// Pin each executor to a CPU (`--no-pin` clears it).
     pub pin: bool,
     pub seed: u64,
@@ -297,6 +299,15 @@ impl Executor {
         Outcome::Error(status.code)
     }
 
+    /// Counts an open-loop reply's latency from its actual send, under the same window rule.
+    fn record_from_send(&self, intended: Instant, latency: Duration, outcome: Outcome) {
+        if let Some(p) = self.phases.get() {
+            if intended >= p.measure_start && intended < p.run_end {
+                self.stats.borrow_mut().record_from_send(latency, outcome);
+            }
+        }
+    }
+
     async fn channel(&self, conn: &Conn) -> Option<Channel> {
         let channel = conn.channel.borrow().clone();
         if !channel.is_closed() {
@@ -485,7 +496,8 @@ async fn open_loop(
         let intended = phases.start + sched.offset(n);
         let now = Instant::now();
         if intended > now {
-            glommio::timer::sleep(intended - now).await;
+            let wake = phases.start + schedule::wake_at(sched.offset(n), ex.cfg.send_tick);
+            glommio::timer::sleep(wake - now).await;
             continue;
         }
         if now >= phases.run_end + SEND_GRACE {
@@ -512,8 +524,10 @@ async fn open_loop(
         let (ex2, conn) = (ex.clone(), conns[next_conn % conns.len()].clone());
         next_conn += 1;
         glommio::spawn_local(async move {
+            let sent = Instant::now();
             let outcome = ex2.call(&conn, kind, key).await;
             ex2.record(kind, intended, intended.elapsed(), outcome);
+            ex2.record_from_send(intended, sent.elapsed(), outcome);
             drop(permit);
         })
         .detach();

@@ -51,6 +51,19 @@ impl Schedule {
     }
 }
 
+/// When an executor waiting for a send meant at `intended` (an offset from the start) wakes:
+/// at that time itself, or with a `tick`, at the next multiple of the tick, so that every send
+/// falling due in one tick leaves together after a single wake-up. The latency still counts from
+/// each send's intended time, so the wait for the tick is charged to the measured latency.
+pub fn wake_at(intended: Duration, tick: Duration) -> Duration {
+    let tick_ns = tick.as_nanos();
+    if tick_ns == 0 {
+        return intended;
+    }
+    let ns = intended.as_nanos().div_ceil(tick_ns) * tick_ns;
+    Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+}
+
 /// Each executor's share of `total_rate`, in proportion to the connections it drives.
 pub fn split_rate(total_rate: f64, connections_per_thread: &[usize]) -> Vec<f64> {
     let total: usize = connections_per_thread.iter().sum();
@@ -78,6 +91,21 @@ mod tests {
         for (n, us) in [(0, 250), (1, 1250), (2, 2250), (1000, 1_000_250)] {
             assert_eq!(s.offset(n), Duration::from_micros(us), "n={n}");
         }
+    }
+
+    #[test]
+    fn a_tick_wakes_at_its_next_multiple_and_no_tick_at_the_send_itself() {
+        let us = Duration::from_micros;
+        assert_eq!(wake_at(us(1_234), Duration::ZERO), us(1_234));
+        assert_eq!(wake_at(us(1_234), us(500)), us(1_500));
+        assert_eq!(wake_at(us(1_500), us(500)), us(1_500));
+        assert_eq!(wake_at(us(1_501), us(500)), us(2_000));
+        assert_eq!(wake_at(Duration::ZERO, us(500)), Duration::ZERO);
+        // Ten sends 100 µs apart with a 500 µs tick: two wake-ups, five sends each.
+        let sched = Schedule::new(10_000.0, us(50));
+        let wakes: std::collections::BTreeSet<_> =
+            (0..10).map(|n| wake_at(sched.offset(n), us(500))).collect();
+        assert_eq!(wakes.into_iter().collect::<Vec<_>>(), [us(500), us(1_000)]);
     }
 
     #[test]

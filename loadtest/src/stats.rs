@@ -112,6 +112,10 @@ pub struct ThreadStats {
     pub late: u64,
     /// Open loop: the largest gap between intended and actual send.
     pub max_lag: Duration,
+    /// Open loop: latencies of replies (OK and misses, every operation type) counted from the
+    /// moment each call actually left rather than from its intended send time, µs. The gap to
+    /// the operations' latencies is what the generator's own lateness adds to them.
+    pub from_send_us: Histogram<u64>,
     /// Open loop: scheduled sends that never left because the generator was too far behind when
     /// the run ended.
     pub unsent: u64,
@@ -127,6 +131,7 @@ impl Default for ThreadStats {
             ops: [OpStats::new(), OpStats::new(), OpStats::new()],
             late: 0,
             max_lag: Duration::ZERO,
+            from_send_us: new_histogram(),
             unsent: 0,
             abandoned: 0,
             error_samples: BTreeMap::new(),
@@ -140,6 +145,14 @@ impl ThreadStats {
         self.ops[kind as usize].record(latency, outcome);
     }
 
+    /// Records one open-loop reply's latency counted from its actual send; errors are left out,
+    /// as in the operations' latencies.
+    pub fn record_from_send(&mut self, latency: Duration, outcome: Outcome) {
+        if !matches!(outcome, Outcome::Error(_)) {
+            self.from_send_us.saturating_record(latency_us(latency));
+        }
+    }
+
     /// Adds another executor's counts.
     pub fn merge(&mut self, other: &ThreadStats) {
         for (mine, theirs) in self.ops.iter_mut().zip(&other.ops) {
@@ -147,6 +160,7 @@ impl ThreadStats {
         }
         self.late += other.late;
         self.max_lag = self.max_lag.max(other.max_lag);
+        self.from_send_us.add(&other.from_send_us).expect("histograms share bounds");
         self.unsent += other.unsent;
         self.abandoned += other.abandoned;
         for (code, message) in &other.error_samples {
@@ -395,6 +409,11 @@ pub struct ScheduleReport {
     pub max_lag_us: u64,
     /// Scheduled sends that never left.
     pub unsent: u64,
+    /// Latencies of every reply counted from its actual send instead of its intended send time:
+    /// without the generator's own lateness (what an uncorrected, closed-loop style measurement
+    /// would report). Absent in reports of older builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_from_send: Option<Percentiles>,
 }
 
 /// The final report: the run's settings and what was measured.
@@ -486,6 +505,7 @@ impl Report {
                 late: stats.late,
                 max_lag_us: stats.max_lag.as_micros() as u64,
                 unsent: stats.unsent,
+                latency_from_send: Some(Percentiles::of(&stats.from_send_us)),
             }),
             operations,
             latency_all: Percentiles::of(&all),
@@ -526,6 +546,17 @@ impl Report {
                 s.max_lag_us as f64 / 1000.0,
                 s.unsent
             );
+            if let Some(l) = &s.latency_from_send {
+                let _ = writeln!(
+                    out,
+                    "from the actual send (without the generator's lateness): p50 {:.3} p99 {:.3} \
+                     p99.9 {:.3} max {:.3} ms",
+                    l.p50_us as f64 / 1000.0,
+                    l.p99_us as f64 / 1000.0,
+                    l.p999_us as f64 / 1000.0,
+                    l.max_us as f64 / 1000.0
+                );
+            }
         }
         let _ = writeln!(
             out,
@@ -602,6 +633,34 @@ mod tests {
         assert_eq!(report.operations["write"].latency.max_us, 5);
         assert!(!report.operations.contains_key("delete"));
         assert!(report.human().contains("UNAVAILABLE 2"));
+    }
+
+    #[test]
+    fn latency_from_send_leaves_out_the_generators_lateness_and_the_errors() {
+        // Two executors: each call waited 2 ms for its send, then took 300 µs to be answered.
+        let (mut a, mut b) = (ThreadStats::default(), ThreadStats::default());
+        for s in [&mut a, &mut b] {
+            s.record(OpKind::Read, Duration::from_micros(2_300), Outcome::Ok);
+            s.record_from_send(Duration::from_micros(300), Outcome::Ok);
+            s.record(OpKind::Write, Duration::from_micros(2_300), Outcome::Miss);
+            s.record_from_send(Duration::from_micros(300), Outcome::Miss);
+            s.record(OpKind::Write, Duration::from_secs(1), Outcome::Error(Code::UNAVAILABLE));
+            s.record_from_send(Duration::from_secs(1), Outcome::Error(Code::UNAVAILABLE));
+        }
+        a.merge(&b);
+        let report = Report::build(serde_json::Value::Null, &a, Duration::from_secs(1), Some(4.0));
+        let from_send = report.schedule.as_ref().and_then(|s| s.latency_from_send.clone());
+        let from_send = from_send.expect("an open-loop report has latencies from the send");
+        assert!((2_300..2_310).contains(&report.latency_all.max_us)); // 3 significant digits
+        assert_eq!((from_send.p50_us, from_send.max_us), (300, 300));
+        assert!(report.human().contains("from the actual send"));
+        // A closed-loop report has no schedule, and a report of an older build reads back.
+        let closed = Report::build(serde_json::Value::Null, &a, Duration::from_secs(1), None);
+        assert!(closed.schedule.is_none());
+        let mut json = serde_json::to_value(&report).unwrap();
+        json["schedule"].as_object_mut().unwrap().remove("latency_from_send");
+        let old: Report = serde_json::from_value(json).unwrap();
+        assert!(old.schedule.unwrap().latency_from_send.is_none());
     }
 
     #[test]
