@@ -10,10 +10,14 @@
 # is stopped by PID; every run is bounded. DEV_ARGS adds arguments to `pairdb dev` (for example
 # `--no-local-calls`, to compare with the coordinator's storage calls over loopback TCP).
 # SERVER_CPUS and GEN_CPUS (taskset lists) pin `pairdb dev` and the load generator, as in tail.sh.
+# READ_PCT (default 50) sets the share of reads, the rest writes: READ_PCT=100 and READ_PCT=0 split
+# the mix's tail into its read and write parts. Where /usr/bin/time exists, the load generator's
+# own CPU (cores) is printed too.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-10000}
+READ_PCT=${READ_PCT:-50}
 SECS=${SECS:-10}
 FIFO=${FIFO:-0}
 BIN=target/release
@@ -48,13 +52,18 @@ one() {
   "${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56551 --keys 1000000 --value-size 100 --quiet \
     --connections 8 --inflight 32 --write-pct 100 --read-pct 0 --duration 4s "${GEN_ARGS[@]}" > /dev/null
   b=$(cpu_ns "$DEV"); t0=$(date +%s%N)
-  "${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56551 --keys 1000000 --value-size 100 \
-    --rate "$RATE" --connections 8 --read-pct 50 --write-pct 50 --distribution zipfian \
+  local timed=()
+  if [ -x /usr/bin/time ]; then timed=(/usr/bin/time -f "%U %S %e" -o "$DIR/gentime"); fi
+  "${timed[@]}" "${GEN_PIN[@]}" $BIN/pairdb-loadtest --addr 127.0.0.1:56551 --keys 1000000 --value-size 100 \
+    --rate "$RATE" --connections 8 --read-pct "$READ_PCT" --write-pct $((100 - READ_PCT)) --distribution zipfian \
     --duration "${SECS}s" --warmup 2s --quiet --json "${GEN_ARGS[@]}" > "$DIR/report.json"
   a=$(cpu_ns "$DEV"); t1=$(date +%s%N)
-  python3 - "$DIR/report.json" $((a - b)) $((t1 - t0)) <<'PY'
-import json, sys
+  python3 - "$DIR/report.json" $((a - b)) $((t1 - t0)) "$DIR/gentime" <<'PY'
+import json, os, sys
 path, cpu, wall = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+if os.path.exists(sys.argv[4]):
+    user, system, elapsed = map(float, open(sys.argv[4]).read().split()[-3:])
+    print(f"generator {(user + system) / elapsed:.2f} cores; ", end="")
 r = json.load(open(path))
 s = r.get("schedule") or {}
 print(f"ok/s {r['ok_per_sec']:.0f}, errors {r['errors']}, dev CPU {cpu / wall:.2f} cores "
