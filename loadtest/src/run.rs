@@ -301,10 +301,8 @@ impl Executor {
 
     /// Counts an open-loop reply's latency from its actual send, under the same window rule.
     fn record_from_send(&self, intended: Instant, latency: Duration, outcome: Outcome) {
-        if let Some(p) = self.phases.get() {
-            if intended >= p.measure_start && intended < p.run_end {
-                self.stats.borrow_mut().record_from_send(latency, outcome);
-            }
+        if self.in_window(intended) {
+            self.stats.borrow_mut().record_from_send(latency, outcome);
         }
     }
 
@@ -329,11 +327,14 @@ impl Executor {
     /// Counts a finished call; only calls meant to start inside the window enter the stats.
     fn record(&self, kind: OpKind, started: Instant, latency: Duration, outcome: Outcome) {
         self.progress.borrow_mut().record(kind, latency, outcome);
-        if let Some(p) = self.phases.get() {
-            if started >= p.measure_start && started < p.run_end {
-                self.stats.borrow_mut().record(kind, latency, outcome);
-            }
+        if self.in_window(started) {
+            self.stats.borrow_mut().record(kind, latency, outcome);
         }
+    }
+
+    /// Whether a call meant to start at `started` belongs to the measurement window.
+    fn in_window(&self, started: Instant) -> bool {
+        self.phases.get().is_some_and(|p| started >= p.measure_start && started < p.run_end)
     }
 }
 
@@ -493,10 +494,11 @@ async fn open_loop(
     let slots = Rc::new(Semaphore::new(max_inflight));
     let (mut n, mut next_conn, mut since_yield) = (0u64, 0usize, 0u32);
     while n < sends {
-        let intended = phases.start + sched.offset(n);
+        let offset = sched.offset(n);
+        let intended = phases.start + offset;
         let now = Instant::now();
         if intended > now {
-            let wake = phases.start + schedule::wake_at(sched.offset(n), ex.cfg.send_tick);
+            let wake = phases.start + schedule::wake_at(offset, ex.cfg.send_tick);
             glommio::timer::sleep(wake - now).await;
             continue;
         }
